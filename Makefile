@@ -1,0 +1,44 @@
+# agtl developer entry points. Everything installs from nothing into .venv, pinned.
+#   make test    lint + type check + the full test suite
+#   make demo    the live demo
+#   make bench   benchmarks (ratios against raw baselines, JSON in bench/results/)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMPS := $(VENV)/.stamps
+
+.PHONY: install test lint format demo bench clean
+
+install: $(STAMPS)/dev
+
+$(STAMPS)/venv:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip==25.3"
+	mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/dev: $(STAMPS)/venv requirements/dev.txt pyproject.toml
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/pytest
+
+demo: install
+	$(PY) examples/demo.py
+
+bench: install
+	$(PY) -m bench $(if $(ONLY),--only $(ONLY),)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,92 @@
+"""agtl: a trio runtime for LLM agent workflows.
+
+Workflows are coroutines or async generators that receive a :class:`Session`. A
+:class:`Provider` runs them as executions inside cancel scopes that merge the handle's
+``cancel()``, external :class:`CancelSignal` s, timeouts and usage limits; every execution
+ends in exactly one frozen :class:`Result` with a :class:`Summary` of usage, cost and timings.
+"""
+
+from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason
+from agtl.errors import (
+    AgtlError,
+    CallTimeoutError,
+    ExecutionCancelled,
+    ExecutionClosedError,
+    ExecutionFailed,
+    FirstTokenTimeoutError,
+    InvalidArgumentError,
+    LLMError,
+    LLMTimeoutError,
+    NoTerminalEventError,
+    ProviderError,
+    StallTimeoutError,
+    WorkflowFailure,
+)
+from agtl.events import Event, EventMetrics
+from agtl.execution import Execution, SimpleExecution, StreamingExecution
+from agtl.limits import UsageLimits
+from agtl.messages import Message, Role
+from agtl.options import GenerationOptions
+from agtl.pricing import BUNDLED_PRICING, Price, PricingTable
+from agtl.provider import Provider
+from agtl.race import race
+from agtl.result import CancelInfo, CancelSource, Partial, Result, Status
+from agtl.session import Session, TextResult, TextStream
+from agtl.signals import CancelSignal, any_of
+from agtl.summary import CostEntry, ErrorInfo, LLMCallSummary, RecordEntry, Summary, ToolCall
+from agtl.usage import Provenance, Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BUNDLED_PRICING",
+    "AgtlError",
+    "CallReport",
+    "CallTimeoutError",
+    "CancelInfo",
+    "CancelSignal",
+    "CancelSource",
+    "CostEntry",
+    "ErrorInfo",
+    "Event",
+    "EventMetrics",
+    "Execution",
+    "ExecutionCancelled",
+    "ExecutionClosedError",
+    "ExecutionFailed",
+    "FirstTokenTimeoutError",
+    "GenerationOptions",
+    "GenerationRequest",
+    "GenerationStream",
+    "InvalidArgumentError",
+    "LLMCallSummary",
+    "LLMError",
+    "LLMTimeoutError",
+    "Message",
+    "NoTerminalEventError",
+    "Partial",
+    "Price",
+    "PricingTable",
+    "Provenance",
+    "Provider",
+    "ProviderError",
+    "RecordEntry",
+    "Result",
+    "Role",
+    "Session",
+    "SimpleExecution",
+    "StallTimeoutError",
+    "Status",
+    "StopReason",
+    "StreamingExecution",
+    "Summary",
+    "TextResult",
+    "TextStream",
+    "ToolCall",
+    "Usage",
+    "UsageLimits",
+    "WorkflowFailure",
+    "__version__",
+    "any_of",
+    "race",
+]

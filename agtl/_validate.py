@@ -1,0 +1,63 @@
+"""Argument checks shared by the public entry points; each failure names the argument."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal, InvalidOperation
+
+from agtl.errors import InvalidArgumentError
+
+
+def type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def check_seconds(name: str, value: object, *, allow_none: bool = False) -> float:
+    """A duration in seconds: a real number >= 0 (``inf`` means no limit)."""
+    if value is None and allow_none:
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentError(name, f"must be a number of seconds, not {type_name(value)}")
+    seconds = float(value)
+    if math.isnan(seconds) or seconds < 0:
+        raise InvalidArgumentError(name, f"must be >= 0 seconds, got {value!r}")
+    return seconds
+
+
+def check_optional_seconds(name: str, value: object) -> float | None:
+    """Like :func:`check_seconds` but ``None`` stays ``None`` (no limit)."""
+    if value is None:
+        return None
+    return check_seconds(name, value)
+
+
+def check_count(name: str, value: object, *, minimum: int = 0) -> int:
+    """A whole number >= ``minimum`` (``bool`` is refused: ``True`` is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(name, f"must be an int, not {type_name(value)}")
+    if value < minimum:
+        raise InvalidArgumentError(name, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def check_decimal(name: str, value: object) -> Decimal:
+    """A non-negative money amount as ``Decimal``; floats go through ``str`` to stay exact."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | float | str):
+        raise InvalidArgumentError(
+            name, f"must be a Decimal, int, float or numeric str, not {type_name(value)}"
+        )
+    try:
+        amount = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        raise InvalidArgumentError(name, f"is not a number: {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidArgumentError(name, f"must be a finite amount >= 0, got {value!r}")
+    return amount
+
+
+def check_str(name: str, value: object, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(name, f"must be a str, not {type_name(value)}")
+    if not allow_empty and not value.strip():
+        raise InvalidArgumentError(name, "must not be empty")
+    return value

@@ -1,0 +1,147 @@
+"""The exceptions agtl raises, in one hierarchy rooted at :class:`AgtlError`.
+
+Errors that end an execution are never raised by ``await execution.result()``; they are put
+on the :class:`~agtl.Result`. They are raised by :meth:`~agtl.Result.unwrap`, by bad calls
+(wrong arguments are reported at the call, naming the argument), and inside workflows (an LLM
+call that timed out, a provider that refused a request) where the workflow may catch them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agtl.result import CancelInfo, Partial
+
+__all__ = [
+    "AgtlError",
+    "CallTimeoutError",
+    "ExecutionCancelled",
+    "ExecutionClosedError",
+    "ExecutionFailed",
+    "FirstTokenTimeoutError",
+    "InvalidArgumentError",
+    "LLMError",
+    "LLMTimeoutError",
+    "NoTerminalEventError",
+    "ProviderError",
+    "StallTimeoutError",
+    "WorkflowFailure",
+]
+
+
+class AgtlError(Exception):
+    """Base class of every exception agtl defines."""
+
+
+class InvalidArgumentError(AgtlError, ValueError, TypeError):
+    """An argument to a public entry point was wrong: the message names it and what is allowed.
+
+    It is both a ``ValueError`` and a ``TypeError`` so that callers catching either see it.
+    """
+
+    def __init__(self, argument: str, problem: str) -> None:
+        self.argument = argument
+        self.problem = problem
+        super().__init__(f"{argument}: {problem}")
+
+
+class ExecutionClosedError(AgtlError, RuntimeError):
+    """The execution no longer accepts work: a terminal event was delivered or it was cancelled.
+
+    Raised by ``emit``/``done``/``fail`` after the terminal event and by any LLM call made after
+    the execution ended, so no stray (paid) call can slip out after the outcome is decided.
+    """
+
+
+class NoTerminalEventError(AgtlError):
+    """A streaming workflow ended without delivering a ``complete`` or ``error`` event."""
+
+
+class WorkflowFailure(AgtlError):
+    """The error carried by ``session.fail(...)`` when it was given a message, not an exception."""
+
+    def __init__(self, message: str, data: object = None) -> None:
+        self.data = data
+        super().__init__(message)
+
+
+class ExecutionCancelled(AgtlError):
+    """Raised by :meth:`Result.unwrap` for a canceled execution; carries what was produced."""
+
+    def __init__(self, execution_id: str, partial: Partial, cancel: CancelInfo | None) -> None:
+        self.execution_id = execution_id
+        self.partial = partial
+        self.cancel = cancel
+        where = f" ({cancel.source}: {cancel.reason})" if cancel is not None else ""
+        super().__init__(f"execution {execution_id} was canceled{where}")
+
+
+class ExecutionFailed(AgtlError):
+    """Raised by :meth:`Result.unwrap` for a failed execution; ``__cause__`` is the error."""
+
+    def __init__(self, execution_id: str, error: BaseException, partial: Partial) -> None:
+        self.execution_id = execution_id
+        self.error = error
+        self.partial = partial
+        super().__init__(f"execution {execution_id} failed: {type(error).__name__}: {error}")
+
+
+class LLMError(AgtlError):
+    """An LLM call failed. ``is_retryable`` says whether trying the same call again may work."""
+
+    is_retryable: bool = False
+
+
+class LLMTimeoutError(LLMError, TimeoutError):
+    """A per-call deadline passed. The workflow may catch it and try again."""
+
+    is_retryable = True
+    kind: str = "call"
+
+    def __init__(self, seconds: float, *, model: str | None = None) -> None:
+        self.seconds = seconds
+        self.model = model
+        super().__init__(self._describe(seconds))
+
+    def _describe(self, seconds: float) -> str:
+        return f"the LLM call did not finish within timeout={seconds:g}s"
+
+
+class CallTimeoutError(LLMTimeoutError):
+    """The whole call (queueing, prompt processing and output) exceeded ``timeout=``."""
+
+
+class FirstTokenTimeoutError(LLMTimeoutError):
+    """No output arrived within ``first_token_timeout=`` of the call's start."""
+
+    kind = "first_token"
+
+    def _describe(self, seconds: float) -> str:
+        return f"no output within first_token_timeout={seconds:g}s"
+
+
+class StallTimeoutError(LLMTimeoutError):
+    """The stream went quiet for longer than ``stall_timeout=`` between two deltas."""
+
+    kind = "stall"
+
+    def _describe(self, seconds: float) -> str:
+        return f"the stream stalled for more than stall_timeout={seconds:g}s"
+
+
+class ProviderError(LLMError):
+    """A backend refused or broke a call. Providers raise subclasses with precise meanings."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.provider = provider
+        self.status_code = status_code
+        self.is_retryable = retryable
+        super().__init__(message)

@@ -1,0 +1,483 @@
+"""Executions: a workflow run inside our own cancel scope, ending in one frozen Result.
+
+The scope merges the handle's ``cancel()``, external signals, the ``timeout=`` and usage
+limits. The outcome is classified once, when the workflow's task ends, in this order:
+
+1. a terminal ``error`` event was delivered  → failed
+2. a terminal ``complete`` event was delivered → succeeded
+3. an enclosing scope of the caller cancelled us → canceled (``enclosing_scope``); the
+   ``trio.Cancelled`` keeps propagating after hooks ran
+4. our own scope was cancelled                 → canceled, with source and reason
+5. any other exception (groups unwrapped)     → failed
+6. a generator that ended with no terminal event → failed (``NoTerminalEventError``)
+7. a coroutine that returned                  → succeeded with its value
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
+
+import trio
+
+from agtl._event_log import EventStream
+from agtl._state import ExecutionState
+from agtl._validate import check_count, check_optional_seconds, type_name
+from agtl.backend import StopReason
+from agtl.errors import ExecutionClosedError, InvalidArgumentError, NoTerminalEventError
+from agtl.events import ERROR, Event
+from agtl.limits import UsageLimits
+from agtl.result import CancelInfo, CancelSource, Partial, Result, Status
+from agtl.session import Session, is_cancellation
+from agtl.signals import CancelSignal
+
+if TYPE_CHECKING:
+    from agtl.provider import Provider
+
+__all__ = ["Execution", "SimpleExecution", "StreamingExecution"]
+
+T = TypeVar("T")
+
+#: How long each on_done hook may run, shielded from cancellation, before it is cut off.
+HOOK_GRACE_SECONDS: Final = 5.0
+
+
+class Execution(Generic[T]):
+    """The handle of one run of a workflow. Create it with a provider's ``*_execution``.
+
+    ``async with`` starts it in the background (leaving the block before it finished
+    cancels it and waits for it); ``await execution.result()`` without ``async with`` runs it
+    in the calling task. It runs at most once.
+    """
+
+    _streaming: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        provider: Provider,
+        workflow: Callable[[Session], Any],
+        *,
+        signal: CancelSignal | Sequence[CancelSignal] | None,
+        timeout: float | None,
+        limits: UsageLimits | None,
+        buffer_size: int | None = None,
+    ) -> None:
+        self._signals = _signals(signal)
+        self._timeout = check_optional_seconds("timeout", timeout)
+        if limits is not None and not isinstance(limits, UsageLimits):
+            raise InvalidArgumentError(
+                "limits", f"must be an agtl.UsageLimits, not {type_name(limits)}"
+            )
+        if buffer_size is not None:
+            check_count("buffer_size", buffer_size, minimum=1)
+        self._limits = limits
+        self._provider = provider
+        self._workflow = workflow
+        #: Unique id of this execution, known before it starts (for logs and correlation).
+        self.execution_id: str = uuid.uuid4().hex
+        self._state = ExecutionState(
+            self.execution_id, streaming=self._streaming, max_lag=buffer_size
+        )
+        self._finished = trio.Event()
+        self._outcome: Result[T] | None = None
+        self._claimed = False
+        self._nursery_manager: Any = None
+
+    # -- handle -------------------------------------------------------------------------------
+    @property
+    def outcome(self) -> Result[T] | None:
+        """The frozen Result once the execution finished, else ``None``."""
+        return self._outcome
+
+    @property
+    def started(self) -> bool:
+        return self._claimed
+
+    def cancel(self, reason: str | None = None) -> None:
+        """Stop the execution (source ``handle``).
+
+        Synchronous, idempotent, safe from any thread, and a no-op once the outcome is
+        frozen. Before the start it means the workflow never runs.
+        """
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidArgumentError("reason", f"must be a str or None, not {type_name(reason)}")
+        self._state.request_cancel(CancelSource.HANDLE, reason)
+
+    async def result(self) -> Result[T]:
+        """Wait for and return the Result; runs the execution here if nobody started it.
+
+        Never raises for a failed or canceled execution (see :meth:`Result.unwrap`). If the
+        caller's own scope cancels it while it runs here, ``trio.Cancelled`` propagates after
+        the execution was finalized as canceled (``enclosing_scope``).
+        """
+        if self._outcome is not None:
+            await trio.lowlevel.checkpoint()
+            return self._outcome
+        if not self._claimed:
+            self._claim()
+            return await self._run()
+        await self._finished.wait()
+        return self._final()
+
+    def _final(self) -> Result[T]:
+        assert self._outcome is not None, "finished without an outcome"
+        return self._outcome
+
+    async def __aenter__(self) -> Execution[T]:
+        self._claim()
+        manager = trio.open_nursery()
+        nursery = await manager.__aenter__()
+        self._nursery_manager = manager
+        nursery.start_soon(self._run)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if self._outcome is None:
+            reason = (
+                "left the `async with` block before the execution finished"
+                if exc is None
+                else f"the `async with` block raised {type(exc).__name__}"
+            )
+            self._state.request_cancel(CancelSource.HANDLE, reason)
+        manager, self._nursery_manager = self._nursery_manager, None
+        try:
+            await manager.__aexit__(None, None, None)
+        except BaseExceptionGroup as group:
+            leaves = _leaves(group)
+            if len(leaves) == 1:
+                raise leaves[0] from None
+            raise
+        return False
+
+    def _claim(self) -> None:
+        if self._claimed:
+            raise ExecutionClosedError(
+                f"execution {self.execution_id} was already started; an execution runs once "
+                "(create a new one from the provider to run the workflow again)"
+            )
+        self._claimed = True
+
+    # -- running ------------------------------------------------------------------------------
+    async def _run(self) -> Result[T]:
+        state = self._state
+        provider = self._provider
+        log = provider.logger.bind(execution_id=self.execution_id, provider=provider.name)
+        scope = trio.CancelScope()
+        state.begin(scope)
+        scope.deadline = self._deadline()
+        keys = [(s, s.add_listener(self._on_signal)) for s in self._signals]
+        state.apply_cancel()  # a cancel() that landed before the start
+        session = Session(state, provider, self._limits)
+        began = False
+        returned: Any = None
+        escaped: BaseException | None = None
+        log.debug("execution.started", streaming=self._streaming)
+        try:
+            with scope:
+                if not scope.cancel_called and trio.current_time() < scope.deadline:
+                    began = True
+                    returned = await self._body(session)
+        except BaseException as exc:
+            escaped = exc
+        finally:
+            for signal, key in keys:
+                signal.remove_listener(key)
+        end = state.elapsed()
+        state.freeze()
+        result = self._classify(escaped, began, returned, end)
+        self._outcome = result
+        await self._run_hooks(result, log)
+        state.log.close()
+        self._finished.set()
+        usage = result.summary.total_usage
+        log.debug(
+            "execution.finished",
+            status=result.status.value,
+            duration=result.summary.duration,
+            llm_calls=result.summary.llm_call_count,
+            output_tokens=usage.output_tokens,
+            cost=None if result.summary.cost is None else str(result.summary.cost),
+            cancel_source=None if result.cancel is None else result.cancel.source.value,
+            error=None if result.error is None else type(result.error).__name__,
+        )
+        if escaped is not None and _must_propagate(escaped):
+            raise escaped
+        return result
+
+    async def _body(self, session: Session) -> Any:
+        raise NotImplementedError
+
+    def _deadline(self) -> float:
+        deadlines = [s.deadline for s in self._signals if s.deadline is not None]
+        if self._timeout is not None:
+            deadlines.append(self._state.start_time + self._timeout)
+        return min(deadlines, default=math.inf)
+
+    def _on_signal(self, signal: CancelSignal) -> None:
+        self._state.request_cancel(CancelSource.SIGNAL, signal.reason)
+
+    # -- outcome ------------------------------------------------------------------------------
+    def _classify(
+        self, escaped: BaseException | None, began: bool, returned: Any, end: float
+    ) -> Result[T]:
+        state = self._state
+        summary = state.summary(end)
+        events = tuple(state.log.events)
+
+        def make(status: Status, **fields: Any) -> Result[T]:
+            partial = None
+            if status is not Status.SUCCEEDED:
+                partial = self._partial(status, fields.get("error"), events)
+            return Result(
+                self.execution_id, status, summary, partial=partial, events=events, **fields
+            )
+
+        terminal = state.terminal
+        if terminal is not None:
+            if terminal.type == ERROR:
+                return make(Status.FAILED, error=terminal.data["error"])
+            return make(Status.SUCCEEDED, value=terminal.data)
+        if escaped is not None and _contains_cancelled(escaped):
+            info = CancelInfo(
+                CancelSource.ENCLOSING_SCOPE, "cancelled by an enclosing cancel scope", end
+            )
+            return make(Status.CANCELED, cancel=info)
+        assert state.scope is not None
+        if state.scope.cancel_called or not began:
+            return make(Status.CANCELED, cancel=self._cancel_info(end))
+        if escaped is not None:
+            return make(Status.FAILED, error=_unwrap(escaped))
+        if self._streaming:
+            error = NoTerminalEventError(
+                "the workflow ended without delivering a terminal event: finish it with "
+                "`yield await session.done(value)` or `yield await session.fail(error)`"
+            )
+            return make(Status.FAILED, error=error)
+        return make(Status.SUCCEEDED, value=returned)
+
+    def _cancel_info(self, end: float) -> CancelInfo:
+        applied = self._state.applied_cancel
+        if applied is not None:
+            return CancelInfo(applied.source, applied.reason, applied.at or 0.0)
+        start = self._state.start_time
+        candidates: list[tuple[float, CancelSource, str | None]] = []
+        if self._timeout is not None:
+            candidates.append(
+                (start + self._timeout, CancelSource.TIMEOUT, f"timeout={self._timeout:g}s")
+            )
+        for signal in self._signals:
+            if signal.deadline is not None:
+                candidates.append((signal.deadline, CancelSource.SIGNAL, signal.deadline_reason))
+        if not candidates:
+            return CancelInfo(CancelSource.HANDLE, None, end)
+        deadline, source, reason = min(candidates, key=lambda c: c[0])
+        return CancelInfo(source, reason, max(0.0, deadline - start))
+
+    def _partial(
+        self, status: Status, error: BaseException | None, events: tuple[Event, ...]
+    ) -> Partial:
+        """The interrupted calls' delivered text and the events so far."""
+        interrupted = []
+        for call in self._state.calls:
+            if call.stop_reason is StopReason.CANCELLED or (
+                status is Status.FAILED and call.error is not None and _caused_by(error, call.error)
+            ):
+                interrupted.append(call)
+        text = "".join(call.text for call in interrupted)
+        return Partial(text, events, tuple(call.index for call in interrupted))
+
+    async def _run_hooks(self, result: Result[T], log: Any) -> None:
+        for hook in reversed(self._state.hooks):
+            with trio.move_on_after(HOOK_GRACE_SECONDS, shield=True) as grace:
+                try:
+                    returned = hook(result)
+                    if inspect.isawaitable(returned):
+                        await returned
+                except Exception as exc:
+                    log.warning(
+                        "execution.hook_failed",
+                        hook=_describe(hook),
+                        error=type(exc).__name__,
+                        message=str(exc),
+                    )
+            if grace.cancelled_caught:
+                log.warning(
+                    "execution.hook_timed_out", hook=_describe(hook), grace=HOOK_GRACE_SECONDS
+                )
+
+
+class SimpleExecution(Execution[T]):
+    """An execution of ``async def fn(session) -> value``."""
+
+    def __init__(
+        self, provider: Provider, fn: Callable[[Session], Awaitable[T]], **kwargs: Any
+    ) -> None:
+        _check_workflow("fn", fn, generator=False)
+        super().__init__(provider, fn, **kwargs)
+
+    async def _body(self, session: Session) -> Any:
+        awaitable = self._workflow(session)
+        if not inspect.isawaitable(awaitable):
+            raise InvalidArgumentError(
+                "fn",
+                f"returned {type_name(awaitable)}, not an awaitable: pass an `async def` function",
+            )
+        return await awaitable
+
+
+class StreamingExecution(Execution[T]):
+    """An execution of an async generator ``gen(session)`` that yields events."""
+
+    _streaming = True
+
+    def __init__(
+        self, provider: Provider, gen: Callable[[Session], AsyncIterator[Event]], **kwargs: Any
+    ) -> None:
+        _check_workflow("gen", gen, generator=True)
+        super().__init__(provider, gen, **kwargs)
+
+    def stream(self) -> EventStream:
+        """Iterate every event from the first, then live ones, until the execution ends.
+
+        Several consumers may iterate at once; each iterator ends when the execution ends,
+        however it ends. The execution must have been started (``async with``, or
+        ``result()`` in another task).
+        """
+        if not self._claimed:
+            raise ExecutionClosedError(
+                "stream() before the execution started: use `async with "
+                "provider.streaming_execution(gen) as execution:` and iterate inside the block"
+            )
+        return self._state.log.stream()
+
+    async def _body(self, session: Session) -> Any:
+        agen = self._workflow(session)
+        if not hasattr(agen, "__anext__"):
+            raise InvalidArgumentError(
+                "gen", f"returned {type_name(agen)}, not an async generator: its body must `yield`"
+            )
+        # The user's generator runs in its own task so that it may yield from inside its
+        # own nurseries and cancel scopes without crossing ours.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._drive, agen)
+        return None
+
+    async def _drive(self, agen: Any) -> None:
+        state = self._state
+        try:
+            while True:
+                try:
+                    item = await agen.__anext__()
+                except StopAsyncIteration:
+                    return
+                if state.is_decided():
+                    return  # whatever comes after the terminal event is not delivered
+                if not isinstance(item, Event):
+                    raise TypeError(_bad_yield(item))
+                state.deliver(item)
+                if state.is_decided():
+                    return
+                await state.log.wait_for_room()
+        finally:
+            await agen.aclose()
+
+
+def _signals(signal: object) -> tuple[CancelSignal, ...]:
+    if signal is None:
+        return ()
+    if isinstance(signal, CancelSignal):
+        return (signal,)
+    if isinstance(signal, Sequence) and not isinstance(signal, str):
+        for index, item in enumerate(signal):
+            if not isinstance(item, CancelSignal):
+                raise InvalidArgumentError(
+                    f"signal[{index}]", f"must be an agtl.CancelSignal, not {type_name(item)}"
+                )
+        return tuple(signal)
+    raise InvalidArgumentError(
+        "signal", f"must be a CancelSignal or a list of them, not {type_name(signal)}"
+    )
+
+
+def _check_workflow(name: str, fn: object, *, generator: bool) -> None:
+    if not callable(fn):
+        raise InvalidArgumentError(name, f"must be callable, not {type_name(fn)}")
+    target = inspect.unwrap(getattr(fn, "func", fn))
+    if generator and inspect.iscoroutinefunction(target):
+        raise InvalidArgumentError(
+            name,
+            "is an `async def` coroutine function: use provider.simple_execution(fn), "
+            "or make it an async generator that yields events",
+        )
+    if not generator and inspect.isasyncgenfunction(target):
+        raise InvalidArgumentError(
+            name, "is an async generator function: use provider.streaming_execution(gen)"
+        )
+    plain_def = inspect.isfunction(target) and target.__name__ != "<lambda>"
+    if plain_def and not (
+        inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
+    ):
+        wanted = (
+            "an async generator (`async def gen(session): yield ...`)"
+            if generator
+            else ("an `async def fn(session)` function")
+        )
+        raise InvalidArgumentError(name, f"{target.__name__!r} is a plain function; pass {wanted}")
+
+
+def _bad_yield(item: object) -> str:
+    if inspect.iscoroutine(item):
+        item.close()
+        return (
+            "the workflow yielded a coroutine: did you forget `await` "
+            "(`yield await session.done(value)`)?"
+        )
+    return f"a streaming workflow must yield events (session.emit/done/fail), not {type_name(item)}"
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _contains_cancelled(exc: BaseException) -> bool:
+    return any(isinstance(leaf, trio.Cancelled) for leaf in _leaves(exc))
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """A group holding one real error becomes that error; Cancelled leaves are dropped."""
+    leaves = [leaf for leaf in _leaves(exc) if not isinstance(leaf, trio.Cancelled)]
+    if len(leaves) == 1:
+        return leaves[0]
+    return exc
+
+
+def _must_propagate(exc: BaseException) -> bool:
+    """Cancellation from a scope we do not own and interpreter exits keep propagating."""
+    if is_cancellation(exc) or _contains_cancelled(exc):
+        return True
+    return any(isinstance(leaf, KeyboardInterrupt | SystemExit) for leaf in _leaves(exc))
+
+
+def _caused_by(error: BaseException | None, candidate: BaseException) -> bool:
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if error is candidate:
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _describe(hook: object) -> str:
+    return getattr(hook, "__qualname__", None) or repr(hook)

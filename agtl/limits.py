@@ -1,0 +1,68 @@
+"""Usage limits: budgets that cancel an execution (source ``limit``) when exceeded."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import attrs
+
+from agtl._validate import check_count, check_decimal
+from agtl.usage import Usage
+
+__all__ = ["UsageLimits"]
+
+
+def _requests(value: object) -> int | None:
+    return None if value is None else check_count("max_requests", value)
+
+
+def _input_tokens(value: object) -> int | None:
+    return None if value is None else check_count("max_input_tokens", value)
+
+
+def _output_tokens(value: object) -> int | None:
+    return None if value is None else check_count("max_output_tokens", value)
+
+
+def _total_tokens(value: object) -> int | None:
+    return None if value is None else check_count("max_total_tokens", value)
+
+
+def _money(value: object) -> Decimal | None:
+    return None if value is None else check_decimal("max_cost", value)
+
+
+@attrs.frozen
+class UsageLimits:
+    """Budgets for one execution; ``None`` means no limit.
+
+    ``max_requests`` is checked before each LLM call starts, so the call that would exceed
+    it is never sent. Token and cost budgets are checked when each call ends; a call in
+    flight is not cut short by them. A budget on a figure that is unknown (``None``) cannot
+    be enforced and is skipped.
+    """
+
+    max_requests: int | None = attrs.field(default=None, converter=_requests)
+    max_input_tokens: int | None = attrs.field(default=None, converter=_input_tokens)
+    max_output_tokens: int | None = attrs.field(default=None, converter=_output_tokens)
+    max_total_tokens: int | None = attrs.field(default=None, converter=_total_tokens)
+    max_cost: Decimal | None = attrs.field(default=None, converter=_money)
+
+    def request_refusal(self, requests_started: int) -> str | None:
+        """Why one more request may not start, or ``None`` if it may."""
+        if self.max_requests is not None and requests_started >= self.max_requests:
+            return f"max_requests={self.max_requests} reached"
+        return None
+
+    def usage_violation(self, usage: Usage, cost: Decimal | None) -> str | None:
+        """Which budget ``usage``/``cost`` exceeds, or ``None``."""
+        checks: list[tuple[str, int | Decimal | None, int | Decimal | None]] = [
+            ("max_input_tokens", self.max_input_tokens, usage.input_tokens),
+            ("max_output_tokens", self.max_output_tokens, usage.output_tokens),
+            ("max_total_tokens", self.max_total_tokens, usage.total_tokens),
+            ("max_cost", self.max_cost, cost),
+        ]
+        for name, limit, used in checks:
+            if limit is not None and used is not None and used > limit:
+                return f"{name}={limit} exceeded (used {used})"
+        return None

@@ -1,0 +1,87 @@
+"""Chat messages as providers receive them."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from agtl._validate import type_name
+from agtl.errors import InvalidArgumentError
+
+__all__ = ["Message", "Role"]
+
+
+class Role(enum.StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+def _role(value: object) -> Role:
+    try:
+        return Role(str(value)) if isinstance(value, str) else Role(value)  # type: ignore[arg-type]
+    except ValueError:
+        allowed = ", ".join(r.value for r in Role)
+        raise InvalidArgumentError("role", f"must be one of {allowed}; got {value!r}") from None
+
+
+def _content(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError("content", f"must be a str, not {type_name(value)}")
+    return value
+
+
+@attrs.frozen
+class Message:
+    role: Role = attrs.field(converter=_role)
+    content: str = attrs.field(converter=_content)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role.value, "content": self.content}
+
+
+def build_messages(*, prompt: object, messages: object, system: object) -> tuple[Message, ...]:
+    """The message list of one call from the ``prompt``/``messages``/``system`` arguments."""
+    if (prompt is None) == (messages is None):
+        raise InvalidArgumentError(
+            "prompt/messages", "pass exactly one of prompt=... (a str) or messages=[...]"
+        )
+    result: list[Message] = []
+    if system is not None:
+        if not isinstance(system, str):
+            raise InvalidArgumentError("system", f"must be a str, not {type_name(system)}")
+        result.append(Message(Role.SYSTEM, system))
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise InvalidArgumentError("prompt", f"must be a str, not {type_name(prompt)}")
+        if not prompt.strip():
+            raise InvalidArgumentError("prompt", "must not be empty")
+        result.append(Message(Role.USER, prompt))
+        return tuple(result)
+    if isinstance(messages, str | bytes) or not isinstance(messages, Iterable):
+        raise InvalidArgumentError(
+            "messages",
+            f"must be a list of Message or {{'role', 'content'}} dicts, not {type_name(messages)}",
+        )
+    for index, item in enumerate(messages):
+        result.append(_message(item, index))
+    if not any(m.role is not Role.SYSTEM for m in result):
+        raise InvalidArgumentError("messages", "must hold at least one non-system message")
+    return tuple(result)
+
+
+def _message(item: object, index: int) -> Message:
+    if isinstance(item, Message):
+        return item
+    if isinstance(item, Mapping) and set(item) >= {"role", "content"}:
+        try:
+            return Message(item["role"], item["content"])
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"messages[{index}].{exc.argument}", exc.problem) from None
+    raise InvalidArgumentError(
+        f"messages[{index}]",
+        f"must be a Message or a dict with 'role' and 'content', not {item!r:.80}",
+    )

@@ -1,0 +1,203 @@
+"""The provider base: fluent immutable configuration and the two ways to run a workflow."""
+
+from __future__ import annotations
+
+import abc
+import copy
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+
+import attrs
+import structlog
+
+from agtl._validate import check_str, type_name
+from agtl.backend import GenerationRequest, GenerationStream
+from agtl.errors import InvalidArgumentError
+from agtl.events import Event
+from agtl.options import GenerationOptions
+from agtl.pricing import BUNDLED_PRICING, Price, PricingTable
+from agtl.usage import Usage
+
+if TYPE_CHECKING:
+    from agtl.execution import SimpleExecution, StreamingExecution
+    from agtl.limits import UsageLimits
+    from agtl.session import Session
+    from agtl.signals import CancelSignal
+
+__all__ = ["Provider"]
+
+T = TypeVar("T")
+
+_warned_unpriced: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+@attrs.frozen
+class _Config:
+    default_model: str | None = None
+    default_options: GenerationOptions = attrs.Factory(GenerationOptions)
+    price_overrides: PricingTable = attrs.Factory(lambda: PricingTable(prices={}))
+    logger: Any = None
+
+
+class Provider(abc.ABC):
+    """A model backend plus the configuration every execution on it uses.
+
+    ``with_*`` methods return a new provider that shares the backend (a loaded model, an
+    HTTP client) and differs only in configuration; the original is unchanged.
+    Subclasses implement :meth:`start_generation`.
+    """
+
+    #: Short backend name used in summaries and pricing keys ("llamacpp", "openai", ...).
+    name: ClassVar[str] = "provider"
+    #: Local backends cost nothing: their calls are priced at 0 unless overridden.
+    is_local: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self._config = _Config()
+
+    # -- configuration ----------------------------------------------------------------------
+    @property
+    def default_model(self) -> str | None:
+        return self._config.default_model or self._builtin_model()
+
+    @property
+    def default_options(self) -> GenerationOptions:
+        return self._config.default_options
+
+    @property
+    def pricing(self) -> PricingTable:
+        """The bundled table with this provider's overrides applied."""
+        return BUNDLED_PRICING.merged(self._config.price_overrides)
+
+    @property
+    def logger(self) -> Any:
+        """The structlog logger executions bind their context to (never configured here)."""
+        logger = self._config.logger
+        return structlog.get_logger("agtl") if logger is None else logger
+
+    def with_default_model(self, name: str) -> Self:
+        return self._evolve(default_model=check_str("name", name))
+
+    def with_default_options(self, **options: Any) -> Self:
+        """Defaults for every call (max_tokens, temperature, ...); per-call values win."""
+        merged = self._config.default_options.merged(GenerationOptions.from_kwargs(options))
+        return self._evolve(default_options=merged)
+
+    def with_pricing(
+        self,
+        prices: Mapping[str, Price] | None = None,
+        *,
+        aliases: Mapping[str, str] | None = None,
+    ) -> Self:
+        """Override prices (USD per million tokens) per model, and add model-name aliases."""
+        overrides = PricingTable(prices=prices or {}, aliases=aliases or {})
+        return self._evolve(price_overrides=self._config.price_overrides.merged(overrides))
+
+    def with_logger(self, logger: Any) -> Self:
+        """Use this structlog logger (agtl binds per-execution context to it)."""
+        if not callable(getattr(logger, "bind", None)):
+            raise InvalidArgumentError(
+                "logger", f"must be a structlog logger, not {type_name(logger)}"
+            )
+        return self._evolve(logger=logger)
+
+    def _evolve(self, **changes: Any) -> Self:
+        clone = copy.copy(self)
+        clone._config = attrs.evolve(self._config, **changes)
+        return clone
+
+    def _builtin_model(self) -> str | None:
+        """The model used when none is configured or passed; backends override it."""
+        return None
+
+    # -- pricing ------------------------------------------------------------------------------
+    def price_for(self, model: str) -> Price | None:
+        """The price of ``model``: an override, else free if local, else the bundled table.
+
+        ``None`` means unknown: such calls get cost ``None`` and one warning per model.
+        """
+        price = self._config.price_overrides.lookup(model)
+        if price is not None:
+            return price
+        if self.is_local:
+            return Price.free()
+        return BUNDLED_PRICING.lookup(model)
+
+    def cost_of(self, model: str, usage: Usage) -> Decimal | None:
+        price = self.price_for(model)
+        if price is None:
+            key = f"{self.name}/{model}"
+            with _warned_lock:
+                first = key not in _warned_unpriced
+                _warned_unpriced.add(key)
+            if first:
+                self.logger.warning(
+                    "pricing.unknown_model",
+                    model=key,
+                    hint="cost is None; set a price with provider.with_pricing({...})",
+                )
+            return None
+        return price.cost(usage)
+
+    # -- executions ---------------------------------------------------------------------------
+    def simple_execution(
+        self,
+        fn: Callable[[Session], Awaitable[T]],
+        *,
+        signal: CancelSignal | Sequence[CancelSignal] | None = None,
+        timeout: float | None = None,
+        limits: UsageLimits | None = None,
+    ) -> SimpleExecution[T]:
+        """An execution of ``async def fn(session) -> value``; it starts when entered or awaited."""
+        from agtl.execution import SimpleExecution
+
+        return SimpleExecution(self, fn, signal=signal, timeout=timeout, limits=limits)
+
+    def streaming_execution(
+        self,
+        gen: Callable[[Session], AsyncIterator[Event]],
+        *,
+        signal: CancelSignal | Sequence[CancelSignal] | None = None,
+        timeout: float | None = None,
+        limits: UsageLimits | None = None,
+        buffer_size: int | None = None,
+    ) -> StreamingExecution[Any]:
+        """An execution of an async generator ``gen(session)`` that yields events.
+
+        ``buffer_size`` bounds how far any consumer of ``execution.stream()`` may lag behind
+        before the generator is paused at its next ``yield`` (``None``: no bound).
+        """
+        from agtl.execution import StreamingExecution
+
+        return StreamingExecution(
+            self, gen, signal=signal, timeout=timeout, limits=limits, buffer_size=buffer_size
+        )
+
+    # -- backend --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def start_generation(self, request: GenerationRequest) -> GenerationStream:
+        """Start one text generation (waiting for capacity if needed) and return its stream.
+
+        Waiting must be cancellable; a request cancelled while waiting must not reach the model.
+        """
+
+    async def aclose(self) -> None:  # noqa: B027 - optional for backends
+        """Release the backend's resources (models, clients). The base has none."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.default_model!r})"

@@ -1,0 +1,456 @@
+"""The session: what a workflow receives to call models and report progress."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from decimal import Decimal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import trio
+
+from agtl._state import CallState, ExecutionState
+from agtl._validate import check_decimal, check_optional_seconds, check_str, type_name
+from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason
+from agtl.errors import (
+    CallTimeoutError,
+    ExecutionClosedError,
+    FirstTokenTimeoutError,
+    InvalidArgumentError,
+    LLMTimeoutError,
+    StallTimeoutError,
+    WorkflowFailure,
+)
+from agtl.events import COMPLETE, ERROR, RESERVED_EVENT_TYPES, Event
+from agtl.messages import build_messages
+from agtl.options import GenerationOptions
+from agtl.result import CancelSource
+from agtl.summary import CostEntry, RecordEntry, ToolCall
+from agtl.usage import Provenance, Usage
+
+if TYPE_CHECKING:
+    from agtl.provider import Provider
+    from agtl.result import Result
+
+__all__ = ["Session", "TextResult", "TextStream"]
+
+# How long closing a backend stream may take after a cancel before we give up on it.
+CLOSE_GRACE_SECONDS: Final = 5.0
+
+
+@attrs.frozen
+class TextResult:
+    """The outcome of one finished LLM call."""
+
+    text: str
+    usage: Usage
+    stop_reason: StopReason
+    model: str
+    call_index: int
+    time_to_first_token: float | None
+
+
+class Session:
+    """Handed to a workflow; every LLM call and event of the execution goes through it."""
+
+    def __init__(self, state: ExecutionState, provider: Provider, limits: Any) -> None:
+        self._state = state
+        self._provider = provider
+        self._limits = limits
+        self._log = provider.logger.bind(execution_id=state.execution_id)
+
+    @property
+    def execution_id(self) -> str:
+        return self._state.execution_id
+
+    @property
+    def provider(self) -> Provider:
+        return self._provider
+
+    # -- LLM calls ----------------------------------------------------------------------------
+    async def generate_text(
+        self,
+        *,
+        prompt: str | None = None,
+        messages: Any = None,
+        system: str | None = None,
+        model: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - per-call budget, typed error
+        first_token_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        **options: Any,
+    ) -> TextResult:
+        """Run one LLM call to the end and return its text, usage and stop reason.
+
+        ``timeout`` bounds the whole call, ``first_token_timeout`` the wait for the first
+        output and ``stall_timeout`` any gap between two pieces of output; each raises a
+        subclass of :class:`~agtl.LLMTimeoutError` here, which the workflow may catch.
+        """
+        stream = self.stream_text(
+            prompt=prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            timeout=timeout,
+            first_token_timeout=first_token_timeout,
+            stall_timeout=stall_timeout,
+            **options,
+        )
+        async with stream:
+            async for _ in stream:
+                pass
+        return stream.result
+
+    def stream_text(
+        self,
+        *,
+        prompt: str | None = None,
+        messages: Any = None,
+        system: str | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+        first_token_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        **options: Any,
+    ) -> TextStream:
+        """Start an LLM call whose output arrives as text deltas.
+
+        Use it as ``async with session.stream_text(...) as stream: async for delta in
+        stream: ...``; afterwards ``stream.result`` holds the :class:`TextResult`. Leaving
+        the block early stops the call (stop reason ``cancelled``).
+        """
+        built = build_messages(prompt=prompt, messages=messages, system=system)
+        if model is not None:
+            check_str("model", model)
+        call_options = self._provider.default_options.merged(GenerationOptions.from_kwargs(options))
+        resolved_model = model or self._provider.default_model
+        if resolved_model is None:
+            raise InvalidArgumentError(
+                "model",
+                "no model given and the provider has no default; pass model=... "
+                "or configure provider.with_default_model(...)",
+            )
+        return TextStream(
+            self,
+            resolved_model,
+            built,
+            call_options,
+            timeout=check_optional_seconds("timeout", timeout),
+            first_token_timeout=check_optional_seconds("first_token_timeout", first_token_timeout),
+            stall_timeout=check_optional_seconds("stall_timeout", stall_timeout),
+        )
+
+    # -- events -------------------------------------------------------------------------------
+    def emit(self, type: str, data: Any = None) -> Event:
+        """Create an event stamped with metrics.
+
+        In a streaming execution the event reaches consumers when the workflow yields it; in
+        a simple execution it is recorded at once. ``complete`` and ``error`` are reserved:
+        use :meth:`done` and :meth:`fail`.
+        """
+        check_str("type", type)
+        if type in RESERVED_EVENT_TYPES:
+            raise InvalidArgumentError(
+                "type",
+                f"{type!r} is reserved for terminal events: use session.done() / session.fail()",
+            )
+        self._check_open("emit")
+        event = self._state.make_event(type, data)
+        if not self._state.streaming:
+            self._state.deliver(event)
+        return event
+
+    async def done(self, value: Any = None) -> Event:
+        """Deliver the terminal ``complete`` event: the execution succeeds with ``value``.
+
+        The event is delivered at once (yielding it afterwards is allowed and ignored), then
+        the execution stops: nothing after it runs past the next checkpoint, and no further
+        LLM call can start.
+        """
+        return await self._terminal(COMPLETE, value, "done")
+
+    async def fail(self, error: BaseException | str, data: Any = None) -> Event:
+        """Deliver the terminal ``error`` event: the execution fails with ``error``."""
+        if isinstance(error, str):
+            error = WorkflowFailure(error, data)
+        elif not isinstance(error, BaseException):
+            raise InvalidArgumentError(
+                "error", f"must be an exception or a str, not {type_name(error)}"
+            )
+        return await self._terminal(ERROR, {"error": error, "data": data}, "fail")
+
+    async def _terminal(self, type_: str, data: Any, method: str) -> Event:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_open(method)
+        event = self._state.make_event(type_, data)
+        self._state.deliver(event)
+        return event
+
+    def _check_open(self, what: str) -> None:
+        if self._state.terminal is not None:
+            raise ExecutionClosedError(
+                f"session.{what}() after the terminal {self._state.terminal.type!r} event: "
+                "the execution is already decided"
+            )
+        if self._state.frozen:
+            raise ExecutionClosedError(f"session.{what}() after the execution ended")
+
+    # -- records ------------------------------------------------------------------------------
+    def on_done(self, callback: Callable[[Result[Any]], object]) -> None:
+        """Run ``callback(result)`` when the execution ends, on every path.
+
+        Callbacks may be sync or async. They run last-registered-first, exactly once,
+        shielded from cancellation for a bounded grace time; one that raises is logged and
+        does not stop the others.
+        """
+        if not callable(callback):
+            raise InvalidArgumentError("callback", f"must be callable, not {type_name(callback)}")
+        if self._state.frozen:
+            raise ExecutionClosedError("session.on_done() after the execution ended")
+        self._state.hooks.append(callback)
+
+    def record(self, kind: str, data: Any = None) -> None:
+        """Keep a free-form record in the summary."""
+        check_str("kind", kind)
+        self._state.records.append(RecordEntry(kind, data, self._state.elapsed()))
+
+    def record_tool_call(
+        self,
+        name: str,
+        arguments: Any = None,
+        result: Any = None,
+        *,
+        error: str | BaseException | None = None,
+        duration: float | None = None,
+    ) -> None:
+        """Keep a tool call (name, arguments, result or error, duration) in the summary."""
+        check_str("name", name)
+        seconds = check_optional_seconds("duration", duration)
+        message = None if error is None else str(error) or type(error).__name__
+        self._state.tool_calls.append(
+            ToolCall(name, arguments, result, message, seconds, self._state.elapsed())
+        )
+
+    def record_cost(
+        self, label: str, amount: Decimal | int | float | str, data: Any = None
+    ) -> None:
+        """Add a non-LLM cost in USD (a search API, a tool) to the summary's total."""
+        check_str("label", label)
+        value = check_decimal("amount", amount)
+        self._state.costs.append(CostEntry(label, value, data, self._state.elapsed()))
+
+    def set_metadata(self, **values: Any) -> None:
+        """Attach key/value metadata to the summary (later values replace earlier ones)."""
+        self._state.metadata.update(values)
+
+
+class TextStream:
+    """One streamed LLM call; see :meth:`Session.stream_text`."""
+
+    def __init__(
+        self,
+        session: Session,
+        model: str,
+        messages: Any,
+        options: GenerationOptions,
+        *,
+        timeout: float | None,
+        first_token_timeout: float | None,
+        stall_timeout: float | None,
+    ) -> None:
+        self._session = session
+        self._model = model
+        self._messages = messages
+        self._options = options
+        self._timeout = timeout
+        self._first_token_timeout = first_token_timeout
+        self._stall_timeout = stall_timeout
+        self._call: CallState | None = None
+        self._backend: GenerationStream | None = None
+        self._call_deadline = math.inf
+        self._first_token_deadline = math.inf
+        self._last_delta = 0.0
+        self._result: TextResult | None = None
+        self._entered = False
+
+    @property
+    def text(self) -> str:
+        """The text delivered so far."""
+        return "" if self._call is None else self._call.text
+
+    @property
+    def result(self) -> TextResult:
+        """The finished call's :class:`TextResult`."""
+        if self._result is None:
+            raise ExecutionClosedError(
+                "stream.result is only available after the stream was read to its end"
+            )
+        return self._result
+
+    async def __aenter__(self) -> TextStream:
+        if self._entered:
+            raise ExecutionClosedError("a TextStream can be entered only once")
+        self._entered = True
+        session = self._session
+        state = session._state
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if state.terminal is not None or state.frozen:
+            raise ExecutionClosedError(
+                "no LLM call may start after the execution's terminal event was delivered"
+            )
+        if state.cancel_requested:
+            raise ExecutionClosedError("no LLM call may start after the execution was cancelled")
+        if session._limits is not None:
+            refusal = session._limits.request_refusal(len(state.calls))
+            if refusal is not None:
+                state.request_cancel(CancelSource.LIMIT, refusal)
+                await trio.lowlevel.checkpoint_if_cancelled()
+                raise ExecutionClosedError(f"LLM call refused: {refusal}")
+        provider = session._provider
+        call = state.new_call(provider.name, self._model)
+        self._call = call
+        now = trio.current_time()
+        if self._timeout is not None:
+            self._call_deadline = now + self._timeout
+        if self._first_token_timeout is not None:
+            self._first_token_deadline = now + self._first_token_timeout
+        request = GenerationRequest(
+            self._model, tuple(self._messages), self._options, state.execution_id, call.index
+        )
+        try:
+            with trio.move_on_at(min(self._call_deadline, self._first_token_deadline)) as scope:
+                self._backend = await provider.start_generation(request)
+            if scope.cancelled_caught:
+                raise self._timeout_error()
+        except BaseException as exc:
+            await self._finish(exc)
+            raise
+        return self
+
+    def __aiter__(self) -> TextStream:
+        if not self._entered:
+            raise ExecutionClosedError(
+                "iterate a stream inside `async with session.stream_text(...) as stream:`"
+            )
+        return self
+
+    async def __anext__(self) -> str:
+        call, backend = self._call, self._backend
+        if call is None or backend is None or call.finished:
+            raise StopAsyncIteration
+        while True:
+            if call.first_token_at is None:
+                deadline = min(self._call_deadline, self._first_token_deadline)
+            elif self._stall_timeout is not None:
+                deadline = min(self._call_deadline, self._last_delta + self._stall_timeout)
+            else:
+                deadline = self._call_deadline
+            with trio.move_on_at(deadline) as scope:
+                delta = await backend.next_delta()
+            if scope.cancelled_caught:
+                raise self._timeout_error()
+            if delta is None:
+                await self._finish(None)
+                raise StopAsyncIteration
+            if delta:
+                break
+        state = self._session._state
+        now = trio.current_time()
+        self._last_delta = now
+        if call.first_token_at is None:
+            call.first_token_at = state.elapsed()
+        call.text_parts.append(delta)
+        return delta
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._call is not None and not self._call.finished:
+            await self._finish(exc, abandoned=exc is None)
+
+    def _timeout_error(self) -> LLMTimeoutError:
+        now = trio.current_time()
+        if now >= self._call_deadline and self._timeout is not None:
+            return CallTimeoutError(self._timeout, model=self._model)
+        if (
+            self._call is not None
+            and self._call.first_token_at is None
+            and self._first_token_timeout is not None
+        ):
+            return FirstTokenTimeoutError(self._first_token_timeout, model=self._model)
+        assert self._stall_timeout is not None
+        return StallTimeoutError(self._stall_timeout, model=self._model)
+
+    async def _finish(self, exc: BaseException | None, *, abandoned: bool = False) -> None:
+        """Close the backend, settle usage and cost, and account the call. Runs once."""
+        call = self._call
+        assert call is not None
+        session = self._session
+        state = session._state
+        backend = self._backend
+        if backend is not None:
+            with trio.move_on_after(CLOSE_GRACE_SECONDS, shield=True):
+                try:
+                    await backend.aclose()
+                except Exception as close_error:
+                    session._log.warning(
+                        "llm_call.close_failed", call=call.index, error=type(close_error).__name__
+                    )
+            report = backend.report()
+        else:
+            report = CallReport(Usage(provenance=Provenance.UNKNOWN))
+        call.report = report
+        call.ended_at = state.elapsed()
+        if exc is None and not abandoned:
+            call.stop_reason = report.stop_reason or StopReason.EOS
+        elif exc is None or is_cancellation(exc):
+            call.stop_reason = StopReason.CANCELLED
+        else:
+            call.stop_reason = StopReason.ERROR
+            call.error = exc
+        call.usage = call.settle_usage(report)
+        call.cost = session._provider.cost_of(call.model, call.usage)
+        if report.model:
+            call.model = report.model
+        session._log.debug(
+            "llm_call.finished",
+            call=call.index,
+            model=call.model,
+            stop_reason=call.stop_reason.value,
+            output_tokens=call.usage.output_tokens,
+            duration=call.ended_at - call.started_at,
+        )
+        if (
+            call.stop_reason is not StopReason.CANCELLED
+            and call.stop_reason is not StopReason.ERROR
+        ):
+            self._result = TextResult(
+                text=call.text,
+                usage=call.usage,
+                stop_reason=call.stop_reason,
+                model=call.model,
+                call_index=call.index,
+                time_to_first_token=(
+                    None if call.first_token_at is None else call.first_token_at - call.started_at
+                ),
+            )
+        if session._limits is not None:
+            usage, cost = state.usage_and_cost()
+            violation = session._limits.usage_violation(usage, cost)
+            if violation is not None:
+                state.request_cancel(CancelSource.LIMIT, violation)
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """True for trio.Cancelled, or a group made only of them."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        rest = exc.split(trio.Cancelled)[1]
+        return rest is None
+    return False

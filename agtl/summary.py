@@ -1,0 +1,242 @@
+"""The summary of an execution: calls, usage, cost, timings and what the workflow recorded.
+
+Every Result carries one, also after a cancel or a failure. It is frozen when the execution
+ends; ``to_dict()`` gives a JSON-safe form and ``format()`` a readable one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from agtl.backend import StopReason
+from agtl.usage import Usage
+
+__all__ = ["CostEntry", "ErrorInfo", "LLMCallSummary", "RecordEntry", "Summary", "ToolCall"]
+
+
+@attrs.frozen
+class ErrorInfo:
+    """An error as the summary keeps it: its type name and message (no traceback)."""
+
+    type: str
+    message: str
+
+    @classmethod
+    def of(cls, error: BaseException) -> ErrorInfo:
+        return cls(type(error).__name__, str(error))
+
+
+@attrs.frozen
+class LLMCallSummary:
+    """One LLM call. Times are seconds since the execution started (trio's clock)."""
+
+    index: int
+    provider: str
+    model: str
+    started_at: float
+    ended_at: float
+    usage: Usage
+    stop_reason: StopReason
+    time_to_first_token: float | None
+    output_tokens_per_second: float | None
+    cost: Decimal | None
+    error: ErrorInfo | None = None
+    details: Mapping[str, object] = attrs.field(factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return self.ended_at - self.started_at
+
+    @property
+    def model_key(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@attrs.frozen
+class ToolCall:
+    """A tool call the workflow recorded with ``session.record_tool_call``."""
+
+    name: str
+    arguments: Any = None
+    result: Any = None
+    error: str | None = None
+    duration: float | None = None
+    at: float = 0.0
+
+
+@attrs.frozen
+class RecordEntry:
+    """A free-form record from ``session.record(kind, data)``."""
+
+    kind: str
+    data: Any
+    at: float
+
+
+@attrs.frozen
+class CostEntry:
+    """A non-LLM cost from ``session.record_cost`` (a search API, a tool, compute)."""
+
+    label: str
+    amount: Decimal
+    data: Any
+    at: float
+
+
+@attrs.frozen
+class Summary:
+    """What an execution did and what it cost."""
+
+    execution_id: str
+    started_at: dt.datetime
+    duration: float
+    llm_calls: tuple[LLMCallSummary, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    records: tuple[RecordEntry, ...] = ()
+    additional_costs: tuple[CostEntry, ...] = ()
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def llm_call_count(self) -> int:
+        return len(self.llm_calls)
+
+    @property
+    def total_usage(self) -> Usage:
+        """All calls' usage summed; an unknown part makes that figure unknown (``None``)."""
+        total = Usage.zero()
+        for call in self.llm_calls:
+            total = total + call.usage
+        return total
+
+    @property
+    def cost(self) -> Decimal | None:
+        """LLM cost in USD; ``None`` if any call's price is unknown, ``0`` when all are free."""
+        return _sum_costs(call.cost for call in self.llm_calls)
+
+    @property
+    def cost_by_model(self) -> Mapping[str, Decimal | None]:
+        """LLM cost per ``"provider/model"``."""
+        by_model: dict[str, list[Decimal | None]] = {}
+        for call in self.llm_calls:
+            by_model.setdefault(call.model_key, []).append(call.cost)
+        return {key: _sum_costs(costs) for key, costs in by_model.items()}
+
+    @property
+    def total_cost(self) -> Decimal | None:
+        """LLM cost plus the additional costs; ``None`` when the LLM cost is unknown."""
+        cost = self.cost
+        if cost is None:
+            return None
+        return cost + sum((entry.amount for entry in self.additional_costs), Decimal(0))
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        """The first call's time to first token, the figure users feel."""
+        for call in self.llm_calls:
+            if call.time_to_first_token is not None:
+                return call.time_to_first_token
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict: Decimals as strings, times as ISO 8601, enums as their values."""
+        data = {
+            "execution_id": self.execution_id,
+            "started_at": self.started_at.isoformat(),
+            "duration": self.duration,
+            "llm_call_count": self.llm_call_count,
+            "llm_calls": [attrs.asdict(c, value_serializer=_json_value) for c in self.llm_calls],
+            "total_usage": self.total_usage.to_dict(),
+            "cost": self.cost,
+            "cost_by_model": dict(self.cost_by_model),
+            "additional_costs": [
+                attrs.asdict(c, value_serializer=_json_value) for c in self.additional_costs
+            ],
+            "total_cost": self.total_cost,
+            "tool_calls": [attrs.asdict(c, value_serializer=_json_value) for c in self.tool_calls],
+            "records": [attrs.asdict(r, value_serializer=_json_value) for r in self.records],
+            "metadata": dict(self.metadata),
+        }
+        return _jsonable(data)  # type: ignore[no-any-return]
+
+    def format(self) -> str:
+        """A readable multi-line report of the summary."""
+        usage = self.total_usage
+        lines = [
+            f"execution {self.execution_id}",
+            f"  started   {self.started_at.isoformat(timespec='seconds')}",
+            f"  duration  {self.duration:.3f}s",
+            f"  LLM calls {self.llm_call_count}",
+            f"  tokens    in={_fig(usage.input_tokens)} out={_fig(usage.output_tokens)} "
+            f"total={_fig(usage.total_tokens)} cached={_fig(usage.cached_input_tokens)} "
+            f"({usage.provenance.value})",
+            f"  cost      {_money(self.cost)} (total with additional costs: "
+            f"{_money(self.total_cost)})",
+        ]
+        for call in self.llm_calls:
+            ttft = "-" if call.time_to_first_token is None else f"{call.time_to_first_token:.3f}s"
+            tps = (
+                "-"
+                if call.output_tokens_per_second is None
+                else f"{call.output_tokens_per_second:.1f} tok/s"
+            )
+            error = f" error={call.error.type}: {call.error.message}" if call.error else ""
+            lines.append(
+                f"  #{call.index} {call.model_key} {call.stop_reason.value} "
+                f"{call.duration:.3f}s ttft={ttft} {tps} "
+                f"out={_fig(call.usage.output_tokens)} cost={_money(call.cost)}{error}"
+            )
+        for entry in self.additional_costs:
+            lines.append(f"  + {entry.label}: {_money(entry.amount)}")
+        if self.tool_calls:
+            lines.append(f"  tool calls {len(self.tool_calls)}")
+        return "\n".join(lines)
+
+
+def _sum_costs(costs: Any) -> Decimal | None:
+    total = Decimal(0)
+    for cost in costs:
+        if cost is None:
+            return None
+        total += cost
+    return total
+
+
+def _fig(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _money(value: Decimal | None) -> str:
+    return "unknown" if value is None else f"${value:.6f}"
+
+
+def _json_value(_inst: object, _field: object, value: Any) -> Any:
+    if isinstance(value, Usage):
+        return value.to_dict()
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn a nested structure into JSON-safe values; unknown objects become their repr."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if attrs.has(type(value)):
+        return _jsonable(attrs.asdict(value, recurse=False))
+    if isinstance(value, BaseException):
+        return {"type": type(value).__name__, "message": str(value)}
+    return repr(value)
