@@ -367,8 +367,15 @@ class StreamingExecution(Execution[T]):
             )
         # The user's generator runs in its own task so that it may yield from inside its
         # own nurseries and cancel scopes without crossing ours.
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._drive, agen)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._drive, agen)
+        except BaseExceptionGroup as group:
+            # The group is an artifact of our driver nursery: surface a lone error as itself.
+            leaves = _leaves(group)
+            if len(leaves) == 1:
+                raise leaves[0] from None
+            raise
         return None
 
     async def _drive(self, agen: Any) -> None:
