@@ -203,12 +203,10 @@ class ExecutionState:
         return call
 
     def usage_and_cost(self) -> tuple[Usage, Decimal | None]:
-        usage = Usage.zero()
-        cost: Decimal | None = Decimal(0)
-        for call in self.calls:
-            if call.usage is not None:
-                usage = usage + call.usage
-            cost = None if cost is None or call.cost is None else cost + call.cost
+        settled = [call for call in self.calls if call.usage is not None]
+        usage = Usage.sum(call.usage for call in settled if call.usage is not None)
+        costs = [call.cost for call in settled]
+        cost = None if None in costs else sum((c for c in costs if c is not None), Decimal(0))
         return usage, cost
 
     # -- freezing ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Self, TypeVar
 
 import trio
 
@@ -127,7 +127,7 @@ class Execution(Generic[T]):
         assert self._outcome is not None, "finished without an outcome"
         return self._outcome
 
-    async def __aenter__(self) -> Execution[T]:
+    async def __aenter__(self) -> Self:
         self._claim()
         manager = trio.open_nursery()
         nursery = await manager.__aenter__()

@@ -109,10 +109,7 @@ class Summary:
     @property
     def total_usage(self) -> Usage:
         """All calls' usage summed; an unknown part makes that figure unknown (``None``)."""
-        total = Usage.zero()
-        for call in self.llm_calls:
-            total = total + call.usage
-        return total
+        return Usage.sum(call.usage for call in self.llm_calls)
 
     @property
     def cost(self) -> Decimal | None:

@@ -115,7 +115,7 @@ class ScriptedProvider(Provider):
         """Scripted replies not used yet."""
         return len(self._script.replies)
 
-    def _builtin_model(self) -> str:
+    def _builtin_model(self) -> str | None:
         return self._model
 
     async def start_generation(self, request: GenerationRequest) -> GenerationStream:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable
 
 import attrs
 
@@ -66,6 +67,14 @@ class Usage:
         return cls(
             0, 0, 0, cached_input_tokens=0, reasoning_tokens=0, provenance=Provenance.COUNTED
         )
+
+    @classmethod
+    def sum(cls, usages: Iterable[Usage]) -> Usage:
+        """The sum of ``usages``; nothing at all is :meth:`zero`."""
+        total: Usage | None = None
+        for usage in usages:
+            total = usage if total is None else total + usage
+        return cls.zero() if total is None else total
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
