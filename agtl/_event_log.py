@@ -22,9 +22,10 @@ class EventLog:
         self.events: list[Event] = []
         self.closed = False
         self._max_lag = max_lag
-        self._new = trio.lowlevel.ParkingLot()  # consumers waiting for events
-        self._room = trio.lowlevel.ParkingLot()  # the producer waiting for slow consumers
-        self._consumers: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        # Created on first use: most executions never have a consumer.
+        self._new: trio.lowlevel.ParkingLot | None = None  # consumers waiting for events
+        self._room: trio.lowlevel.ParkingLot | None = None  # the producer waiting for room
+        self._consumers: weakref.WeakSet[EventStream] | None = None
 
     def append(self, event: Event) -> None:
         self.events.append(event)
@@ -33,19 +34,25 @@ class EventLog:
 
     def close(self) -> None:
         self.closed = True
-        self._new.unpark_all()
-        self._room.unpark_all()
+        if self._new is not None:
+            self._new.unpark_all()
+        if self._room is not None:
+            self._room.unpark_all()
 
     def stream(self) -> EventStream:
+        if self._consumers is None:
+            self._consumers = weakref.WeakSet()
+            self._new = trio.lowlevel.ParkingLot()
+            self._room = trio.lowlevel.ParkingLot()
         stream = EventStream(self)
         self._consumers.add(stream)
         # A consumer dropped without aclose() must not hold the producer back forever.
-        weakref.finalize(stream, self._room.unpark_all)
+        weakref.finalize(stream, self._room.unpark_all)  # type: ignore[union-attr]
         return stream
 
     async def wait_for_room(self) -> None:
         """Block the producer while a consumer lags more than ``max_lag`` events."""
-        if self._max_lag is None:
+        if self._max_lag is None or self._room is None:
             return
         while not self.closed and self._laggard_exists():
             await self._room.park()
@@ -53,7 +60,12 @@ class EventLog:
     def _laggard_exists(self) -> bool:
         head = len(self.events)
         assert self._max_lag is not None
+        assert self._consumers is not None
         return any(head - c.position > self._max_lag for c in self._consumers if c.attached)
+
+    async def wait_for_events(self) -> None:
+        assert self._new is not None
+        await self._new.park()
 
     def _consumed(self) -> None:
         if self._room:
@@ -84,7 +96,7 @@ class EventStream(AsyncIterator[Event]):
                 return event
             if log.closed or not self.attached:
                 raise StopAsyncIteration
-            await log._new.park()
+            await log.wait_for_events()
 
     async def aclose(self) -> None:
         """Stop consuming: the iterator ends and no longer holds the producer back."""

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import trio
@@ -23,6 +23,8 @@ from agtl.events import Event, EventMetrics
 from agtl.result import CancelSource
 from agtl.summary import CostEntry, ErrorInfo, LLMCallSummary, RecordEntry, Summary, ToolCall
 from agtl.usage import Provenance, Usage, estimate_tokens
+
+_NOT_STARTED: Final = dt.datetime.fromtimestamp(0, dt.UTC)
 
 
 @attrs.frozen
@@ -113,7 +115,7 @@ class ExecutionState:
         self.terminal: Event | None = None
         self.started = False
         self.start_time = 0.0
-        self.started_at = dt.datetime.now(dt.UTC)
+        self.started_at = _NOT_STARTED
         self.scope: trio.CancelScope | None = None
         self.token: trio.lowlevel.TrioToken | None = None
         self.frozen = False

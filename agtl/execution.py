@@ -16,6 +16,7 @@ limits. The outcome is classified once, when the workflow's task ends, in this o
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -78,7 +79,7 @@ class Execution(Generic[T]):
         self._provider = provider
         self._workflow = workflow
         #: Unique id of this execution, known before it starts (for logs and correlation).
-        self.execution_id: str = uuid.uuid4().hex
+        self.execution_id: str = _new_execution_id()
         self._state = ExecutionState(
             self.execution_id, streaming=self._streaming, max_lag=buffer_size
         )
@@ -140,7 +141,7 @@ class Execution(Generic[T]):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         if self._outcome is None:
             reason = (
                 "left the `async with` block before the execution finished"
@@ -156,7 +157,6 @@ class Execution(Generic[T]):
             if len(leaves) == 1:
                 raise leaves[0] from None
             raise
-        return False
 
     def _claim(self) -> None:
         if self._claimed:
@@ -173,17 +173,19 @@ class Execution(Generic[T]):
         log = provider.logger.bind(execution_id=self.execution_id, provider=provider.name)
         scope = trio.CancelScope()
         state.begin(scope)
-        scope.deadline = self._deadline()
+        deadline = self._deadline()
+        if deadline != math.inf:
+            scope.deadline = deadline
         keys = [(s, s.add_listener(self._on_signal)) for s in self._signals]
         state.apply_cancel()  # a cancel() that landed before the start
-        session = Session(state, provider, self._limits)
+        session = Session(state, provider, self._limits, log)
         began = False
         returned: Any = None
         escaped: BaseException | None = None
         log.debug("execution.started", streaming=self._streaming)
         try:
             with scope:
-                if not scope.cancel_called and trio.current_time() < scope.deadline:
+                if not scope.cancel_called and trio.current_time() < deadline:
                     began = True
                     returned = await self._body(session)
         except BaseException as exc:
@@ -198,14 +200,11 @@ class Execution(Generic[T]):
         await self._run_hooks(result, log)
         state.log.close()
         self._finished.set()
-        usage = result.summary.total_usage
         log.debug(
             "execution.finished",
             status=result.status.value,
             duration=result.summary.duration,
             llm_calls=result.summary.llm_call_count,
-            output_tokens=usage.output_tokens,
-            cost=None if result.summary.cost is None else str(result.summary.cost),
             cancel_source=None if result.cancel is None else result.cancel.source.value,
             error=None if result.error is None else type(result.error).__name__,
         )
@@ -398,6 +397,15 @@ class StreamingExecution(Execution[T]):
             await agen.aclose()
 
 
+# A random per-process prefix and a counter: unique across processes without a syscall each.
+_ID_PREFIX: Final = uuid.uuid4().hex[:16]
+_id_counter = itertools.count()
+
+
+def _new_execution_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"
+
+
 def _signals(signal: object) -> tuple[CancelSignal, ...]:
     if signal is None:
         return ()
@@ -416,6 +424,8 @@ def _signals(signal: object) -> tuple[CancelSignal, ...]:
 
 
 def _check_workflow(name: str, fn: object, *, generator: bool) -> None:
+    if inspect.isasyncgenfunction(fn) if generator else inspect.iscoroutinefunction(fn):
+        return  # the common case, decided without unwrapping
     if not callable(fn):
         raise InvalidArgumentError(name, f"must be callable, not {type_name(fn)}")
     target = inspect.unwrap(getattr(fn, "func", fn))

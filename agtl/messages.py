@@ -21,6 +21,8 @@ class Role(enum.StrEnum):
 
 
 def _role(value: object) -> Role:
+    if isinstance(value, Role):
+        return value
     try:
         return Role(str(value)) if isinstance(value, str) else Role(value)  # type: ignore[arg-type]
     except ValueError:

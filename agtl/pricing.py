@@ -45,7 +45,7 @@ class Price:
 
     @classmethod
     def free(cls) -> Price:
-        return cls(0, 0, 0)
+        return _FREE
 
     def cost(self, usage: Usage) -> Decimal | None:
         """The cost of ``usage``, or ``None`` when its input or output tokens are unknown.
@@ -70,6 +70,9 @@ def _prices(mapping: Mapping[str, Price]) -> dict[str, Price]:
 
 def _aliases(mapping: Mapping[str, str]) -> dict[str, str]:
     return _normalized(mapping, "aliases")
+
+
+_FREE: Final = Price(0, 0, 0)
 
 
 # Dated suffixes that providers append to a model family: "-2024-08-06", "-20250514", "-latest".

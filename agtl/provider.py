@@ -11,8 +11,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import attrs
-import structlog
 
+from agtl._logging import default_logger
 from agtl._validate import check_str, type_name
 from agtl.backend import GenerationRequest, GenerationStream
 from agtl.errors import InvalidArgumentError
@@ -40,6 +40,8 @@ class _Config:
     default_model: str | None = None
     default_options: GenerationOptions = attrs.Factory(GenerationOptions)
     price_overrides: PricingTable = attrs.Factory(lambda: PricingTable(prices={}))
+    # Resolved prices per model name; the config is immutable, so the cache never goes stale.
+    price_cache: dict[str, Price | None] = attrs.field(factory=dict, eq=False, repr=False)
     logger: Any = None
 
 
@@ -75,9 +77,13 @@ class Provider(abc.ABC):
 
     @property
     def logger(self) -> Any:
-        """The structlog logger executions bind their context to (never configured here)."""
+        """The structlog logger executions bind their context to.
+
+        The one given to :meth:`with_logger`; else ``structlog.get_logger("agtl")`` once the
+        application configured structlog; else a logger printing warnings to stderr only.
+        """
         logger = self._config.logger
-        return structlog.get_logger("agtl") if logger is None else logger
+        return default_logger() if logger is None else logger
 
     def with_default_model(self, name: str) -> Self:
         return self._evolve(default_model=check_str("name", name))
@@ -107,7 +113,7 @@ class Provider(abc.ABC):
 
     def _evolve(self, **changes: Any) -> Self:
         clone = copy.copy(self)
-        clone._config = attrs.evolve(self._config, **changes)
+        clone._config = attrs.evolve(self._config, price_cache={}, **changes)
         return clone
 
     def _builtin_model(self) -> str | None:
@@ -120,12 +126,14 @@ class Provider(abc.ABC):
 
         ``None`` means unknown: such calls get cost ``None`` and one warning per model.
         """
+        cache = self._config.price_cache
+        if model in cache:
+            return cache[model]
         price = self._config.price_overrides.lookup(model)
-        if price is not None:
-            return price
-        if self.is_local:
-            return Price.free()
-        return BUNDLED_PRICING.lookup(model)
+        if price is None:
+            price = Price.free() if self.is_local else BUNDLED_PRICING.lookup(model)
+        cache[model] = price
+        return price
 
     def cost_of(self, model: str, usage: Usage) -> Decimal | None:
         price = self.price_for(model)

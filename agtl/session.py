@@ -55,11 +55,11 @@ class TextResult:
 class Session:
     """Handed to a workflow; every LLM call and event of the execution goes through it."""
 
-    def __init__(self, state: ExecutionState, provider: Provider, limits: Any) -> None:
+    def __init__(self, state: ExecutionState, provider: Provider, limits: Any, log: Any) -> None:
         self._state = state
         self._provider = provider
         self._limits = limits
-        self._log = provider.logger.bind(execution_id=state.execution_id)
+        self._log = log
 
     @property
     def execution_id(self) -> str:
@@ -124,7 +124,9 @@ class Session:
         built = build_messages(prompt=prompt, messages=messages, system=system)
         if model is not None:
             check_str("model", model)
-        call_options = self._provider.default_options.merged(GenerationOptions.from_kwargs(options))
+        call_options = self._provider.default_options
+        if options:
+            call_options = call_options.merged(GenerationOptions.from_kwargs(options))
         resolved_model = model or self._provider.default_model
         if resolved_model is None:
             raise InvalidArgumentError(
@@ -320,10 +322,14 @@ class TextStream:
             self._model, tuple(self._messages), self._options, state.execution_id, call.index
         )
         try:
-            with trio.move_on_at(min(self._call_deadline, self._first_token_deadline)) as scope:
+            deadline = min(self._call_deadline, self._first_token_deadline)
+            if deadline == math.inf:
                 self._backend = await provider.start_generation(request)
-            if scope.cancelled_caught:
-                raise self._timeout_error()
+            else:
+                with trio.move_on_at(deadline) as scope:
+                    self._backend = await provider.start_generation(request)
+                if scope.cancelled_caught:
+                    raise self._timeout_error()
         except BaseException as exc:
             await self._finish(exc)
             raise
@@ -347,10 +353,13 @@ class TextStream:
                 deadline = min(self._call_deadline, self._last_delta + self._stall_timeout)
             else:
                 deadline = self._call_deadline
-            with trio.move_on_at(deadline) as scope:
+            if deadline == math.inf:
                 delta = await backend.next_delta()
-            if scope.cancelled_caught:
-                raise self._timeout_error()
+            else:
+                with trio.move_on_at(deadline) as scope:
+                    delta = await backend.next_delta()
+                if scope.cancelled_caught:
+                    raise self._timeout_error()
             if delta is None:
                 await self._finish(None)
                 raise StopAsyncIteration
@@ -387,20 +396,39 @@ class TextStream:
         return StallTimeoutError(self._stall_timeout, model=self._model)
 
     async def _finish(self, exc: BaseException | None, *, abandoned: bool = False) -> None:
-        """Close the backend, settle usage and cost, and account the call. Runs once."""
+        """Close the backend, then settle usage and cost and account the call. Runs once.
+
+        An interrupted call is closed shielded, with a bounded grace, because that is where
+        a backend has work to undo. A call that ended normally is closed like any trio call;
+        if a cancel lands during that close, the call is still accounted before it propagates.
+        """
+        backend = self._backend
+        try:
+            if backend is None:
+                pass
+            elif exc is None and not abandoned:
+                await backend.aclose()
+            else:
+                with trio.move_on_after(CLOSE_GRACE_SECONDS, shield=True):
+                    await backend.aclose()
+        except Exception as close_error:
+            self._session._log.warning(
+                "llm_call.close_failed", call=self._call_index, error=type(close_error).__name__
+            )
+        finally:
+            self._account(exc, abandoned)
+
+    @property
+    def _call_index(self) -> int | None:
+        return None if self._call is None else self._call.index
+
+    def _account(self, exc: BaseException | None, abandoned: bool) -> None:
         call = self._call
         assert call is not None
         session = self._session
         state = session._state
         backend = self._backend
         if backend is not None:
-            with trio.move_on_after(CLOSE_GRACE_SECONDS, shield=True):
-                try:
-                    await backend.aclose()
-                except Exception as close_error:
-                    session._log.warning(
-                        "llm_call.close_failed", call=call.index, error=type(close_error).__name__
-                    )
             report = backend.report()
         else:
             report = CallReport(Usage(provenance=Provenance.UNKNOWN))

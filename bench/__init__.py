@@ -1,0 +1,1 @@
+"""agtl benchmarks: ratios against raw baselines measured side by side in one process."""

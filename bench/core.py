@@ -1,0 +1,113 @@
+"""Core runtime benchmarks on the scripted provider.
+
+* overhead: ``simple_execution`` with one trivial scripted call vs a raw trio nursery + cancel
+  scope + task doing the same two checkpoints (target ratio <= 2.0);
+* streaming: events/s through ``streaming_execution`` to one consumer vs a raw trio memory
+  channel between two tasks (target >= 0.5 of raw).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+
+import trio
+
+from agtl import Event, Session
+from agtl.testing import Reply, ScriptedProvider
+from bench._harness import Comparison, interleaved
+
+
+async def overhead(*, quick: bool) -> Comparison:
+    reply = Reply("ok")
+    provider = ScriptedProvider(respond=lambda request: reply)
+
+    async def workflow(session: Session) -> str:
+        return (await session.generate_text(prompt="ping")).text
+
+    async def with_agtl(n: int) -> None:
+        for _ in range(n):
+            result = await provider.simple_execution(workflow).result()
+            assert result.value == "ok"
+
+    async def fake_call() -> str:
+        # The same awaits the scripted call makes: start, the one chunk, the end of stream.
+        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()
+        return "ok"
+
+    async def task(box: list[str]) -> None:
+        box.append(await fake_call())
+
+    async def raw(n: int) -> None:
+        for _ in range(n):
+            box: list[str] = []
+            with trio.CancelScope():
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(task, box)
+            assert box == ["ok"]
+
+    iterations, rounds = (300, 5) if quick else (3000, 9)
+    candidate, baseline = await interleaved(with_agtl, raw, iterations=iterations, rounds=rounds)
+    ratio = candidate / baseline
+    return Comparison(
+        name="execution overhead (simple_execution + 1 scripted call vs raw trio)",
+        unit="us/execution",
+        candidate=candidate * 1e6,
+        baseline=baseline * 1e6,
+        ratio=ratio,
+        target="<= 2.0x",
+        passed=ratio <= 2.0,
+    )
+
+
+async def streaming(*, quick: bool, buffer: float = math.inf) -> Comparison:
+    events = 2_000 if quick else 20_000
+
+    async def gen(session: Session) -> AsyncIterator[Event]:
+        for i in range(events):
+            yield session.emit("tick", i)
+        yield await session.done(events)
+
+    provider = ScriptedProvider()
+
+    async def with_agtl(n: int) -> None:
+        for _ in range(n):
+            async with provider.streaming_execution(gen) as execution:
+                count = 0
+                async for _event in execution.stream():
+                    count += 1
+            assert count == events + 1
+
+    async def producer(send: trio.MemorySendChannel[int]) -> None:
+        async with send:
+            for i in range(events):
+                await send.send(i)
+
+    async def raw(n: int) -> None:
+        for _ in range(n):
+            send, receive = trio.open_memory_channel[int](buffer)
+            count = 0
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(producer, send)
+                async with receive:
+                    async for _item in receive:
+                        count += 1
+            assert count == events
+
+    candidate, baseline = await interleaved(with_agtl, raw, iterations=1, rounds=5 if quick else 9)
+    agtl_rate = (events + 1) / candidate
+    raw_rate = events / baseline
+    ratio = agtl_rate / raw_rate
+    label = "unbounded" if math.isinf(buffer) else f"buffer={buffer:g}"
+    return Comparison(
+        name=f"streaming events/s (streaming_execution vs raw memory channel, {label})",
+        unit="events/s",
+        candidate=agtl_rate,
+        baseline=raw_rate,
+        ratio=ratio,
+        target=">= 0.5x",
+        passed=ratio >= 0.5,
+        detail={"events_per_run": events},
+    )

@@ -1,0 +1,63 @@
+"""Every example runs, and says what it claims."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import agtl
+from examples import cancellation_patterns, quickstart, streaming_events
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_quickstart() -> None:
+    result = await quickstart.main()
+    assert result.value == "The capital of France is Paris."
+
+
+async def test_cancellation_patterns() -> None:
+    outcomes = await cancellation_patterns.main()
+    sources = {
+        "handle": agtl.CancelSource.HANDLE,
+        "signal": agtl.CancelSource.SIGNAL,
+        "timeout": agtl.CancelSource.TIMEOUT,
+        "ui thread": agtl.CancelSource.HANDLE,
+    }
+    for name, source in sources.items():
+        result = outcomes[name]
+        assert isinstance(result, agtl.Result)
+        assert result.status is agtl.Status.CANCELED
+        assert result.cancel is not None
+        assert result.cancel.source is source
+        assert result.partial is not None
+        assert result.partial.text
+    race = outcomes["race"]
+    assert isinstance(race, agtl.Result)
+    assert race.value == "fast answer"
+    assert isinstance(outcomes["stream"], str)
+    assert len(outcomes["stream"]) >= 100
+
+
+async def test_streaming_events() -> None:
+    result = await streaming_events.main()
+    assert result.value == "Tasks live inside nurseries and never outlive them."
+    assert [e.type for e in result.events][:2] == ["status", "chunk"]
+    assert result.summary.tool_calls[0].result == 8
+
+
+def test_demo_runs_as_make_demo_does() -> None:
+    completed = subprocess.run(
+        [sys.executable, "examples/demo.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "race       winner said 'fast answer'" in completed.stdout
+    assert "canceled by timeout" in completed.stdout
+    assert completed.stderr == ""
