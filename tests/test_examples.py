@@ -61,3 +61,17 @@ def test_demo_runs_as_make_demo_does() -> None:
     assert "race       winner said 'fast answer'" in completed.stdout
     assert "canceled by timeout" in completed.stdout
     assert completed.stderr == ""
+
+
+def test_readme_example_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    script = ROOT / ".pytest_cache" / "readme_example.py"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(code)
+    completed = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("succeeded Paris.")
+    assert "LLM calls 1" in completed.stdout
