@@ -14,6 +14,9 @@ import trio
 
 from agtl.events import Event
 
+# A consumer reading events that are already there yields to the scheduler this often.
+_YIELD_EVERY = 64
+
 
 class EventLog:
     __slots__ = ("_consumers", "_max_lag", "_new", "_room", "closed", "events")
@@ -89,7 +92,11 @@ class EventStream(AsyncIterator[Event]):
         log = self._log
         while True:
             if self.position < len(log.events):
-                await trio.lowlevel.checkpoint_if_cancelled()
+                if self.position % _YIELD_EVERY == _YIELD_EVERY - 1:
+                    # Replaying a long log must not starve the other tasks of the run.
+                    await trio.lowlevel.checkpoint()
+                else:
+                    await trio.lowlevel.checkpoint_if_cancelled()
                 event = log.events[self.position]
                 self.position += 1
                 log._consumed()

@@ -329,3 +329,32 @@ async def test_simple_execution_emit_records_events() -> None:
     result = await ScriptedProvider().simple_execution(fn).result()
     assert [(e.type, e.data) for e in result.events] == [("step", 1), ("step", 2)]
     assert result.value == 3
+
+
+async def test_replaying_a_long_log_lets_other_tasks_run() -> None:
+    async def gen(session: Session) -> AsyncIterator[Event]:
+        for i in range(1000):
+            yield session.emit("n", i)
+        yield await session.done("ok")
+
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    execution = ScriptedProvider().streaming_execution(gen)
+    async with execution:
+        result = await execution.result()  # finished: the stream below is a pure replay
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker)
+            await trio.lowlevel.checkpoint()
+            before = ticks
+            replayed = [event async for event in execution.stream()]
+            nursery.cancel_scope.cancel()
+    assert replayed == list(result.events)
+    assert len(replayed) == 1001
+    # 1001 events replay with 15 schedule points; without them the ticker would not run at all.
+    assert ticks - before >= 10
