@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 from agtl.errors import InvalidArgumentError
+
+T = TypeVar("T")
 
 
 def type_name(value: object) -> str:
@@ -53,6 +57,18 @@ def check_decimal(name: str, value: object) -> Decimal:
     if not amount.is_finite() or amount < 0:
         raise InvalidArgumentError(name, f"must be a finite amount >= 0, got {value!r}")
     return amount
+
+
+def check_items(
+    name: str, items: Sequence[object], kind: type[T], what: str, *, allow_empty: bool = False
+) -> tuple[T, ...]:
+    """Every item of ``items`` is a ``kind`` (described as ``what``); errors name the index."""
+    if not items and not allow_empty:
+        raise InvalidArgumentError(name, f"needs at least one item, each {what}")
+    for index, item in enumerate(items):
+        if not isinstance(item, kind):
+            raise InvalidArgumentError(f"{name}[{index}]", f"must be {what}, not {type_name(item)}")
+    return tuple(items)  # type: ignore[arg-type]
 
 
 def check_str(name: str, value: object, *, allow_empty: bool = False) -> str:

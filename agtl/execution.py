@@ -27,7 +27,7 @@ import trio
 
 from agtl._event_log import EventStream
 from agtl._state import ExecutionState
-from agtl._validate import check_count, check_optional_seconds, type_name
+from agtl._validate import check_count, check_items, check_optional_seconds, type_name
 from agtl.backend import StopReason
 from agtl.errors import ExecutionClosedError, InvalidArgumentError, NoTerminalEventError
 from agtl.events import ERROR, Event
@@ -412,12 +412,7 @@ def _signals(signal: object) -> tuple[CancelSignal, ...]:
     if isinstance(signal, CancelSignal):
         return (signal,)
     if isinstance(signal, Sequence) and not isinstance(signal, str):
-        for index, item in enumerate(signal):
-            if not isinstance(item, CancelSignal):
-                raise InvalidArgumentError(
-                    f"signal[{index}]", f"must be an agtl.CancelSignal, not {type_name(item)}"
-                )
-        return tuple(signal)
+        return check_items("signal", signal, CancelSignal, "an agtl.CancelSignal", allow_empty=True)
     raise InvalidArgumentError(
         "signal", f"must be a CancelSignal or a list of them, not {type_name(signal)}"
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 import trio
 
-from agtl._validate import type_name
+from agtl._validate import check_items
 from agtl.errors import InvalidArgumentError
 from agtl.execution import Execution
 from agtl.result import Result, Status
@@ -25,13 +25,7 @@ async def race(*executions: Execution[Any]) -> Result[Any]:
     returned, or, when all were canceled, the first one's: a failure says more than a cancel.
     Executions not yet started run inside ``race``; started ones are awaited.
     """
-    if not executions:
-        raise InvalidArgumentError("executions", "race() needs at least one execution")
-    for index, execution in enumerate(executions):
-        if not isinstance(execution, Execution):
-            raise InvalidArgumentError(
-                f"executions[{index}]", f"must be an agtl execution, not {type_name(execution)}"
-            )
+    check_items("executions", executions, Execution, "an agtl execution")
     if len({id(e) for e in executions}) != len(executions):
         raise InvalidArgumentError("executions", "the same execution was passed twice")
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import trio
 
 from agtl._trio_thread import call_in_run, current_token
-from agtl._validate import check_seconds
+from agtl._validate import check_items, check_seconds
 from agtl.errors import InvalidArgumentError
 
 __all__ = ["CancelSignal", "any_of"]
@@ -156,13 +156,7 @@ def any_of(*signals: CancelSignal) -> CancelSignal:
     Its deadline is the earliest of theirs. The parents hold it only weakly, so combining
     long-lived signals does not keep every combination alive.
     """
-    if not signals:
-        raise InvalidArgumentError("signals", "any_of() needs at least one CancelSignal")
-    for index, signal in enumerate(signals):
-        if not isinstance(signal, CancelSignal):
-            raise InvalidArgumentError(
-                f"signals[{index}]", f"must be a CancelSignal, not {type(signal).__name__}"
-            )
+    check_items("signals", signals, CancelSignal, "an agtl.CancelSignal")
     combined = CancelSignal()
     with_deadline = [s for s in signals if s.deadline is not None]
     if with_deadline:
