@@ -35,7 +35,7 @@ test: lint
 	$(BIN)/pytest
 
 demo: install
-	$(PY) examples/demo.py
+	$(PY) -m examples.demo
 
 bench: install
 	$(PY) -m bench $(if $(ONLY),--only $(ONLY),)
