@@ -10,6 +10,7 @@ from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopRe
 from agtl.errors import (
     AgtlError,
     CallTimeoutError,
+    ContextLengthError,
     ExecutionCancelled,
     ExecutionClosedError,
     ExecutionFailed,
@@ -46,6 +47,7 @@ __all__ = [
     "CancelInfo",
     "CancelSignal",
     "CancelSource",
+    "ContextLengthError",
     "CostEntry",
     "ErrorInfo",
     "Event",

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AgtlError",
     "CallTimeoutError",
+    "ContextLengthError",
     "ExecutionCancelled",
     "ExecutionClosedError",
     "ExecutionFailed",
@@ -128,6 +129,19 @@ class StallTimeoutError(LLMTimeoutError):
 
     def _describe(self, seconds: float) -> str:
         return f"the stream stalled for more than stall_timeout={seconds:g}s"
+
+
+class ContextLengthError(LLMError):
+    """The prompt (plus the requested output) does not fit the model's context window."""
+
+    def __init__(self, prompt_tokens: int, context: int, *, model: str | None = None) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.context = context
+        self.model = model
+        super().__init__(
+            f"the prompt has {prompt_tokens} tokens but the context holds {context}: "
+            "shorten the history or use a model with a larger context"
+        )
 
 
 class ProviderError(LLMError):

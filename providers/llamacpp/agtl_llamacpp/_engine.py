@@ -1,0 +1,70 @@
+"""One loaded model: a llama.cpp context, its FIFO turn lock and its abort switch.
+
+A ``Llama`` object is one context and is not thread-safe, so exactly one generation runs at
+a time. Callers queue on a fair trio semaphore; a caller cancelled while queued leaves the
+queue without touching the model.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+import trio
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from agtl_llamacpp._model_file import ModelLoadError
+
+
+class Engine:
+    def __init__(
+        self, path: Path, *, n_ctx: int, n_threads: int | None, n_batch: int, seed: int
+    ) -> None:
+        try:
+            self.llama = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_batch=n_batch,
+                seed=seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from None
+        self.path = path
+        self.n_ctx = self.llama.n_ctx()
+        self.turn = trio.Semaphore(1)  # fair: waiters are served first come, first served
+        self.abort = threading.Event()
+        # llama.cpp polls this during llama_decode; returning True aborts the decode.
+        self._abort_callback = llama_cpp.ggml_abort_callback(self._should_abort)
+        llama_cpp.llama_set_abort_callback(self.llama.ctx, self._abort_callback, None)
+        metadata: dict[str, Any] = dict(self.llama.metadata)
+        template = metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelLoadError(
+                f"{path.name} has no chat template in its GGUF metadata "
+                "(tokenizer.chat_template); agtl does not guess one"
+            )
+        eos = self.llama.detokenize([self.llama.token_eos()], special=True).decode(
+            "utf-8", "replace"
+        )
+        bos = self.llama.detokenize([self.llama.token_bos()], special=True).decode(
+            "utf-8", "replace"
+        )
+        self.formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        digest = hashlib.sha256(template.encode()).hexdigest()[:12]
+        self.template_id = f"gguf:tokenizer.chat_template@{digest}"
+        self.model_name = path.name.removesuffix(".gguf")
+        self.closed = False
+
+    def _should_abort(self, _data: ctypes.c_void_p) -> bool:
+        return self.abort.is_set()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.llama.close()

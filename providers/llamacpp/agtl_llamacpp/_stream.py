@@ -1,0 +1,271 @@
+"""One generation on a local model: a worker thread that feeds text to the trio side.
+
+The worker owns the llama.cpp context for the whole generation and never outlives it: the
+trio side closes a stream by raising the engine's abort switch and waiting for the thread,
+which llama.cpp notices between tokens and inside a long prompt's decode.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import json
+import threading
+import time
+from typing import Any
+
+import llama_cpp
+import trio
+from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+from agtl import (
+    CallReport,
+    ContextLengthError,
+    GenerationRequest,
+    GenerationStream,
+    InvalidArgumentError,
+    Provenance,
+    ProviderError,
+    StopReason,
+    Usage,
+)
+from agtl_llamacpp._engine import Engine
+from agtl_llamacpp._stop import StopMatcher
+
+# Sampling defaults when a request leaves a value unset (llama-cpp-python's own defaults).
+_DEFAULT_TEMPERATURE = 0.8
+_DEFAULT_TOP_P = 0.95
+_DEFAULT_TOP_K = 40
+
+
+class LlamaStream(GenerationStream):
+    def __init__(self, engine: Engine, request: GenerationRequest) -> None:
+        self._engine = engine
+        self._request = request
+        self._pieces: collections.deque[str] = collections.deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self._done = False
+        self._error: BaseException | None = None
+        self._holding_turn = False
+        self._started = False
+        self._thread: threading.Thread | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._tokens: list[int] = []
+        self._cached = 0
+        self._completion = 0
+        self._stop: StopReason | None = None
+        self._queue_wait = 0.0
+        self._prefill_seconds: float | None = None
+        self._decode_seconds: float | None = None
+        self._grammar: LlamaGrammar | None = None
+
+    # -- trio side ----------------------------------------------------------------------------
+    async def _start(self) -> None:
+        """Wait for the model (FIFO, cancellable), then start the worker thread.
+
+        Runs on the first read, so a request cancelled while queued has a stream that reports
+        exactly zero tokens, and it never touched the model.
+        """
+        self._started = True
+        queued_at = trio.current_time()
+        await self._engine.turn.acquire()
+        self._holding_turn = True
+        self._queue_wait = trio.current_time() - queued_at
+        try:
+            self._prepare()
+            self._token = trio.lowlevel.current_trio_token()
+            self._engine.abort.clear()
+            self._thread = threading.Thread(
+                target=self._work,
+                name=f"agtl-llamacpp-{self._request.execution_id[:8]}-{self._request.call_index}",
+                daemon=True,
+            )
+            self._thread.start()
+        except BaseException:
+            self._release_turn()
+            raise
+
+    async def next_delta(self) -> str | None:
+        if not self._started:
+            await self._start()
+        while True:
+            if self._pieces:
+                return self._pieces.popleft()
+            if self._done:
+                if self._error is not None:
+                    error, self._error = self._error, None
+                    raise error
+                return None
+            await self._lot.park()
+
+    def report(self) -> CallReport:
+        details: dict[str, object] = {
+            "chat_template": self._engine.template_id,
+            "queue_wait": self._queue_wait,
+            "prefill_seconds": self._prefill_seconds,
+            "cached_tokens": self._cached,
+            "context": self._engine.n_ctx,
+        }
+        if self._decode_seconds and self._completion > 1:
+            details["decode_tokens_per_second"] = (self._completion - 1) / self._decode_seconds
+        usage = Usage(
+            input_tokens=len(self._tokens),
+            output_tokens=self._completion,
+            cached_input_tokens=self._cached,
+            provenance=Provenance.COUNTED,
+        )
+        stop = None if self._stop is StopReason.CANCELLED else self._stop
+        return CallReport(usage, stop, self._engine.model_name, details)
+
+    async def aclose(self) -> None:
+        if self._thread is not None and not self._done:
+            self._engine.abort.set()
+            while not self._done:
+                await self._lot.park()
+        self._release_turn()
+
+    def _release_turn(self) -> None:
+        if self._holding_turn:
+            self._holding_turn = False
+            self._engine.turn.release()
+
+    def _prepare(self) -> None:
+        """Render and tokenize the prompt; runs on the trio thread while holding the turn."""
+        engine = self._engine
+        llama = engine.llama
+        messages: Any = [m.to_dict() for m in self._request.messages]
+        prompt = engine.formatter(messages=messages).prompt
+        self._tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        budget = self._request.options.max_tokens or 1
+        if len(self._tokens) + min(budget, 1) >= engine.n_ctx:
+            raise ContextLengthError(len(self._tokens), engine.n_ctx, model=engine.model_name)
+        self._grammar = _grammar(self._request.options.response_format)
+        self._cached = _reusable_prefix(llama, self._tokens)
+
+    def _publish(self, callback: Any, *args: Any) -> None:
+        assert self._token is not None
+        try:
+            self._token.run_sync_soon(callback, *args)
+        except trio.RunFinishedError:
+            if callback == self._finished:
+                # Nobody is left to wait for us; hand the model back directly.
+                self._done = True
+                self._release_turn()
+
+    def _add_piece(self, text: str) -> None:
+        self._pieces.append(text)
+        self._lot.unpark_all()
+
+    def _finished(self) -> None:
+        self._done = True
+        # The model is free as soon as the worker is done, even if text is still unread.
+        self._release_turn()
+        self._lot.unpark_all()
+
+    # -- worker thread ------------------------------------------------------------------------
+    def _work(self) -> None:
+        engine = self._engine
+        llama = engine.llama
+        options = self._request.options
+        matcher = StopMatcher(options.stop or ())
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        limit = options.max_tokens
+        started = time.perf_counter()
+        first_token_at: float | None = None
+        generator = None
+        try:
+            if options.seed is not None:
+                llama.set_seed(options.seed)
+            generator = llama.generate(
+                self._tokens,
+                top_k=_DEFAULT_TOP_K if options.top_k is None else options.top_k,
+                top_p=_DEFAULT_TOP_P if options.top_p is None else options.top_p,
+                temp=_DEFAULT_TEMPERATURE if options.temperature is None else options.temperature,
+                repeat_penalty=1.0,
+                frequency_penalty=options.frequency_penalty or 0.0,
+                presence_penalty=options.presence_penalty or 0.0,
+                grammar=self._grammar,
+                reset=True,
+            )
+            for token in generator:
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                    self._prefill_seconds = first_token_at - started
+                if engine.abort.is_set():
+                    self._stop = StopReason.CANCELLED
+                    break
+                if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token):
+                    self._stop = StopReason.EOS
+                    break
+                self._completion += 1
+                text, stopped = matcher.feed(decoder.decode(llama.detokenize([token])))
+                if text:
+                    self._publish(self._add_piece, text)
+                if stopped:
+                    self._stop = StopReason.STOP_SEQUENCE
+                    break
+                if (limit is not None and self._completion >= limit) or (
+                    llama.n_tokens + 1 >= engine.n_ctx
+                ):
+                    self._stop = StopReason.LENGTH
+                    break
+            if self._stop in (StopReason.EOS, StopReason.LENGTH):
+                tail = matcher.feed(decoder.decode(b"", final=True))[0] + matcher.flush()
+                if tail:
+                    self._publish(self._add_piece, tail)
+        except RuntimeError as exc:
+            if engine.abort.is_set():
+                # An aborted decode leaves a partial batch in the KV cache past n_tokens:
+                # drop it so the context is consistent and the valid prefix stays reusable.
+                llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)
+                self._stop = StopReason.CANCELLED
+            else:
+                self._error = ProviderError(f"llama.cpp failed: {exc}", provider="llamacpp")
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            if generator is not None:
+                generator.close()
+            if first_token_at is not None:
+                self._decode_seconds = time.perf_counter() - first_token_at
+            self._publish(self._finished)
+
+
+def _reusable_prefix(llama: llama_cpp.Llama, tokens: list[int]) -> int:
+    """How many prompt tokens the context already holds (as ``Llama.generate`` reuses them)."""
+    held = llama._input_ids
+    common = 0
+    for a, b in zip(held, tokens, strict=False):
+        if a != b:
+            break
+        common += 1
+    if common == len(tokens):
+        if llama.n_tokens == len(tokens) and not llama._requires_eval:
+            return common
+        return max(common - 1, 0)
+    return common
+
+
+def _grammar(response_format: Any) -> LlamaGrammar | None:
+    if response_format is None:
+        return None
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise InvalidArgumentError(
+                "response_format",
+                "json_schema needs {'json_schema': {'name': ..., 'schema': {...}}}",
+            )
+        try:
+            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise InvalidArgumentError("response_format", f"unusable JSON schema: {exc}") from None
+    raise InvalidArgumentError(
+        "response_format", f"type must be 'text', 'json_object' or 'json_schema', not {kind!r}"
+    )

