@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from agtl_llamacpp import LlamaCppProvider, ModelLoadError, bundled_model_path
 
 import agtl
@@ -131,7 +132,9 @@ async def test_cancel_during_prefill_aborts_and_the_prefix_stays_reusable(
     llama = provider._engine.llama
     async with provider.simple_execution(long_prompt) as execution:
         await entered.wait()
-        # Let the worker get into the prompt's decode (one batch of 512 tokens takes ~2s).
+        # Not needed for correctness (the checks below hold whether the cancel lands before or
+        # inside the decode); it only makes the cancel land inside the decode of the first
+        # 512-token batch, which takes about two seconds here.
         await trio.sleep(0.3)
         execution.cancel("stop during prefill")
         result = await execution.result()
@@ -201,11 +204,12 @@ async def test_second_turn_reuses_the_shared_prefix(provider: LlamaCppProvider) 
 
 async def test_queued_request_cancelled_never_touches_the_model(provider: LlamaCppProvider) -> None:
     order: list[str] = []
-    first_started = trio.Event()
+    a_has_model = trio.Event()
+    turn = provider._engine.turn
 
-    def workflow(name: str, started: trio.Event | None = None) -> Any:
+    def workflow(name: str, prompt: str, started: trio.Event | None = None) -> Any:
         async def run(session: Session) -> str:
-            async with session.stream_text(prompt=QUESTION, system=SYSTEM) as stream:
+            async with session.stream_text(prompt=prompt, system=SYSTEM, max_tokens=64) as stream:
                 async for _ in stream:
                     if started is not None:
                         started.set()
@@ -214,20 +218,30 @@ async def test_queued_request_cancelled_never_touches_the_model(provider: LlamaC
 
         return run
 
-    a = provider.simple_execution(workflow("a", first_started))
-    b = provider.simple_execution(workflow("b"))
-    c = provider.simple_execution(workflow("c"))
-    async with a, b, c:
-        await first_started.wait()
-        b.cancel("not needed")
-        results = [await e.result() for e in (a, b, c)]
+    async def queued(count: int) -> None:
+        # Once every task is parked, the newly started request is parked in the model's queue.
+        await trio.testing.wait_all_tasks_blocked()
+        assert turn.statistics().tasks_waiting == count
+
+    a = provider.simple_execution(workflow("a", "Write a long essay about the sea.", a_has_model))
+    b = provider.simple_execution(workflow("b", QUESTION))
+    c = provider.simple_execution(workflow("c", QUESTION))
+    async with a:
+        await a_has_model.wait()
+        async with b:
+            await queued(1)
+            async with c:
+                await queued(2)
+                b.cancel("not needed")
+                results = [await e.result() for e in (a, b, c)]
 
     assert [r.status for r in results] == [Status.SUCCEEDED, Status.CANCELED, Status.SUCCEEDED]
     assert order == ["a", "c"]
     b_call = results[1].summary.llm_calls[0]
-    assert b_call.usage.input_tokens == 0
+    assert b_call.stop_reason is StopReason.CANCELLED
+    assert b_call.usage.input_tokens == 0  # it never got the model
     assert b_call.usage.output_tokens == 0
-    assert b_call.details["queue_wait"] == 0.0  # it never got the model
+    assert b_call.details["queue_wait"] == 0.0
     c_wait = results[2].summary.llm_calls[0].details["queue_wait"]
     assert isinstance(c_wait, float)
     assert c_wait > 0
