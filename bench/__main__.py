@@ -12,26 +12,32 @@ from pathlib import Path
 
 import trio
 
-from bench import core
+from bench import core, local
 from bench._harness import Comparison
 
-BENCHMARKS: dict[str, Callable[[bool], Awaitable[Comparison]]] = {
+CORE: dict[str, Callable[[bool], Awaitable[Comparison]]] = {
     "overhead": lambda quick: core.overhead(quick=quick),
     "streaming": lambda quick: core.streaming(quick=quick),
     "streaming-rendezvous": lambda quick: core.streaming(quick=quick, buffer=0),
 }
+LOCAL = {"local-decode", "local-cancel-decode", "local-cancel-prefill", "local-ttft"}
+BENCHMARKS = sorted([*CORE, *LOCAL])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
+    parser.add_argument("--only", choices=BENCHMARKS, action="append")
     parser.add_argument("--quick", action="store_true", help="a smoke run (figures not meaningful)")
     parser.add_argument("--json", type=Path, default=Path("bench/results/latest.json"))
     args = parser.parse_args(argv)
-    names = args.only or list(BENCHMARKS)
+    names = args.only or BENCHMARKS
 
     async def run_all() -> list[Comparison]:
-        return [await BENCHMARKS[name](args.quick) for name in names]
+        results = [await CORE[name](args.quick) for name in CORE if name in names]
+        wanted = LOCAL & set(names)
+        if wanted:
+            results += await local.run_all(quick=args.quick, only=wanted)
+        return results
 
     results = trio.run(run_all)
     width = max(len(r.name) for r in results)

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from agtl_llamacpp import LlamaCppProvider, ModelLoadError, bundled_model_path
 
 import agtl
 from agtl import Session, Status, StopReason
+from agtl_llamacpp import LlamaCppProvider, ModelLoadError, bundled_model_path
 
 SYSTEM = "You are a helpful assistant."
 QUESTION = "What is the capital of France?"
