@@ -1,17 +1,20 @@
-"""`make demo`: what agtl is for, in a few seconds, on the scripted provider.
+"""`make demo`: what agtl is for, in a few seconds, with no network.
 
-The local llama.cpp provider replaces the scripted one as the demo's default once it lands.
+The bundled local model streams a live reply and has one stopped by a timeout; the scripted
+provider then walks through summaries, streaming events and every cancellation pattern.
 """
 
 from __future__ import annotations
 
 import trio
 
-from examples import cancellation_patterns, quickstart, streaming_events
+from examples import cancellation_patterns, local_model, quickstart, streaming_events
 
 
 async def main() -> None:
-    print("== a workflow and its summary")
+    print("== the bundled local model (SmolLM2-135M, in-process)")
+    await local_model.main()
+    print("\n== a workflow and its summary")
     await quickstart.main()
     print("\n== streaming events")
     await streaming_events.main()

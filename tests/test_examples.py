@@ -76,3 +76,31 @@ def test_readme_example_runs() -> None:
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.startswith("succeeded Paris.")
     assert "LLM calls 1" in completed.stdout
+
+
+async def test_local_model_example() -> None:
+    from examples import local_model
+
+    answered, stopped = await local_model.main()
+    assert answered.value == "The capital of France is Paris."
+    assert stopped.status is agtl.Status.CANCELED
+    assert stopped.cancel is not None
+    assert stopped.cancel.source is agtl.CancelSource.TIMEOUT
+    assert stopped.partial is not None
+    assert stopped.partial.text  # what the model said before the timeout is kept
+    assert stopped.summary.llm_calls[0].stop_reason is agtl.StopReason.CANCELLED
+
+
+def test_readme_local_model_example_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("```python\n")[2].split("```", 1)[0]
+    assert "LlamaCppProvider" in code
+    script = ROOT / ".pytest_cache" / "readme_local_example.py"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(code)
+    completed = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("The capital of France is Paris.")
+    assert "provenance=<Provenance.COUNTED" in completed.stdout

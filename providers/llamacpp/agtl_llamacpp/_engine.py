@@ -10,14 +10,32 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import llama_cpp._logger
 import trio
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from agtl_llamacpp._model_file import ModelLoadError
+
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+_upstream_log = llama_cpp._logger.llama_log_callback
+# What llama.cpp logs, as an error, after every decode our own abort switch stopped.
+_ABORT_NOISE = b"decode: removing memory module entries"
+
+
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+def _log_without_abort_noise(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """llama-cpp-python's log handler, minus the line an intended abort produces."""
+    if text.startswith(_ABORT_NOISE) and any(e.abort.is_set() for e in list(_engines)):
+        return
+    _upstream_log(level, text, user_data)
+
+
+llama_cpp.llama_log_set(_log_without_abort_noise, ctypes.c_void_p(0))
 
 
 class Engine:
@@ -60,6 +78,7 @@ class Engine:
         self.template_id = f"gguf:tokenizer.chat_template@{digest}"
         self.model_name = path.name.removesuffix(".gguf")
         self.closed = False
+        _engines.add(self)
 
     def _should_abort(self, _data: ctypes.c_void_p) -> bool:
         return self.abort.is_set()
