@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,22 @@ def _stop(value: object) -> tuple[str, ...]:
     return tuple(items)
 
 
+_CACHE_KEY = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+
+
+def _cache_key(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError("cache_key", f"must be a str, not {type_name(value)}")
+    key = value.lower()
+    if ".." in key or not _CACHE_KEY.fullmatch(key):
+        raise InvalidArgumentError(
+            "cache_key",
+            "must be 1 to 128 characters of letters, digits, '.', '_' or '-', start with a "
+            f"letter or digit and contain no '..'; got {value!r}",
+        )
+    return key
+
+
 def _response_format(value: object) -> Mapping[str, Any]:
     if not isinstance(value, Mapping) or "type" not in value:
         raise InvalidArgumentError(
@@ -51,6 +68,7 @@ _VALIDATORS: dict[str, Any] = {
     "presence_penalty": lambda v: _number("presence_penalty", v, -2.0, 2.0),
     "frequency_penalty": lambda v: _number("frequency_penalty", v, -2.0, 2.0),
     "response_format": _response_format,
+    "cache_key": _cache_key,
 }
 
 
@@ -67,6 +85,9 @@ class GenerationOptions:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     response_format: Mapping[str, Any] | None = None
+    #: Names a conversation whose model state a provider may keep and reuse between calls
+    #: (the local provider's KV-cache sessions). Case-insensitive; stored lower-case.
+    cache_key: str | None = None
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, object]) -> GenerationOptions:

@@ -19,6 +19,7 @@ import llama_cpp._logger
 import trio
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from agtl_llamacpp._kv_store import KVStore
 from agtl_llamacpp._model_file import ModelLoadError
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -40,7 +41,15 @@ llama_cpp.llama_log_set(_log_without_abort_noise, ctypes.c_void_p(0))
 
 class Engine:
     def __init__(
-        self, path: Path, *, n_ctx: int, n_threads: int | None, n_batch: int, seed: int
+        self,
+        path: Path,
+        *,
+        n_ctx: int,
+        n_threads: int | None,
+        n_batch: int,
+        seed: int,
+        cache_dir: Path | None = None,
+        cache_budget_bytes: int = 2**30,
     ) -> None:
         try:
             self.llama = llama_cpp.Llama(
@@ -78,7 +87,50 @@ class Engine:
         self.template_id = f"gguf:tokenizer.chat_template@{digest}"
         self.model_name = path.name.removesuffix(".gguf")
         self.closed = False
+        #: The KV-cache session whose tokens the context holds now (None: anonymous calls).
+        self.current_key: str | None = None
+        self.store = (
+            None
+            if cache_dir is None
+            else KVStore(cache_dir, budget_bytes=cache_budget_bytes, identity=self.identity())
+        )
         _engines.add(self)
+
+    def identity(self) -> dict[str, Any]:
+        """What a saved state must match to be loaded into this context."""
+        with self.path.open("rb") as handle:
+            head = hashlib.sha256(handle.read(1 << 20)).hexdigest()
+        return {
+            "model": self.path.name,
+            "size": self.path.stat().st_size,
+            "head_sha256": head,
+            "n_ctx": self.n_ctx,
+            "llama_cpp": llama_cpp.__version__,
+        }
+
+    def load_state(self, input_ids: list[int], state: bytes) -> bool:
+        """Put a saved session into the context (worker thread). False if llama.cpp refused."""
+        llama = self.llama
+        n = len(input_ids)
+        if n >= self.n_ctx:
+            return False
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if llama_cpp.llama_state_set_data(llama.ctx, buffer, len(state)) != len(state):
+            llama.reset()  # type: ignore[no-untyped-call]
+            return False
+        llama.input_ids[:n] = input_ids
+        llama.n_tokens = n
+        llama._requires_eval = True  # the next decode must refresh the logits
+        return True
+
+    def save_state(self) -> tuple[list[int], bytes]:
+        """The context's tokens and llama.cpp state, without logits (worker thread)."""
+        llama = self.llama
+        size = llama_cpp.llama_state_get_size(llama.ctx)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_get_data(llama.ctx, buffer, size)
+        ids = [int(t) for t in llama.input_ids[: llama.n_tokens]]
+        return ids, bytes(buffer)[:written]
 
     def _should_abort(self, _data: ctypes.c_void_p) -> bool:
         return self.abort.is_set()

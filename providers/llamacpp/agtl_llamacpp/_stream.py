@@ -30,6 +30,7 @@ from agtl import (
     Usage,
 )
 from agtl_llamacpp._engine import Engine
+from agtl_llamacpp._kv_store import Prepared
 from agtl_llamacpp._stop import StopMatcher
 
 # Sampling defaults when a request leaves a value unset (llama-cpp-python's own defaults).
@@ -58,6 +59,9 @@ class LlamaStream(GenerationStream):
         self._prefill_seconds: float | None = None
         self._decode_seconds: float | None = None
         self._grammar: LlamaGrammar | None = None
+        self._prepared: Prepared | None = None
+        self._committed = False
+        self._kv: dict[str, object] = {}
 
     # -- trio side ----------------------------------------------------------------------------
     async def _start(self) -> None:
@@ -95,6 +99,7 @@ class LlamaStream(GenerationStream):
                 if self._error is not None:
                     error, self._error = self._error, None
                     raise error
+                self._commit()
                 return None
             await self._lot.park()
 
@@ -106,6 +111,7 @@ class LlamaStream(GenerationStream):
             "cached_tokens": self._cached,
             "context": self._engine.n_ctx,
         }
+        details.update(self._kv)
         if self._decode_seconds and self._completion > 1:
             details["decode_tokens_per_second"] = (self._completion - 1) / self._decode_seconds
         usage = Usage(
@@ -122,7 +128,26 @@ class LlamaStream(GenerationStream):
             self._engine.abort.set()
             while not self._done:
                 await self._lot.park()
+        if self._prepared is not None and not self._committed:
+            # The end of the reply never reached the caller: roll the turn back.
+            assert self._engine.store is not None
+            self._engine.store.discard(self._prepared)
+            self._kv["kv_rolled_back"] = self._prepared.generation
         self._release_turn()
+
+    def _commit(self) -> None:
+        """The end of the reply is being delivered: this is the turn's commit point."""
+        prepared = self._prepared
+        if prepared is None or self._committed or self._engine.store is None:
+            return
+        try:
+            self._engine.store.commit(prepared)
+        except OSError as exc:
+            self._kv["kv_note"] = f"commit failed: {exc.strerror or exc}"
+            self._engine.store.discard(prepared)
+            return
+        self._committed = True
+        self._kv["kv_committed_generation"] = prepared.generation
 
     def _release_turn(self) -> None:
         if self._holding_turn:
@@ -140,7 +165,6 @@ class LlamaStream(GenerationStream):
         if len(self._tokens) + min(budget, 1) >= engine.n_ctx:
             raise ContextLengthError(len(self._tokens), engine.n_ctx, model=engine.model_name)
         self._grammar = _grammar(self._request.options.response_format)
-        self._cached = _reusable_prefix(llama, self._tokens)
 
     def _publish(self, callback: Any, *args: Any) -> None:
         assert self._token is not None
@@ -174,6 +198,8 @@ class LlamaStream(GenerationStream):
         first_token_at: float | None = None
         generator = None
         try:
+            self._enter_session(options.cache_key)
+            self._cached = _reusable_prefix(llama, self._tokens)
             if options.seed is not None:
                 llama.set_seed(options.seed)
             generator = llama.generate(
@@ -213,6 +239,8 @@ class LlamaStream(GenerationStream):
                 tail = matcher.feed(decoder.decode(b"", final=True))[0] + matcher.flush()
                 if tail:
                     self._publish(self._add_piece, tail)
+            if self._stop is not StopReason.CANCELLED and self._completion > 0:
+                self._prepare_commit(options.cache_key)
         except RuntimeError as exc:
             if engine.abort.is_set():
                 # An aborted decode leaves a partial batch in the KV cache past n_tokens:
@@ -229,6 +257,30 @@ class LlamaStream(GenerationStream):
             if first_token_at is not None:
                 self._decode_seconds = time.perf_counter() - first_token_at
             self._publish(self._finished)
+
+    def _enter_session(self, key: str | None) -> None:
+        """Bring the context to ``key``'s state (worker thread): in memory, or from disk."""
+        engine = self._engine
+        if key is not None:
+            self._kv["kv_session"] = key
+        if key is not None and engine.store is not None and engine.current_key != key:
+            loaded, why = engine.store.load(key)
+            if loaded is not None and engine.load_state(loaded.input_ids, loaded.state):
+                self._kv["kv_loaded_generation"] = loaded.generation
+            elif why is not None:
+                self._kv["kv_note"] = f"saved state not loaded: {why}"
+        engine.current_key = key
+
+    def _prepare_commit(self, key: str | None) -> None:
+        """Write the turn's state to disk, uncommitted until the reply's end is delivered."""
+        store = self._engine.store
+        if key is None or store is None:
+            return
+        try:
+            ids, state = self._engine.save_state()
+            self._prepared = store.prepare(key, ids, state)
+        except OSError as exc:
+            self._kv["kv_note"] = f"state not saved: {exc.strerror or exc}"
 
 
 def _reusable_prefix(llama: llama_cpp.Llama, tokens: list[int]) -> int:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import trio
 
-from agtl import GenerationRequest, GenerationStream, InvalidArgumentError, Provider
+from agtl import (
+    GenerationOptions,
+    GenerationRequest,
+    GenerationStream,
+    InvalidArgumentError,
+    Provider,
+)
 from agtl._validate import check_count
 from agtl_llamacpp._engine import Engine
 from agtl_llamacpp._model_file import resolve_model_path
@@ -35,6 +42,8 @@ class LlamaCppProvider(Provider):
         n_threads: int | None = None,
         n_batch: int = 512,
         seed: int = 0,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_budget_bytes: int = 2**30,
     ) -> None:
         super().__init__()
         check_count("n_ctx", n_ctx, minimum=64)
@@ -42,8 +51,17 @@ class LlamaCppProvider(Provider):
         check_count("seed", seed)
         if n_threads is not None:
             check_count("n_threads", n_threads, minimum=1)
+        check_count("cache_budget_bytes", cache_budget_bytes, minimum=0)
         path = resolve_model_path(model_path)
-        self._engine = Engine(path, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, seed=seed)
+        self._engine = Engine(
+            path,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_batch=n_batch,
+            seed=seed,
+            cache_dir=None if cache_dir is None else Path(cache_dir).expanduser(),
+            cache_budget_bytes=cache_budget_bytes,
+        )
 
     @property
     def model_path(self) -> str:
@@ -57,6 +75,34 @@ class LlamaCppProvider(Provider):
     def chat_template(self) -> str:
         """Where the chat template came from (always the GGUF metadata), with its digest."""
         return self._engine.template_id
+
+    # -- KV-cache sessions ------------------------------------------------------------------------
+    def kv_state_keys(self) -> list[str]:
+        """The sessions with a committed state on disk (empty without ``cache_dir``)."""
+        store = self._engine.store
+        return [] if store is None else store.keys()
+
+    async def delete_kv_state(self, key: str) -> bool:
+        """Forget a session's saved state, in memory and on disk. True if there was one."""
+        normalized = GenerationOptions.from_kwargs({"cache_key": key}).cache_key
+        assert normalized is not None
+        async with self._engine.turn:
+            if self._engine.current_key == normalized:
+                self._engine.current_key = None
+            store = self._engine.store
+            return False if store is None else store.delete(normalized)
+
+    async def delete_all_kv_states(self) -> int:
+        """Forget every saved session; returns how many were removed."""
+        async with self._engine.turn:
+            self._engine.current_key = None
+            store = self._engine.store
+            if store is None:
+                return 0
+            keys = store.keys()
+            for key in keys:
+                store.delete(key)
+            return len(keys)
 
     def _builtin_model(self) -> str:
         return self._engine.model_name
