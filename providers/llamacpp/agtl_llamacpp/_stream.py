@@ -239,7 +239,8 @@ class LlamaStream(GenerationStream):
                 tail = matcher.feed(decoder.decode(b"", final=True))[0] + matcher.flush()
                 if tail:
                     self._publish(self._add_piece, tail)
-            if self._stop is not StopReason.CANCELLED and self._completion > 0:
+            finished = self._stop in (StopReason.EOS, StopReason.LENGTH, StopReason.STOP_SEQUENCE)
+            if finished and self._completion > 0:
                 self._prepare_commit(options.cache_key)
         except RuntimeError as exc:
             if engine.abort.is_set():
