@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from typing import Any
 
@@ -164,8 +165,12 @@ async def warm_ttft(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
             {"role": "user", "content": f"Notes {trial}-{time.time_ns()}:\n" + FACTS * 115},
         ]
 
-        async def turn(session: Session, history: list[dict[str, str]] = history) -> TextResult:
-            return await session.generate_text(messages=history, max_tokens=16)
+        key = f"bench-{trial}-{time.time_ns()}"
+
+        async def turn(
+            session: Session, history: list[dict[str, str]] = history, key: str = key
+        ) -> TextResult:
+            return await session.generate_text(messages=history, max_tokens=16, cache_key=key)
 
         cold = (await provider.simple_execution(turn).result()).unwrap()
         history += [
@@ -177,9 +182,12 @@ async def warm_ttft(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
         got = trio.Event()
 
         async def stopped(
-            session: Session, history: list[dict[str, str]] = history, got: trio.Event = got
+            session: Session,
+            history: list[dict[str, str]] = history,
+            got: trio.Event = got,
+            key: str = key,
         ) -> None:
-            async with session.stream_text(messages=history, max_tokens=200) as s:
+            async with session.stream_text(messages=history, max_tokens=200, cache_key=key) as s:
                 async for _ in s:
                     got.set()
 
@@ -196,7 +204,7 @@ async def warm_ttft(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
         after_cancel.append(resumed.time_to_first_token)
     cold_s, warm_s = statistics.median(colds), max(statistics.median(warms), max(after_cancel))
     return Comparison(
-        name="local TTFT, 1,500-token history: cold vs warm KV (worst of warm, after-cancel)",
+        name="local TTFT, 1,500-token KV session: cold vs warm (worst of warm, after-cancel)",
         unit="ms",
         candidate=warm_s * 1000,
         baseline=cold_s * 1000,
@@ -211,7 +219,12 @@ async def warm_ttft(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
 
 
 async def run_all(*, quick: bool, only: set[str] | None = None) -> list[Comparison]:
-    provider = LlamaCppProvider(n_ctx=4096).with_default_options(temperature=0)
+    with tempfile.TemporaryDirectory(prefix="agtl-bench-kv-") as cache_dir:
+        return await _run_all(quick=quick, only=only, cache_dir=cache_dir)
+
+
+async def _run_all(*, quick: bool, only: set[str] | None, cache_dir: str) -> list[Comparison]:
+    provider = LlamaCppProvider(n_ctx=4096, cache_dir=cache_dir).with_default_options(temperature=0)
     benches = {
         "local-decode": decode_rate,
         "local-cancel-decode": cancel_during_decode,
