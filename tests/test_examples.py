@@ -64,18 +64,24 @@ def test_demo_runs_as_make_demo_does() -> None:
     assert completed.stderr == ""
 
 
-def test_readme_example_runs() -> None:
+def run_readme_block(index: int) -> subprocess.CompletedProcess[str]:
+    """Run the README's ``index``-th python code block as a script."""
     readme = (ROOT / "README.md").read_text()
-    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    script = ROOT / ".pytest_cache" / "readme_example.py"
+    code = readme.split("```python\n")[index + 1].split("```", 1)[0]
+    script = ROOT / ".pytest_cache" / f"readme_block_{index}.py"
     script.parent.mkdir(exist_ok=True)
     script.write_text(code)
     completed = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
     )
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.startswith("succeeded Paris.")
-    assert "LLM calls 1" in completed.stdout
+    return completed
+
+
+def test_readme_example_runs() -> None:
+    out = run_readme_block(0).stdout
+    assert out.startswith("succeeded Paris.")
+    assert "LLM calls 1" in out
 
 
 async def test_local_model_example() -> None:
@@ -92,15 +98,6 @@ async def test_local_model_example() -> None:
 
 
 def test_readme_local_model_example_runs() -> None:
-    readme = (ROOT / "README.md").read_text()
-    code = readme.split("```python\n")[2].split("```", 1)[0]
-    assert "LlamaCppProvider" in code
-    script = ROOT / ".pytest_cache" / "readme_local_example.py"
-    script.parent.mkdir(exist_ok=True)
-    script.write_text(code)
-    completed = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.startswith("The capital of France is Paris.")
-    assert "provenance=<Provenance.COUNTED" in completed.stdout
+    out = run_readme_block(1).stdout
+    assert out.startswith("The capital of France is Paris.")
+    assert "provenance=<Provenance.COUNTED" in out
