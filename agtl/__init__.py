@@ -9,17 +9,26 @@ ends in exactly one frozen :class:`Result` with a :class:`Summary` of usage, cos
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason
 from agtl.errors import (
     AgtlError,
+    AuthenticationError,
+    BadRequestError,
     CallTimeoutError,
     ContextLengthError,
     ExecutionCancelled,
     ExecutionClosedError,
     ExecutionFailed,
     FirstTokenTimeoutError,
+    IncompleteStreamError,
     InvalidArgumentError,
     LLMError,
     LLMTimeoutError,
+    ModelNotFoundError,
     NoTerminalEventError,
+    PermissionDeniedError,
+    ProviderConnectionError,
     ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ServerError,
     StallTimeoutError,
     WorkflowFailure,
 )
@@ -35,13 +44,15 @@ from agtl.result import CancelInfo, CancelSource, Partial, Result, Status
 from agtl.session import Session, TextResult, TextStream
 from agtl.signals import CancelSignal, any_of
 from agtl.summary import CostEntry, ErrorInfo, LLMCallSummary, RecordEntry, Summary, ToolCall
-from agtl.usage import Provenance, Usage
+from agtl.usage import Provenance, Usage, estimate_tokens
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BUNDLED_PRICING",
     "AgtlError",
+    "AuthenticationError",
+    "BadRequestError",
     "CallReport",
     "CallTimeoutError",
     "CancelInfo",
@@ -60,21 +71,28 @@ __all__ = [
     "GenerationOptions",
     "GenerationRequest",
     "GenerationStream",
+    "IncompleteStreamError",
     "InvalidArgumentError",
     "LLMCallSummary",
     "LLMError",
     "LLMTimeoutError",
     "Message",
+    "ModelNotFoundError",
     "NoTerminalEventError",
     "Partial",
+    "PermissionDeniedError",
     "Price",
     "PricingTable",
     "Provenance",
     "Provider",
+    "ProviderConnectionError",
     "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
     "RecordEntry",
     "Result",
     "Role",
+    "ServerError",
     "Session",
     "SimpleExecution",
     "StallTimeoutError",
@@ -90,5 +108,6 @@ __all__ = [
     "WorkflowFailure",
     "__version__",
     "any_of",
+    "estimate_tokens",
     "race",
 ]

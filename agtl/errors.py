@@ -8,24 +8,33 @@ call that timed out, a provider that refused a request) where the workflow may c
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agtl.result import CancelInfo, Partial
 
 __all__ = [
     "AgtlError",
+    "AuthenticationError",
+    "BadRequestError",
     "CallTimeoutError",
     "ContextLengthError",
     "ExecutionCancelled",
     "ExecutionClosedError",
     "ExecutionFailed",
     "FirstTokenTimeoutError",
+    "IncompleteStreamError",
     "InvalidArgumentError",
     "LLMError",
     "LLMTimeoutError",
+    "ModelNotFoundError",
     "NoTerminalEventError",
+    "PermissionDeniedError",
+    "ProviderConnectionError",
     "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "ServerError",
     "StallTimeoutError",
     "WorkflowFailure",
 ]
@@ -134,18 +143,28 @@ class StallTimeoutError(LLMTimeoutError):
 class ContextLengthError(LLMError):
     """The prompt (plus the requested output) does not fit the model's context window."""
 
-    def __init__(self, prompt_tokens: int, context: int, *, model: str | None = None) -> None:
+    def __init__(
+        self,
+        prompt_tokens: int | None,
+        context: int | None,
+        *,
+        model: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         self.prompt_tokens = prompt_tokens
         self.context = context
         self.model = model
-        super().__init__(
-            f"the prompt has {prompt_tokens} tokens but the context holds {context}: "
-            "shorten the history or use a model with a larger context"
-        )
+        if prompt_tokens is not None and context is not None:
+            what = f"the prompt has {prompt_tokens} tokens but the context holds {context}"
+        else:
+            what = detail or "the prompt does not fit the model's context"
+        super().__init__(f"{what}: shorten the history or use a model with a larger context")
 
 
 class ProviderError(LLMError):
     """A backend refused or broke a call. Providers raise subclasses with precise meanings."""
+
+    default_retryable: bool = False
 
     def __init__(
         self,
@@ -153,9 +172,57 @@ class ProviderError(LLMError):
         *,
         provider: str | None = None,
         status_code: int | None = None,
-        retryable: bool = False,
+        retryable: bool | None = None,
     ) -> None:
         self.provider = provider
         self.status_code = status_code
-        self.is_retryable = retryable
+        self.is_retryable = self.default_retryable if retryable is None else retryable
         super().__init__(message)
+
+
+class RateLimitError(ProviderError):
+    """429: slow down. ``retry_after`` is the server's hint in seconds, if it sent one."""
+
+    default_retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class AuthenticationError(ProviderError):
+    """401: the credentials were refused."""
+
+
+class PermissionDeniedError(ProviderError):
+    """403: the credentials may not do this."""
+
+
+class ModelNotFoundError(ProviderError):
+    """404: the model (or endpoint) does not exist for these credentials."""
+
+
+class BadRequestError(ProviderError):
+    """400/422: the server rejected the request as malformed."""
+
+
+class ServerError(ProviderError):
+    """5xx: the server failed; trying again may work."""
+
+    default_retryable = True
+
+
+class ProviderTimeoutError(ProviderError, TimeoutError):
+    """The transport timed out (the provider's own timeout, not a per-call deadline)."""
+
+    default_retryable = True
+
+
+class ProviderConnectionError(ProviderError, ConnectionError):
+    """The connection failed or broke (refused, reset, cut mid-stream)."""
+
+    default_retryable = True
+
+
+class IncompleteStreamError(ProviderError):
+    """The stream ended or became unreadable before the server said why it stopped."""

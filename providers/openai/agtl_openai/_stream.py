@@ -1,0 +1,190 @@
+"""One chat completion streamed from an OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import openai
+import trio
+
+import agtl
+from agtl import (
+    CallReport,
+    GenerationRequest,
+    GenerationStream,
+    Provenance,
+    StopReason,
+    Usage,
+    estimate_tokens,
+)
+from agtl_openai._errors import redact, translate
+
+if TYPE_CHECKING:
+    from agtl_openai.provider import OpenAIProvider
+
+_FINISH: dict[str, StopReason] = {
+    "stop": StopReason.EOS,
+    "length": StopReason.LENGTH,
+    "tool_calls": StopReason.EOS,
+    "function_call": StopReason.EOS,
+}
+# Backoff when the server gave no retry-after hint: 0.5 s, 1 s, 2 s, ... capped.
+_BACKOFF_BASE = 0.5
+_BACKOFF_CAP = 20.0
+
+
+class OpenAIStream(GenerationStream):
+    def __init__(self, provider: OpenAIProvider, request: GenerationRequest) -> None:
+        self._provider = provider
+        self._request = request
+        self._stream: Any = None
+        self._chunks: Any = None
+        self._started = False
+        self._text_chars = 0
+        self._text: list[str] = []
+        self._finish: str | None = None
+        self._usage: Any = None
+        self._model: str | None = None
+        self._attempts: list[dict[str, object]] = []
+        self._ended = False
+
+    async def next_delta(self) -> str | None:
+        if not self._started:
+            self._started = True
+            await self._open()
+        while True:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._end()
+                return None
+            except (trio.Cancelled, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                raise translate(exc, self._provider.secret) from None
+            if getattr(chunk, "model", None):
+                self._model = chunk.model
+            if getattr(chunk, "usage", None) is not None:
+                self._usage = chunk.usage
+            for choice in chunk.choices or ():
+                if choice.finish_reason:
+                    self._finish = choice.finish_reason
+                content = choice.delta.content if choice.delta is not None else None
+                if content:
+                    text = str(content)
+                    self._text.append(text)
+                    return text
+
+    def _end(self) -> None:
+        self._ended = True
+        if self._finish is None:
+            raise agtl.IncompleteStreamError(
+                "the stream ended without a finish reason: the reply is probably cut off",
+                provider="openai",
+            )
+
+    async def _open(self) -> None:
+        """Send the request; retry failures that happen before the first byte."""
+        provider = self._provider
+        kwargs = provider.request_arguments(self._request)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._stream = await provider.client.chat.completions.create(**kwargs)
+                self._chunks = self._stream.__aiter__()
+                self._attempts.append({"attempt": attempt, "ok": True})
+                return
+            except (trio.Cancelled, KeyboardInterrupt):
+                raise
+            except openai.APIStatusError as exc:
+                text = str(exc)
+                if (
+                    "stream_options" in kwargs
+                    and "stream_options" in text
+                    and exc.status_code < 600
+                ):
+                    # This server refuses usage in streams: stop asking, estimate instead.
+                    provider.quirks.stream_usage = False
+                    kwargs.pop("stream_options")
+                    self._attempts.append({"attempt": attempt, "error": "stream_options refused"})
+                    continue
+                if (
+                    _refuses_json_schema(kwargs, text)
+                    and not provider.quirks.json_schema_as_json_object
+                ):
+                    # llama.cpp's server dialect: {"type": "json_object", "schema": {...}}.
+                    provider.quirks.json_schema_as_json_object = True
+                    kwargs = provider.request_arguments(self._request)
+                    self._attempts.append({"attempt": attempt, "error": "json_schema refused"})
+                    continue
+                error = translate(exc, provider.secret)
+            except Exception as exc:
+                error = translate(exc, provider.secret)
+            record: dict[str, object] = {"attempt": attempt, "error": type(error).__name__}
+            if isinstance(error, agtl.ProviderError) and error.status_code is not None:
+                record["status"] = error.status_code
+            self._attempts.append(record)
+            if not error.is_retryable or attempt > provider.max_retries:
+                raise error
+            wait = _backoff(attempt)
+            if isinstance(error, agtl.RateLimitError) and error.retry_after is not None:
+                wait = error.retry_after
+                record["retry_after"] = wait
+            await trio.sleep(wait)
+
+    def report(self) -> CallReport:
+        details: dict[str, object] = {"attempts": list(self._attempts)}
+        usage = self._usage
+        text = "".join(self._text)
+        if usage is not None:
+            prompt_details = getattr(usage, "prompt_tokens_details", None)
+            completion_details = getattr(usage, "completion_tokens_details", None)
+            reported = Usage(
+                input_tokens=usage.prompt_tokens,
+                output_tokens=usage.completion_tokens,
+                total_tokens=usage.total_tokens,
+                cached_input_tokens=getattr(prompt_details, "cached_tokens", None),
+                reasoning_tokens=getattr(completion_details, "reasoning_tokens", None),
+                provenance=Provenance.PROVIDER,
+            )
+        elif not self._attempts or "ok" not in self._attempts[-1]:
+            # Nothing reached the model (cancelled while queued, or every attempt refused).
+            reported = Usage(0, 0, provenance=Provenance.COUNTED)
+        else:
+            reported = Usage(
+                input_tokens=_estimate_prompt(self._request),
+                output_tokens=estimate_tokens(text),
+                provenance=Provenance.ESTIMATED,
+            )
+        stop = None
+        if self._ended and self._finish is not None:
+            stop = _FINISH.get(self._finish, StopReason.EOS)
+            if self._finish == "stop" and self._request.options.stop:
+                details["finish_reason"] = "stop"  # a natural end or a stop sequence: unknown
+            if self._finish not in _FINISH:
+                details["finish_reason"] = self._finish
+        return CallReport(reported, stop, self._model, details)
+
+    async def aclose(self) -> None:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            await stream.close()
+
+
+def _refuses_json_schema(arguments: dict[str, Any], message: str) -> bool:
+    response_format = arguments.get("response_format") or {}
+    return response_format.get("type") == "json_schema" and "json_schema" in message
+
+
+def _backoff(attempt: int) -> float:
+    return min(_BACKOFF_CAP, _BACKOFF_BASE * math.pow(2, attempt - 1))
+
+
+def _estimate_prompt(request: GenerationRequest) -> int:
+    # About four characters a token, plus a few tokens of chat framing per message.
+    return sum(estimate_tokens(m.content) + 4 for m in request.messages) + 2
+
+
+__all__ = ["OpenAIStream", "redact"]

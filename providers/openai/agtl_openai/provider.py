@@ -1,0 +1,126 @@
+"""OpenAIProvider: OpenAI and every OpenAI-compatible server through ``openai.AsyncOpenAI``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Final
+
+import attrs
+import openai
+
+from agtl import GenerationRequest, GenerationStream, InvalidArgumentError, Provider
+from agtl._validate import check_count, check_seconds
+from agtl_openai._stream import OpenAIStream
+
+__all__ = ["OpenAIProvider"]
+
+OFFICIAL_BASE_URL: Final = "https://api.openai.com/v1"
+# Compatible servers often need no key; the SDK insists on one, so we send this.
+_NO_KEY: Final = "not-needed"
+
+
+@attrs.define
+class ServerQuirks:
+    """Facts learned from the server's replies, kept for the provider's later calls."""
+
+    #: Ask for usage in streams; cleared when a server refuses ``stream_options``.
+    stream_usage: bool = True
+    #: Set once a server refused OpenAI's json_schema format (llama.cpp's server does): the
+    #: schema is then sent as ``{"type": "json_object", "schema": ...}``.
+    json_schema_as_json_object: bool = False
+
+
+class OpenAIProvider(Provider):
+    """Talks to OpenAI or any OpenAI-compatible server (vLLM, llama.cpp server, Ollama, ...).
+
+    The key falls back to ``OPENAI_API_KEY``; the official endpoint without a key is a
+    configuration error, a compatible ``base_url`` may go without. Retries happen only before
+    the first byte of a stream (``max_retries`` more attempts), honour ``retry-after``, and
+    are listed in each call's ``details["attempts"]``. Close the provider (``async with`` or
+    ``aclose()``) to close its HTTP client.
+    """
+
+    name = "openai"
+    is_local = False
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        organization: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        stream_usage: bool = True,
+    ) -> None:
+        super().__init__()
+        self.max_retries = check_count("max_retries", max_retries)
+        seconds = check_seconds("timeout", timeout)
+        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        official = base_url is None or base_url.rstrip("/") == OFFICIAL_BASE_URL
+        if not key and official:
+            raise InvalidArgumentError(
+                "api_key",
+                "no API key for the OpenAI API: pass api_key=... or set OPENAI_API_KEY "
+                "(or pass base_url=... for a compatible server that needs none)",
+            )
+        self._secret = key or None
+        self.base_url = (base_url or OFFICIAL_BASE_URL).rstrip("/")
+        # What we learn about the server, shared by every with_* copy of this provider.
+        self.quirks = ServerQuirks(stream_usage=stream_usage)
+        self.client = openai.AsyncOpenAI(
+            api_key=key or _NO_KEY,
+            base_url=self.base_url,
+            organization=organization,
+            timeout=seconds,
+            max_retries=0,  # agtl retries itself, before the first byte only, and counts attempts
+        )
+
+    @property
+    def secret(self) -> str | None:
+        """The API key, for scrubbing it from messages. Never logged or shown in a repr."""
+        return self._secret
+
+    def request_arguments(self, request: GenerationRequest) -> dict[str, Any]:
+        options = request.options
+        arguments: dict[str, Any] = {
+            "model": request.model,
+            "messages": [m.to_dict() for m in request.messages],
+            "stream": True,
+        }
+        if self.quirks.stream_usage:
+            arguments["stream_options"] = {"include_usage": True}
+        for name in (
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+            "response_format",
+        ):
+            value = getattr(options, name)
+            if value is not None:
+                arguments[name] = value
+        fmt = options.response_format
+        if (
+            self.quirks.json_schema_as_json_object
+            and fmt is not None
+            and fmt.get("type") == "json_schema"
+        ):
+            schema = (fmt.get("json_schema") or {}).get("schema")
+            arguments["response_format"] = {"type": "json_object", "schema": schema}
+        if options.stop:
+            arguments["stop"] = list(options.stop)
+        if options.top_k is not None:
+            arguments["extra_body"] = {"top_k": options.top_k}  # vLLM, llama.cpp server
+        return arguments
+
+    async def start_generation(self, request: GenerationRequest) -> GenerationStream:
+        return OpenAIStream(self, request)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(base_url={self.base_url!r}, model={self.default_model!r})"

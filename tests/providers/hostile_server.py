@@ -1,0 +1,143 @@
+"""A hostile OpenAI-compatible server for fault injection, on 127.0.0.1 only.
+
+The request's ``model`` picks the behaviour: ``ok``, ``rate-limited`` (429 with a retry hint,
+then ok), ``server-error`` (always 500), ``unauthorized`` (401 echoing the key, as careless
+servers do), ``cut`` (connection dropped mid-stream), ``malformed`` (an unparsable SSE line),
+``stall`` (silence after the first chunk), ``endless`` (a body that never ends) and
+``no-finish`` (ends without a finish reason).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from typing import Any
+
+import trio
+
+
+class HostileServer:
+    def __init__(self) -> None:
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.open_connections = 0
+        self.port = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until every client connection is closed."""
+        await self._idle.wait()
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._handle, listeners)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        self.open_connections += 1
+        if self._idle.is_set():
+            self._idle = trio.Event()
+        try:
+            request = await _read_request(stream)
+            if request is None:
+                return
+            headers, body = request
+            model = str(json.loads(body or b"{}").get("model", "ok"))
+            self.requests[model] += 1
+            await self._respond(stream, model, headers)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await stream.aclose()
+            self.open_connections -= 1
+            if self.open_connections == 0:
+                self._idle.set()
+
+    async def _respond(
+        self, stream: trio.SocketStream, model: str, headers: dict[str, str]
+    ) -> None:
+        if model == "rate-limited" and self.requests[model] == 1:
+            await _error(stream, 429, "slow down", {"retry-after": "0.2"})
+            return
+        if model == "server-error":
+            await _error(stream, 500, "the server melted")
+            return
+        if model == "unauthorized":
+            key = headers.get("authorization", "").removeprefix("Bearer ")
+            await _error(stream, 401, f"Incorrect API key provided: {key}")
+            return
+        await stream.send_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        )
+        if model == "endless":
+            while True:
+                await _chunk(stream, _delta("tick "))
+                await trio.sleep(0.01)
+        await _chunk(stream, _delta("Hello"))
+        await _chunk(stream, _delta(" there"))
+        if model == "cut":
+            await stream.send_all(b'40\r\ndata: {"partial')  # then the connection drops
+            return
+        if model == "malformed":
+            await _chunk(stream, b"data: {this is not json\n\n")
+            await trio.sleep_forever()
+        if model == "stall":
+            await trio.sleep_forever()
+        finish = None if model == "no-finish" else "stop"
+        await _chunk(stream, _delta("!", finish=finish))
+        await _chunk(stream, b"data: [DONE]\n\n")
+        await stream.send_all(b"0\r\n\r\n")
+
+
+async def _read_request(stream: trio.SocketStream) -> tuple[dict[str, str], bytes] | None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    headers = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            break
+        body += chunk
+    return headers, body
+
+
+def _delta(text: str, *, finish: str | None = None) -> bytes:
+    payload = {
+        "id": "chatcmpl-hostile",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "hostile",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+async def _chunk(stream: trio.SocketStream, data: bytes) -> None:
+    await stream.send_all(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+
+async def _error(
+    stream: trio.SocketStream, status: int, message: str, extra: dict[str, str] | None = None
+) -> None:
+    reasons = {401: "Unauthorized", 429: "Too Many Requests", 500: "Internal Server Error"}
+    body = json.dumps({"error": {"message": message, "type": "error", "code": None}}).encode()
+    head = f"HTTP/1.1 {status} {reasons[status]}\r\ncontent-type: application/json\r\n"
+    head += f"content-length: {len(body)}\r\nconnection: close\r\n"
+    for name, value in (extra or {}).items():
+        head += f"{name}: {value}\r\n"
+    await stream.send_all(head.encode() + b"\r\n" + body)

@@ -1,0 +1,329 @@
+"""The OpenAI-compatible provider: a real local server (llama_cpp.server) and a hostile one."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import trio
+from structlog.testing import capture_logs
+
+import agtl
+from agtl import Provenance, Session, Status, StopReason
+from agtl_llamacpp import bundled_model_path
+from agtl_openai import OpenAIProvider
+from tests.providers.hostile_server import HostileServer
+
+SYSTEM = "You are a helpful assistant."
+QUESTION = "What is the capital of France?"
+SECRET = "sk-test-0123456789-DO-NOT-LEAK"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    """A real OpenAI-compatible server: llama_cpp.server with the bundled model, on loopback."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(bundled_model_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    try:
+        while True:  # wait for readiness (a condition, bounded), not for a guessed duration
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("llama_cpp.server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+async def provider(server_url: str) -> AsyncIterator[OpenAIProvider]:
+    async with (
+        OpenAIProvider(base_url=server_url)
+        .with_default_model("smollm2")
+        .with_default_options(temperature=0) as provider
+    ):
+        yield provider
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[HostileServer]:
+    server = HostileServer()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+def hostile_provider(server: HostileServer, **kwargs: Any) -> OpenAIProvider:
+    return OpenAIProvider(api_key=SECRET, base_url=server.base_url, **kwargs)
+
+
+async def ask(session: Session) -> agtl.TextResult:
+    return await session.generate_text(prompt=QUESTION, system=SYSTEM, max_tokens=32)
+
+
+# -- the real server ---------------------------------------------------------------------------
+
+
+async def test_generate_against_a_real_server(provider: OpenAIProvider) -> None:
+    result = await provider.simple_execution(ask).result()
+    reply = result.unwrap()
+    assert reply.text == "The capital of France is Paris."
+    assert reply.stop_reason is StopReason.EOS
+    # llama_cpp.server sends no usage in streams: agtl estimates it and says so.
+    assert reply.usage.provenance is Provenance.ESTIMATED
+    assert reply.usage.output_tokens == agtl.estimate_tokens(reply.text)
+    assert result.summary.llm_calls[0].details["attempts"] == [{"attempt": 1, "ok": True}]
+
+
+async def test_stream_against_a_real_server(provider: OpenAIProvider) -> None:
+    deltas: list[str] = []
+
+    async def gen(session: Session) -> AsyncIterator[agtl.Event]:
+        async with session.stream_text(prompt=QUESTION, system=SYSTEM) as stream:
+            async for delta in stream:
+                deltas.append(delta)
+                yield session.emit("chunk", delta)
+        yield await session.done(stream.text)
+
+    result = await provider.streaming_execution(gen).result()
+    assert result.value == "".join(deltas) == "The capital of France is Paris."
+    assert len(deltas) > 3
+
+
+async def test_cancel_mid_stream_then_the_server_still_answers(provider: OpenAIProvider) -> None:
+    seen: list[str] = []
+    enough = trio.Event()
+
+    async def essay(session: Session) -> str:
+        async with session.stream_text(
+            prompt="Write a long essay about the sea.", system=SYSTEM
+        ) as s:
+            async for delta in s:
+                seen.append(delta)
+                if len(seen) == 5:
+                    enough.set()
+        return s.text
+
+    async with provider.simple_execution(essay) as execution:
+        await enough.wait()
+        execution.cancel("stop")
+        result = await execution.result()
+    assert result.status is Status.CANCELED
+    assert result.partial is not None
+    assert result.partial.text == "".join(seen)
+    call = result.summary.llm_calls[0]
+    assert call.stop_reason is StopReason.CANCELLED
+    assert call.usage.provenance is Provenance.ESTIMATED
+    assert call.usage.output_tokens == agtl.estimate_tokens("".join(seen))
+    assert (await provider.simple_execution(ask).result()).unwrap().text.endswith("Paris.")
+
+
+async def test_cancel_before_begin_sends_nothing(provider: OpenAIProvider) -> None:
+    execution = provider.simple_execution(ask)
+    execution.cancel()
+    result = await execution.result()
+    assert result.status is Status.CANCELED
+    assert result.summary.llm_call_count == 0
+
+
+async def test_first_token_timeout_against_a_real_server(provider: OpenAIProvider) -> None:
+    async def impatient(session: Session) -> str:
+        try:
+            await session.generate_text(prompt=QUESTION, system=SYSTEM, first_token_timeout=0.001)
+        except agtl.FirstTokenTimeoutError:
+            return (await ask(session)).text
+        return "no timeout?"
+
+    result = await provider.simple_execution(impatient).result()
+    assert result.unwrap() == "The capital of France is Paris."
+    first = result.summary.llm_calls[0]
+    assert first.error is not None
+    assert first.error.type == "FirstTokenTimeoutError"
+    assert first.usage.output_tokens == 0
+
+
+async def test_structured_output_against_a_real_server(provider: OpenAIProvider) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    }
+
+    async def structured(session: Session) -> Any:
+        reply = await session.generate_text(
+            prompt="Give the capital of France as JSON.",
+            system=SYSTEM,
+            max_tokens=48,
+            response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+        )
+        return json.loads(reply.text)
+
+    value = (await provider.simple_execution(structured).result()).unwrap()
+    assert list(value) == ["city"]
+    assert isinstance(value["city"], str)
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+def test_missing_key_for_the_official_endpoint_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(agtl.InvalidArgumentError, match="OPENAI_API_KEY") as info:
+        OpenAIProvider()
+    assert info.value.argument == "api_key"
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    provider = OpenAIProvider()
+    assert SECRET not in repr(provider)
+    assert SECRET not in repr(provider.with_default_model("gpt-4o"))
+
+
+# -- the hostile server ------------------------------------------------------------------------
+
+
+async def run(provider: OpenAIProvider, model: str, **call: Any) -> agtl.Result[str]:
+    async def fn(session: Session) -> str:
+        return (await session.generate_text(prompt="hi", model=model, **call)).text
+
+    async with provider:
+        return await provider.simple_execution(fn).result()
+
+
+async def test_rate_limit_is_retried_after_the_hint(hostile: HostileServer) -> None:
+    started = trio.current_time()
+    result = await run(hostile_provider(hostile), "rate-limited")
+    assert result.unwrap() == "Hello there!"
+    assert trio.current_time() - started >= 0.2
+    attempts = result.summary.llm_calls[0].details["attempts"]
+    assert attempts == [
+        {"attempt": 1, "error": "RateLimitError", "status": 429, "retry_after": 0.2},
+        {"attempt": 2, "ok": True},
+    ]
+    assert hostile.requests["rate-limited"] == 2
+
+
+async def test_server_errors_are_retried_then_fail(hostile: HostileServer) -> None:
+    result = await run(hostile_provider(hostile, max_retries=1), "server-error")
+    assert result.status is Status.FAILED
+    assert isinstance(result.error, agtl.ServerError)
+    assert result.error.is_retryable
+    assert result.error.status_code == 500
+    assert hostile.requests["server-error"] == 2
+    call = result.summary.llm_calls[0]
+    assert call.stop_reason is StopReason.ERROR
+    assert [a["status"] for a in call.details["attempts"]] == [500, 500]  # type: ignore[attr-defined]
+    assert call.usage == agtl.Usage(0, 0, provenance=Provenance.COUNTED)
+
+
+async def test_unauthorized_is_not_retried_and_never_shows_the_key(hostile: HostileServer) -> None:
+    with capture_logs() as logs:
+        result = await run(hostile_provider(hostile), "unauthorized")
+    assert isinstance(result.error, agtl.AuthenticationError)
+    assert not result.error.is_retryable
+    assert hostile.requests["unauthorized"] == 1
+    assert "***" in str(result.error)
+    everything = json.dumps(logs, default=repr) + str(result.error) + repr(result)
+    everything += json.dumps(result.summary.to_dict()) + result.summary.format()
+    assert SECRET not in everything
+
+
+@pytest.mark.parametrize(
+    ("model", "error"),
+    [
+        ("cut", agtl.ProviderConnectionError),
+        ("malformed", agtl.ProviderConnectionError),
+        ("no-finish", agtl.IncompleteStreamError),
+    ],
+)
+async def test_broken_streams_fail_with_partial_output(
+    hostile: HostileServer, model: str, error: type[Exception]
+) -> None:
+    result = await run(hostile_provider(hostile), model, timeout=10)
+    assert result.status is Status.FAILED
+    assert isinstance(result.error, error)
+    assert result.partial is not None
+    assert result.partial.text.startswith("Hello there")
+    assert hostile.requests[model] == 1  # nothing is retried after the first byte
+    call = result.summary.llm_calls[0]
+    assert call.stop_reason is StopReason.ERROR
+    assert call.usage.provenance is Provenance.ESTIMATED
+
+
+async def test_a_stall_after_the_first_chunk_times_out(hostile: HostileServer) -> None:
+    result = await run(hostile_provider(hostile), "stall", stall_timeout=0.3)
+    assert isinstance(result.error, agtl.StallTimeoutError)
+    assert result.partial is not None
+    assert result.partial.text == "Hello there"
+
+
+async def test_an_endless_body_is_cancelled_and_the_connection_closed(
+    hostile: HostileServer,
+) -> None:
+    provider = hostile_provider(hostile)
+
+    async def fn(session: Session) -> str:
+        return (await session.generate_text(prompt="hi", model="endless")).text
+
+    async with provider:
+        result = await provider.simple_execution(fn, timeout=0.5).result()
+    assert result.status is Status.CANCELED
+    assert result.cancel is not None
+    assert result.cancel.source is agtl.CancelSource.TIMEOUT
+    assert result.partial is not None
+    assert result.partial.text.startswith("tick tick")
+    with trio.fail_after(5):
+        await hostile.wait_idle()  # the server sees the client hang up
+
+
+async def test_connection_refused_is_retryable_and_counted() -> None:
+    provider = OpenAIProvider(base_url=f"http://127.0.0.1:{_free_port()}/v1", max_retries=1)
+    result = await run(provider, "any")
+    assert isinstance(result.error, agtl.ProviderConnectionError)
+    assert result.error.is_retryable
+    attempts = result.summary.llm_calls[0].details["attempts"]
+    assert [a["error"] for a in attempts] == ["ProviderConnectionError"] * 2  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    if "OPENAI_API_KEY" in os.environ:
+        monkeypatch.delenv("OPENAI_API_KEY")
