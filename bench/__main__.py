@@ -12,7 +12,7 @@ from pathlib import Path
 
 import trio
 
-from bench import core, local
+from bench import core, local, remote
 from bench._harness import Comparison
 
 CORE: dict[str, Callable[[bool], Awaitable[Comparison]]] = {
@@ -21,7 +21,8 @@ CORE: dict[str, Callable[[bool], Awaitable[Comparison]]] = {
     "streaming-rendezvous": lambda quick: core.streaming(quick=quick, buffer=0),
 }
 LOCAL = {"local-decode", "local-cancel-decode", "local-cancel-prefill", "local-ttft"}
-BENCHMARKS = sorted([*CORE, *LOCAL])
+REMOTE = {"remote-chunks", "remote-cancel"}
+BENCHMARKS = sorted([*CORE, *LOCAL, *REMOTE])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         wanted = LOCAL & set(names)
         if wanted:
             results += await local.run_all(quick=args.quick, only=wanted)
+        wanted = REMOTE & set(names)
+        if wanted:
+            results += await remote.run_all(quick=args.quick, only=wanted)
         return results
 
     results = trio.run(run_all)

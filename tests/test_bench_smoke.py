@@ -23,6 +23,6 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     data = json.loads(out.read_text())
     names = [r["name"] for r in data["results"]]
-    assert len(names) == 7
+    assert len(names) == 9
     assert all(r["candidate"] > 0 and r["baseline"] > 0 for r in data["results"])
     assert "ratio" in completed.stdout

@@ -101,3 +101,15 @@ def test_readme_local_model_example_runs() -> None:
     out = run_readme_block(1).stdout
     assert out.startswith("The capital of France is Paris.")
     assert "provenance=<Provenance.COUNTED" in out
+
+
+def test_race_local_remote_example() -> None:
+    from examples import race_local_remote
+
+    winner, outcomes = race_local_remote.main([])
+    assert winner.status is agtl.Status.SUCCEEDED
+    assert str(winner.value).endswith("The capital of France is Paris.")
+    assert sorted(o.status.value for o in outcomes) == ["canceled", "succeeded"]
+    loser = next(o for o in outcomes if o.status is agtl.Status.CANCELED)
+    assert loser.cancel is not None
+    assert "lost the race" in (loser.cancel.reason or "")

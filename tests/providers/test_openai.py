@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,8 +14,8 @@ from structlog.testing import capture_logs
 
 import agtl
 from agtl import Provenance, Session, Status, StopReason
-from agtl_llamacpp import bundled_model_path
 from agtl_openai import OpenAIProvider
+from agtl_openai.testing import serve_local_model
 from tests.providers.hostile_server import HostileServer
 
 SYSTEM = "You are a helpful assistant."
@@ -36,40 +32,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
     """A real OpenAI-compatible server: llama_cpp.server with the bundled model, on loopback."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(bundled_model_path()),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    try:
-        while True:  # wait for readiness (a condition, bounded), not for a guessed duration
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("llama_cpp.server did not start") from None
-                time.sleep(0.1)
+    with serve_local_model() as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture

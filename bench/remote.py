@@ -1,0 +1,119 @@
+"""Remote provider benchmarks against a real local OpenAI-compatible server (llama_cpp.server).
+
+* streaming chunks/s through the provider vs raw ``openai.AsyncOpenAI`` streaming the same
+  request from the same server, interleaved (target >= 0.95);
+* cancel latency mid-stream, cancel() to result() returning (target: median <= 10 ms).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import openai
+import trio
+
+from agtl import Session
+from agtl_openai import OpenAIProvider
+from agtl_openai.testing import serve_local_model
+from bench._harness import Comparison
+
+SYSTEM = "You are a helpful assistant."
+ESSAY = "Write a long, detailed essay about the history of the sea and ships."
+
+
+async def chunk_rate(base_url: str, *, quick: bool) -> Comparison:
+    max_tokens = 48 if quick else 160
+    messages: Any = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": ESSAY}]
+    provider = OpenAIProvider(base_url=base_url).with_default_model("smollm2")
+    raw_client = openai.AsyncOpenAI(api_key="not-needed", base_url=base_url, max_retries=0)
+
+    async def via_agtl() -> float:
+        stamps: list[float] = []
+
+        async def run(session: Session) -> None:
+            async with session.stream_text(
+                messages=messages, max_tokens=max_tokens, temperature=0
+            ) as stream:
+                async for _ in stream:
+                    stamps.append(time.perf_counter())
+
+        (await provider.simple_execution(run).result()).unwrap()
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+    async def raw() -> float:
+        stamps: list[float] = []
+        stream = await raw_client.chat.completions.create(
+            model="smollm2", messages=messages, max_tokens=max_tokens, temperature=0, stream=True
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                stamps.append(time.perf_counter())
+        await stream.close()
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+    agtl_rates: list[float] = []
+    raw_rates: list[float] = []
+    try:
+        for _ in range(2 if quick else 5):
+            agtl_rates.append(await via_agtl())
+            raw_rates.append(await raw())
+    finally:
+        await provider.aclose()
+        await raw_client.close()
+    candidate, baseline = statistics.median(agtl_rates), statistics.median(raw_rates)
+    return Comparison(
+        name="remote chunks/s (provider stream vs raw AsyncOpenAI, same server)",
+        unit="chunks/s",
+        candidate=candidate,
+        baseline=baseline,
+        ratio=candidate / baseline,
+        target=">= 0.95x",
+        passed=candidate / baseline >= 0.95,
+    )
+
+
+async def cancel_latency(base_url: str, *, quick: bool) -> Comparison:
+    provider = OpenAIProvider(base_url=base_url).with_default_model("smollm2")
+    latencies: list[float] = []
+    try:
+        for _ in range(5 if quick else 30):
+            got = trio.Event()
+
+            async def run(session: Session, got: trio.Event = got) -> None:
+                async with session.stream_text(prompt=ESSAY, system=SYSTEM, max_tokens=400) as s:
+                    count = 0
+                    async for _ in s:
+                        count += 1
+                        if count == 5:
+                            got.set()
+
+            async with provider.simple_execution(run) as execution:
+                await got.wait()
+                started = time.perf_counter()
+                execution.cancel()
+                await execution.result()
+                latencies.append(time.perf_counter() - started)
+    finally:
+        await provider.aclose()
+    median = statistics.median(latencies)
+    return Comparison(
+        name="remote cancel latency mid-stream (median)",
+        unit="ms",
+        candidate=median * 1000,
+        baseline=10.0,
+        ratio=median * 1000 / 10.0,
+        target="<= 1.0x",
+        passed=median * 1000 <= 10.0,
+        detail={"p99_ms": sorted(latencies)[-1] * 1000},
+    )
+
+
+async def run_all(*, quick: bool, only: set[str] | None = None) -> list[Comparison]:
+    benches = {"remote-chunks": chunk_rate, "remote-cancel": cancel_latency}
+    wanted = [bench for name, bench in benches.items() if only is None or name in only]
+    if not wanted:
+        return []
+    with serve_local_model() as base_url:
+        return [await bench(base_url, quick=quick) for bench in wanted]
