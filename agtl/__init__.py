@@ -7,6 +7,7 @@ ends in exactly one frozen :class:`Result` with a :class:`Summary` of usage, cos
 """
 
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason
+from agtl.conversation import CancelMarker, Conversation, ConversationFileError, Entry, Turn
 from agtl.errors import (
     AgtlError,
     AuthenticationError,
@@ -35,7 +36,7 @@ from agtl.errors import (
 from agtl.events import Event, EventMetrics
 from agtl.execution import Execution, SimpleExecution, StreamingExecution
 from agtl.limits import UsageLimits
-from agtl.messages import Message, Role
+from agtl.messages import Message, Role, ToolCallRequest
 from agtl.options import GenerationOptions
 from agtl.pricing import BUNDLED_PRICING, Price, PricingTable
 from agtl.provider import Provider
@@ -56,10 +57,14 @@ __all__ = [
     "CallReport",
     "CallTimeoutError",
     "CancelInfo",
+    "CancelMarker",
     "CancelSignal",
     "CancelSource",
     "ContextLengthError",
+    "Conversation",
+    "ConversationFileError",
     "CostEntry",
+    "Entry",
     "ErrorInfo",
     "Event",
     "EventMetrics",
@@ -103,6 +108,8 @@ __all__ = [
     "TextResult",
     "TextStream",
     "ToolCall",
+    "ToolCallRequest",
+    "Turn",
     "Usage",
     "UsageLimits",
     "WorkflowFailure",

@@ -122,6 +122,8 @@ class ExecutionState:
         self._lock = threading.Lock()
         self._request: CancelRequest | None = None
         self._applied: CancelRequest | None = None
+        #: The execution's deadlines (timeout=, signal deadlines), earliest first.
+        self.deadlines: list[tuple[float, CancelSource, str | None]] = []
         self._next_seq = 0
         self._last_event_time: float | None = None
 
@@ -161,6 +163,17 @@ class ExecutionState:
             request = attrs.evolve(request, at=self.elapsed())
         self._applied = request
         scope.cancel(request.reason or request.source.value)
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why the execution is being cancelled: the request's reason, or a passed deadline's."""
+        if self._request is not None:
+            return self._request.reason or self._request.source.value
+        now = trio.current_time()
+        for deadline, _source, reason in self.deadlines:
+            if deadline <= now:
+                return reason
+        return None
 
     @property
     def cancel_requested(self) -> bool:

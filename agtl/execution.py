@@ -216,10 +216,18 @@ class Execution(Generic[T]):
         raise NotImplementedError
 
     def _deadline(self) -> float:
-        deadlines = [s.deadline for s in self._signals if s.deadline is not None]
+        """Record every deadline (earliest first) on the state; return the earliest."""
+        deadlines: list[tuple[float, CancelSource, str | None]] = [
+            (s.deadline, CancelSource.SIGNAL, s.deadline_reason)
+            for s in self._signals
+            if s.deadline is not None
+        ]
         if self._timeout is not None:
-            deadlines.append(self._state.start_time + self._timeout)
-        return min(deadlines, default=math.inf)
+            deadline = self._state.start_time + self._timeout
+            deadlines.append((deadline, CancelSource.TIMEOUT, f"timeout={self._timeout:g}s"))
+        deadlines.sort(key=lambda d: d[0])
+        self._state.deadlines = deadlines
+        return deadlines[0][0] if deadlines else math.inf
 
     def _on_signal(self, signal: CancelSignal) -> None:
         self._state.request_cancel(CancelSource.SIGNAL, signal.reason)
@@ -264,22 +272,14 @@ class Execution(Generic[T]):
         return make(Status.SUCCEEDED, value=returned)
 
     def _cancel_info(self, end: float) -> CancelInfo:
-        applied = self._state.applied_cancel
+        state = self._state
+        applied = state.applied_cancel
         if applied is not None:
             return CancelInfo(applied.source, applied.reason, applied.at or 0.0)
-        start = self._state.start_time
-        candidates: list[tuple[float, CancelSource, str | None]] = []
-        if self._timeout is not None:
-            candidates.append(
-                (start + self._timeout, CancelSource.TIMEOUT, f"timeout={self._timeout:g}s")
-            )
-        for signal in self._signals:
-            if signal.deadline is not None:
-                candidates.append((signal.deadline, CancelSource.SIGNAL, signal.deadline_reason))
-        if not candidates:
+        if not state.deadlines:
             return CancelInfo(CancelSource.HANDLE, None, end)
-        deadline, source, reason = min(candidates, key=lambda c: c[0])
-        return CancelInfo(source, reason, max(0.0, deadline - start))
+        deadline, source, reason = state.deadlines[0]
+        return CancelInfo(source, reason, max(0.0, deadline - state.start_time))
 
     def _partial(
         self, status: Status, error: BaseException | None, events: tuple[Event, ...]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 
 from agtl._validate import type_name
 from agtl.errors import InvalidArgumentError
 
-__all__ = ["Message", "Role"]
+__all__ = ["Message", "Role", "ToolCallRequest"]
 
 
 class Role(enum.StrEnum):
@@ -37,12 +38,37 @@ def _content(value: object) -> str:
 
 
 @attrs.frozen
+class ToolCallRequest:
+    """A tool call an assistant message asks for (OpenAI's ``tool_calls`` entries)."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+@attrs.frozen
 class Message:
     role: Role = attrs.field(converter=_role)
     content: str = attrs.field(converter=_content)
+    #: On assistant messages: the tool calls it requested.
+    tool_calls: tuple[ToolCallRequest, ...] = ()
+    #: On tool messages: which call this is the result of.
+    tool_call_id: str | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role.value, "content": self.content}
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"role": self.role.value, "content": self.content}
+        if self.tool_calls:
+            data["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            data["tool_call_id"] = self.tool_call_id
+        return data
 
 
 def build_messages(*, prompt: object, messages: object, system: object) -> tuple[Message, ...]:

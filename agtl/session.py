@@ -14,6 +14,7 @@ import trio
 from agtl._state import CallState, ExecutionState
 from agtl._validate import check_decimal, check_optional_seconds, check_str, type_name
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason
+from agtl.conversation import Conversation, Turn
 from agtl.errors import (
     CallTimeoutError,
     ExecutionClosedError,
@@ -24,7 +25,7 @@ from agtl.errors import (
     WorkflowFailure,
 )
 from agtl.events import COMPLETE, ERROR, RESERVED_EVENT_TYPES, Event
-from agtl.messages import build_messages
+from agtl.messages import Message, Role, build_messages
 from agtl.options import GenerationOptions
 from agtl.result import CancelSource
 from agtl.summary import CostEntry, RecordEntry, ToolCall
@@ -80,6 +81,7 @@ class Session:
         timeout: float | None = None,  # noqa: ASYNC109 - per-call budget, typed error
         first_token_timeout: float | None = None,
         stall_timeout: float | None = None,
+        conversation: Conversation | None = None,
         **options: Any,
     ) -> TextResult:
         """Run one LLM call to the end and return its text, usage and stop reason.
@@ -96,6 +98,7 @@ class Session:
             timeout=timeout,
             first_token_timeout=first_token_timeout,
             stall_timeout=stall_timeout,
+            conversation=conversation,
             **options,
         )
         async with stream:
@@ -113,6 +116,7 @@ class Session:
         timeout: float | None = None,
         first_token_timeout: float | None = None,
         stall_timeout: float | None = None,
+        conversation: Conversation | None = None,
         **options: Any,
     ) -> TextStream:
         """Start an LLM call whose output arrives as text deltas.
@@ -120,8 +124,18 @@ class Session:
         Use it as ``async with session.stream_text(...) as stream: async for delta in
         stream: ...``; afterwards ``stream.result`` holds the :class:`TextResult`. Leaving
         the block early stops the call (stop reason ``cancelled``).
+
+        With ``conversation=``, the model is sent the conversation's history and ``prompt`` (if
+        given) is appended to it as the user's turn when the call starts; the reply is appended
+        when it ends, or, if the call is stopped or fails, what was said so far is kept as a
+        partial reply followed by a :class:`~agtl.CancelMarker`.
         """
-        built = build_messages(prompt=prompt, messages=messages, system=system)
+        built: tuple[Message, ...] | None
+        if conversation is not None:
+            built = None
+            _check_conversation_call(conversation, prompt=prompt, messages=messages, system=system)
+        else:
+            built = build_messages(prompt=prompt, messages=messages, system=system)
         if model is not None:
             check_str("model", model)
         call_options = self._provider.default_options
@@ -142,6 +156,8 @@ class Session:
             timeout=check_optional_seconds("timeout", timeout),
             first_token_timeout=check_optional_seconds("first_token_timeout", first_token_timeout),
             stall_timeout=check_optional_seconds("stall_timeout", stall_timeout),
+            conversation=conversation,
+            user_turn=prompt if conversation is not None else None,
         )
 
     # -- events -------------------------------------------------------------------------------
@@ -261,8 +277,13 @@ class TextStream:
         timeout: float | None,
         first_token_timeout: float | None,
         stall_timeout: float | None,
+        conversation: Conversation | None = None,
+        user_turn: str | None = None,
     ) -> None:
         self._session = session
+        self._conversation = conversation
+        self._user_turn = user_turn
+        self._turn: Turn | None = None
         self._model = model
         self._messages = messages
         self._options = options
@@ -311,6 +332,9 @@ class TextStream:
                 await trio.lowlevel.checkpoint_if_cancelled()
                 raise ExecutionClosedError(f"LLM call refused: {refusal}")
         provider = session._provider
+        if self._conversation is not None:
+            self._turn = self._conversation.begin_turn(self._user_turn)
+            self._messages = self._conversation.to_model_messages()
         call = state.new_call(provider.name, self._model)
         self._call = call
         now = trio.current_time()
@@ -371,6 +395,8 @@ class TextStream:
         if call.first_token_at is None:
             call.first_token_at = state.elapsed()
         call.text_parts.append(delta)
+        if self._turn is not None:
+            self._turn.feed(delta)
         return delta
 
     async def __aexit__(
@@ -441,6 +467,15 @@ class TextStream:
         else:
             call.stop_reason = StopReason.ERROR
             call.error = exc
+        if self._turn is not None:
+            if call.stop_reason is StopReason.CANCELLED:
+                reason = state.cancel_reason if exc is not None else "the stream was left early"
+                self._turn.stop(reason)
+            elif call.stop_reason is StopReason.ERROR:
+                assert exc is not None
+                self._turn.fail(exc)
+            else:
+                self._turn.finish()
         call.usage = call.settle_usage(report)
         call.cost = session._provider.cost_of(call.model, call.usage)
         if report.model:
@@ -472,6 +507,27 @@ class TextStream:
             violation = session._limits.usage_violation(usage, cost)
             if violation is not None:
                 state.request_cancel(CancelSource.LIMIT, violation)
+
+
+def _check_conversation_call(
+    conversation: object, *, prompt: object, messages: object, system: object
+) -> None:
+    if not isinstance(conversation, Conversation):
+        raise InvalidArgumentError(
+            "conversation", f"must be an agtl.Conversation, not {type_name(conversation)}"
+        )
+    if messages is not None or system is not None:
+        raise InvalidArgumentError(
+            "conversation",
+            "pass it without messages= or system=: the conversation holds the history and the "
+            "system prompt; use prompt= for the new user message",
+        )
+    if prompt is not None:
+        check_str("prompt", prompt)
+    elif not any(m.role is not Role.SYSTEM for m in conversation.to_model_messages()):
+        raise InvalidArgumentError(
+            "prompt", "the conversation has no user message yet: pass prompt=... for the first turn"
+        )
 
 
 def is_cancellation(exc: BaseException) -> bool:

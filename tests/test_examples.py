@@ -113,3 +113,14 @@ def test_race_local_remote_example() -> None:
     loser = next(o for o in outcomes if o.status is agtl.Status.CANCELED)
     assert loser.cancel is not None
     assert "lost the race" in (loser.cancel.reason or "")
+
+
+async def test_conversation_example() -> None:
+    from examples import conversation_chat
+
+    conversation = await conversation_chat.main()
+    entries = conversation.entries
+    assert [e.partial for e in entries if e.role is agtl.Role.ASSISTANT] == [False, True, False]
+    assert len(conversation.markers) == 1
+    assert conversation.markers[0].reason == "timeout=0.6s"
+    assert "Rome" in entries[-1].content
