@@ -37,7 +37,7 @@ test: lint
 	$(BIN)/pytest
 
 demo: install
-	$(PY) -m examples.demo
+	$(BIN)/agtl demo
 
 bench: install
 	$(PY) -m bench $(if $(ONLY),--only $(ONLY),)

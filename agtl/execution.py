@@ -197,6 +197,14 @@ class Execution(Generic[T]):
         state.freeze()
         result = self._classify(escaped, began, returned, end)
         self._outcome = result
+        sink = provider.summary_sink
+        if sink is not None:
+            try:
+                sink.write(result)
+            except Exception as exc:
+                log.warning(
+                    "execution.summary_sink_failed", error=type(exc).__name__, message=str(exc)
+                )
         await self._run_hooks(result, log)
         state.log.close()
         self._finished.set()

@@ -24,6 +24,7 @@ from agtl.usage import Usage
 if TYPE_CHECKING:
     from agtl.execution import SimpleExecution, StreamingExecution
     from agtl.limits import UsageLimits
+    from agtl.reporting import SummarySink
     from agtl.session import Session
     from agtl.signals import CancelSignal
 
@@ -43,6 +44,7 @@ class _Config:
     # Resolved prices per model name; the config is immutable, so the cache never goes stale.
     price_cache: dict[str, Price | None] = attrs.field(factory=dict, eq=False, repr=False)
     logger: Any = None
+    summary_sink: Any = None
 
 
 class Provider(abc.ABC):
@@ -110,6 +112,18 @@ class Provider(abc.ABC):
                 "logger", f"must be a structlog logger, not {type_name(logger)}"
             )
         return self._evolve(logger=logger)
+
+    def with_summary_sink(self, sink: SummarySink | None) -> Self:
+        """Write every execution's record to ``sink`` (e.g. ``agtl.reporting.JsonlSink``)."""
+        if sink is not None and not callable(getattr(sink, "write", None)):
+            raise InvalidArgumentError(
+                "sink", f"must have a write(result) method, not {type_name(sink)}"
+            )
+        return self._evolve(summary_sink=sink)
+
+    @property
+    def summary_sink(self) -> SummarySink | None:
+        return self._config.summary_sink  # type: ignore[no-any-return]
 
     def _evolve(self, **changes: Any) -> Self:
         clone = copy.copy(self)

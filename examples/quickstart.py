@@ -12,7 +12,9 @@ from agtl.testing import Reply, ScriptedProvider
 
 
 async def answer(session: agtl.Session) -> str:
-    reply = await session.generate_text(prompt="What is the capital of France?")
+    reply = await session.generate_text(
+        prompt="What is the capital of France?", system="You are a helpful assistant."
+    )
     return reply.text
 
 

@@ -47,23 +47,6 @@ async def test_streaming_events() -> None:
     assert result.summary.tool_calls[0].result == 8
 
 
-def test_demo_runs_as_make_demo_does() -> None:
-    # The exact command `make demo` runs (see the Makefile), with no extra import path.
-    completed = subprocess.run(
-        [sys.executable, "-m", "examples.demo"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={"PATH": "/usr/bin:/bin"},
-    )
-    assert completed.returncode == 0, completed.stderr
-    assert "race       winner said 'fast answer'" in completed.stdout
-    assert "canceled by timeout" in completed.stdout
-    assert completed.stderr == ""
-
-
 def run_readme_block(index: int) -> subprocess.CompletedProcess[str]:
     """Run the README's ``index``-th python code block as a script."""
     readme = (ROOT / "README.md").read_text()

@@ -1,0 +1,119 @@
+"""The `agtl` command: demo, chat, run and report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from agtl.cli._common import CliError, add_provider_arguments, configure_logging, console
+from agtl.errors import AgtlError
+
+__all__ = ["main"]
+
+_EPILOG = """examples:
+  agtl demo                                   what agtl does, on the bundled model (no network)
+  agtl chat                                   chat with the bundled model; Ctrl-C stops a reply
+  agtl chat --base-url http://host:8000/v1 --model qwen
+  agtl run examples/quickstart.py:answer --timeout 30 --json
+  agtl report summaries.jsonl --html report.html
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agtl",
+        description="Run LLM workflows with cancellation, usage and cost you can trust.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("-v", "--verbose", action="store_true", help="show debug logs on stderr")
+    noise.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser(
+        "demo",
+        help="a one-minute tour on the bundled model",
+        description="Streams a reply, stops one with a timeout, races two executions, and shows "
+        "what each cost. Runs offline on the bundled SmolLM2 model.",
+        epilog="example:\n  agtl demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.set_defaults(
+        handler="demo", base_url=None, model=None, log_summaries=None, temperature=0.0
+    )
+
+    chat = commands.add_parser(
+        "chat",
+        help="interactive chat (Ctrl-C stops the reply; again at the prompt exits)",
+        description="Chat on the bundled model or an OpenAI-compatible server. Ctrl-C stops the "
+        "current reply and keeps what was said; Ctrl-C at the prompt (or Ctrl-D) exits. Commands: "
+        "/save PATH, /load PATH, /summary, /reset. Piped input works too.",
+        epilog="examples:\n  agtl chat\n  echo 'What is the capital of France?' | agtl chat\n"
+        "  agtl chat --base-url http://localhost:8000/v1 --model qwen",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_provider_arguments(chat)
+    chat.add_argument("--system", default="You are a helpful assistant.", help="the system prompt")
+    chat.add_argument("--max-tokens", type=int, default=512, help="longest reply (default 512)")
+    chat.set_defaults(handler="chat", temperature=0.0)
+
+    run = commands.add_parser(
+        "run",
+        help="run a workflow from a file: FILE.py:FUNCTION",
+        description="Run an async function or async generator that takes a session. Streamed "
+        "events are printed live, then the summary. "
+        "Exit status: 0 succeeded, 3 canceled, 4 failed.",
+        epilog="examples:\n  agtl run examples/quickstart.py:answer\n"
+        "  agtl run my_flow.py:research --timeout 60 --json --log-summaries runs.jsonl",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("target", metavar="FILE.py:FUNCTION")
+    add_provider_arguments(run)
+    run.add_argument("--timeout", type=float, help="cancel the execution after this many seconds")
+    run.add_argument("--json", action="store_true", help="print the result and summary as JSON")
+    run.set_defaults(handler="run")
+
+    report = commands.add_parser(
+        "report",
+        help="aggregate a summary file written by --log-summaries",
+        description="Per provider/model: executions by status, tokens, cost, and duration and "
+        "time-to-first-token percentiles.",
+        epilog="examples:\n  agtl report runs.jsonl\n  agtl report runs.jsonl --html report.html",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("path", metavar="PATH")
+    report.add_argument("--html", metavar="OUT.html", help="also write a self-contained HTML page")
+    report.set_defaults(handler="report")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    try:
+        if args.handler == "demo":
+            from agtl.cli._demo import run as handler
+        elif args.handler == "chat":
+            from agtl.cli._chat import run as handler
+        elif args.handler == "run":
+            from agtl.cli._run import run as handler
+        else:
+            from agtl.cli._report import run as handler
+        return handler(args)
+    except CliError as exc:
+        err = console(stderr=True)
+        err.print(f"[red]error:[/] {exc}")
+        if exc.hint:
+            err.print(f"[dim]hint:[/] {exc.hint}")
+        return 2
+    except AgtlError as exc:
+        console(stderr=True).print(f"[red]error:[/] {type(exc).__name__}: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from agtl.cli import main
+
+sys.exit(main())

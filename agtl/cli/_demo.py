@@ -1,0 +1,84 @@
+"""`agtl demo`: the bundled model streaming, a timeout mid-stream, a race, and the summaries."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import trio
+
+import agtl
+from agtl.cli._common import console, make_provider, summary_table
+
+SYSTEM = "You are a helpful assistant."
+
+
+async def _demo(provider: Any, out: Any) -> list[tuple[str, agtl.Result[Any]]]:
+    rows: list[tuple[str, agtl.Result[Any]]] = []
+
+    def streamer(prompt: str, max_tokens: int = 400) -> Any:
+        async def run(session: agtl.Session) -> str:
+            async with session.stream_text(
+                prompt=prompt, system=SYSTEM, max_tokens=max_tokens
+            ) as s:
+                async for delta in s:
+                    out.print(delta, end="", style="cyan")
+            out.print()
+            return s.text
+
+        return run
+
+    out.rule("[bold]1. A reply, streamed live as the model writes it")
+    rows.append(
+        (
+            "streamed reply",
+            await provider.simple_execution(streamer("What is the capital of France?")).result(),
+        )
+    )
+
+    out.rule("[bold]2. A timeout that fires mid-stream: the partial text is kept")
+    stopped = await provider.simple_execution(
+        streamer("Write a long essay about the sea."), timeout=1.5
+    ).result()
+    rows.append(("timed out", stopped))
+    if stopped.partial is not None and stopped.cancel is not None:
+        out.print(
+            f"\n[yellow]→ {stopped.status.value} by {stopped.cancel.source.value} "
+            f"({stopped.cancel.reason}); kept {len(stopped.partial.text)} characters"
+        )
+
+    out.rule("[bold]3. Racing two executions: the first to succeed wins, the other is cancelled")
+
+    def quiet(prompt: str, max_tokens: int) -> Any:
+        async def run(session: agtl.Session) -> str:
+            return (
+                await session.generate_text(prompt=prompt, system=SYSTEM, max_tokens=max_tokens)
+            ).text
+
+        return run
+
+    brief = provider.simple_execution(quiet("In one sentence: what is the capital of Italy?", 40))
+    thorough = provider.simple_execution(quiet("Describe the history of Rome in detail.", 300))
+    winner = await agtl.race(brief, thorough)
+    for label, execution in (("race: brief", brief), ("race: thorough", thorough)):
+        result = execution.outcome
+        assert result is not None
+        rows.append((label, result))
+        mark = "[green]won" if result is winner else f"[yellow]{result.status.value}"
+        out.print(f"{label:16} {mark}[/] {str(result.value or '')[:70]!r}")
+
+    out.rule("[bold]4. What each execution did (every figure measured in this run)")
+    out.print(summary_table(rows))
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    out = console()
+    provider = make_provider(args)
+    out.print(
+        f"[bold]agtl demo[/] on [cyan]{provider.default_model}[/] "
+        f"({provider.name}, in-process, no network)\n"
+    )
+    rows = trio.run(_demo, provider, out)
+    trio.run(provider.aclose)
+    return 0 if rows[0][1].succeeded else 1

@@ -1,0 +1,227 @@
+"""The `agtl` command, run as a user runs it: subprocesses, real output, a real Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+AGTL = [sys.executable, "-m", "agtl.cli"]
+
+
+def agtl(
+    *args: str, stdin: str | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AGTL, *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_help_lists_commands_with_examples() -> None:
+    done = agtl("--help")
+    assert done.returncode == 0
+    for command in ("demo", "chat", "run", "report"):
+        assert command in done.stdout
+    assert "examples:" in done.stdout
+    for command in ("demo", "chat", "run", "report"):
+        sub = agtl(command, "--help")
+        assert sub.returncode == 0
+        assert "example" in sub.stdout
+
+
+def test_demo_shows_streaming_a_timeout_a_race_and_the_summaries() -> None:
+    started = time.monotonic()
+    done = agtl("demo")
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 60  # "what agtl is for, in under a minute"
+    out = done.stdout
+    assert "The capital of France is Paris." in out
+    assert "canceled by timeout (timeout=1.5s); kept" in out
+    assert " won " in out
+    assert "canceled" in out.split("3. Racing")[1]
+    assert "What each execution did" in out
+    assert "counted" in out  # token provenance is shown
+    assert done.stderr == ""
+
+
+def test_run_prints_events_and_exits_by_outcome(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.py"
+    flow.write_text(
+        "import trio\n"
+        "async def ok(session):\n"
+        "    r = await session.generate_text(prompt='What is the capital of France?',\n"
+        "        system='You are a helpful assistant.', temperature=0)\n"
+        "    return r.text\n"
+        "async def streamed(session):\n"
+        "    yield session.emit('status', 'starting')\n"
+        "    async with session.stream_text(prompt='Say hi', temperature=0, max_tokens=8) as s:\n"
+        "        async for d in s:\n"
+        "            yield session.emit('chunk', d)\n"
+        "    yield await session.done(s.text)\n"
+        "async def slow(session):\n"
+        "    await trio.sleep(30)\n"
+        "async def broken(session):\n"
+        "    raise ValueError('bad workflow')\n"
+    )
+    sink = tmp_path / "runs.jsonl"
+    ok = agtl("run", f"{flow}:ok", "--json", "--log-summaries", str(sink))
+    assert ok.returncode == 0, ok.stderr
+    data = json.loads(ok.stdout)
+    assert data["status"] == "succeeded"
+    assert data["value"] == "The capital of France is Paris."
+    assert data["summary"]["llm_calls"][0]["usage"]["provenance"] == "counted"
+
+    streamed = agtl("run", f"{flow}:streamed", "--log-summaries", str(sink))
+    assert streamed.returncode == 0, streamed.stderr
+    assert "status: 'starting'" in streamed.stdout
+
+    slow = agtl("run", f"{flow}:slow", "--timeout", "0.5", "--log-summaries", str(sink))
+    assert slow.returncode == 3
+    assert "canceled (timeout)" in slow.stdout
+
+    broken = agtl("run", f"{flow}:broken", "--log-summaries", str(sink))
+    assert broken.returncode == 4
+    assert "ValueError: bad workflow" in broken.stdout
+
+    lines = sink.read_text().splitlines()
+    assert [json.loads(line)["status"] for line in lines] == [
+        "succeeded",
+        "succeeded",
+        "canceled",
+        "failed",
+    ]
+
+
+def test_run_on_an_example() -> None:
+    done = agtl("run", "examples/quickstart.py:answer", "--json", "--temperature", "0")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["status"] == "succeeded"
+    assert data["value"] == "The capital of France is Paris."
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "nowhere.py:fn"], "no such file"),
+        (["run", "examples/quickstart.py"], "expected FILE.py:FUNCTION"),
+        (["run", "examples/quickstart.py:nothing"], "has no 'nothing'"),
+        (
+            ["run", "examples/quickstart.py:main", "--base-url", "http://127.0.0.1:9/v1"],
+            "needs --model",
+        ),
+        (["report", "absent.jsonl"], "no such summary file"),
+    ],
+)
+def test_user_mistakes_are_one_line_with_a_hint(args: list[str], message: str) -> None:
+    done = agtl(*args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_report_aggregates_a_sink_written_by_real_executions(tmp_path: Path) -> None:
+    sink = tmp_path / "runs.jsonl"
+    for _ in range(2):
+        assert (
+            agtl("run", "examples/quickstart.py:answer", "--log-summaries", str(sink)).returncode
+            == 0
+        )
+    with sink.open("a") as handle:
+        handle.write('{"torn line')  # a write cut short by a crash
+    done = agtl("report", str(sink))
+    assert done.returncode == 0, done.stderr
+    assert "llamacpp/SmolLM2-135M-Instruct.Q4_1" in done.stdout
+    assert "2 executions" in done.stdout
+    assert "1 unreadable line(s) skipped" in done.stdout
+
+
+def test_chat_with_piped_input(tmp_path: Path) -> None:
+    saved = tmp_path / "chat.json"
+    done = agtl("chat", stdin=f"What is the capital of France?\n/save {saved}\n/summary\n")
+    assert done.returncode == 0, done.stderr
+    assert "The capital of France is Paris." in done.stdout
+    assert "What each execution did" in done.stdout
+    kinds = [item["role"] for item in json.loads(saved.read_text())["items"]]
+    assert kinds == ["system", "user", "assistant"]
+
+
+class _Terminal:
+    """The chat in a pseudo-terminal, so Ctrl-C is a real SIGINT from the terminal driver."""
+
+    def __init__(self) -> None:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: becomes `agtl chat` on the pty
+            os.chdir(ROOT)
+            os.execv(sys.executable, [*AGTL, "chat"])
+        self.pid, self.fd, self.output = pid, fd, ""
+
+    def expect(self, text: str, timeout: float = 60) -> str:
+        """Read until ``text`` appears (a condition with a deadline, not a guessed delay)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"did not see {text!r}; output so far:\n{self.output}")
+            if not self._drain(remaining):
+                break
+        return self.output
+
+    def _drain(self, timeout: float) -> bool:
+        """Read what the terminal has within ``timeout``; False once the child closed it."""
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if ready:
+            try:
+                self.output += os.read(self.fd, 4096).decode("utf-8", "replace")
+            except OSError:
+                return False
+        return True
+
+    def send(self, data: str) -> None:
+        os.write(self.fd, data.encode())
+
+    def wait(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            self._drain(0.2)
+        os.kill(self.pid, signal.SIGKILL)
+        raise AssertionError("the chat did not exit")
+
+
+def test_chat_ctrl_c_stops_the_reply_then_exits_at_the_prompt() -> None:
+    term = _Terminal()
+    term.expect("you>")
+    term.send("Write a long essay about the sea.\n")
+    term.expect("model>")
+    term.expect("The sea")  # the reply is streaming
+    term.send("\x03")  # Ctrl-C mid-reply
+    term.expect("stopped")
+    term.expect("you>")
+    term.send("What is the capital of France?\n")
+    term.expect("Paris")
+    term.expect("you>")
+    term.send("/summary\n")
+    term.expect("What each execution did")
+    out = term.expect("└")  # the whole table
+    assert "cancel" in out.split("What each execution did")[1]
+    term.expect("you>")
+    term.send("\x03")  # Ctrl-C at the prompt
+    assert term.wait() == 0
