@@ -47,11 +47,11 @@ async def test_streaming_events() -> None:
     assert result.summary.tool_calls[0].result == 8
 
 
-def run_readme_block(index: int) -> subprocess.CompletedProcess[str]:
-    """Run the README's ``index``-th python code block as a script."""
-    readme = (ROOT / "README.md").read_text()
-    code = readme.split("```python\n")[index + 1].split("```", 1)[0]
-    script = ROOT / ".pytest_cache" / f"readme_block_{index}.py"
+def run_readme_block(index: int, document: str = "README.md") -> subprocess.CompletedProcess[str]:
+    """Run the ``index``-th python code block of a document as a script."""
+    text = (ROOT / document).read_text()
+    code = text.split("```python\n")[index + 1].split("```", 1)[0]
+    script = ROOT / ".pytest_cache" / f"{Path(document).stem}_block_{index}.py"
     script.parent.mkdir(exist_ok=True)
     script.write_text(code)
     completed = subprocess.run(
@@ -107,3 +107,10 @@ async def test_conversation_example() -> None:
     assert len(conversation.markers) == 1
     assert conversation.markers[0].reason == "timeout=0.6s"
     assert "Rome" in entries[-1].content
+
+
+def test_getting_started_workflow_runs() -> None:
+    out = run_readme_block(0, "guides/getting-started.md").stdout
+    assert out.startswith("status drafting")
+    assert "complete" in out
+    assert "LLM calls 1" in out

@@ -94,9 +94,22 @@ class _Chat:
                 cache_key=self.session_key,
                 max_tokens=self.args.max_tokens,
             ) as stream:
-                self.out.print("[bold cyan]model>[/] ", end="")
-                async for delta in stream:
-                    self.out.print(delta, end="")
+                # A long history can take a while to read: show progress until the first token.
+                waiting = self.out.status("reading the conversation…") if self.interactive else None
+                if waiting is not None:
+                    waiting.start()
+                try:
+                    async for delta in stream:
+                        if waiting is not None:
+                            waiting.stop()
+                            waiting = None
+                            self.out.print("[bold cyan]model>[/] ", end="")
+                        elif self.interactive is False and not stream.text[len(delta) :]:
+                            self.out.print("[bold cyan]model>[/] ", end="")
+                        self.out.print(delta, end="")
+                finally:
+                    if waiting is not None:
+                        waiting.stop()
             return stream.text
 
         execution = self.provider.simple_execution(turn)
