@@ -98,13 +98,14 @@ class _Chat:
                 waiting = self.out.status("reading the conversation…") if self.interactive else None
                 if waiting is not None:
                     waiting.start()
+                first = True
                 try:
                     async for delta in stream:
-                        if waiting is not None:
-                            waiting.stop()
-                            waiting = None
-                            self.out.print("[bold cyan]model>[/] ", end="")
-                        elif self.interactive is False and not stream.text[len(delta) :]:
+                        if first:
+                            first = False
+                            if waiting is not None:
+                                waiting.stop()
+                                waiting = None
                             self.out.print("[bold cyan]model>[/] ", end="")
                         self.out.print(delta, end="")
                 finally:
