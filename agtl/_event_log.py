@@ -43,14 +43,17 @@ class EventLog:
             self._room.unpark_all()
 
     def stream(self) -> EventStream:
-        if self._consumers is None:
-            self._consumers = weakref.WeakSet()
+        if self._new is None:
             self._new = trio.lowlevel.ParkingLot()
-            self._room = trio.lowlevel.ParkingLot()
         stream = EventStream(self)
-        self._consumers.add(stream)
-        # A consumer dropped without aclose() must not hold the producer back forever.
-        weakref.finalize(stream, self._room.unpark_all)  # type: ignore[union-attr]
+        if self._max_lag is not None:
+            # Only backpressure needs to know the consumers (held weakly, so that one dropped
+            # without aclose() stops holding the producer back).
+            if self._consumers is None:
+                self._consumers = weakref.WeakSet()
+                self._room = trio.lowlevel.ParkingLot()
+            self._consumers.add(stream)
+            weakref.finalize(stream, self._room.unpark_all)  # type: ignore[union-attr]
         return stream
 
     async def wait_for_room(self) -> None:

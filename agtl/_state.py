@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -25,6 +25,9 @@ from agtl.summary import CostEntry, ErrorInfo, LLMCallSummary, RecordEntry, Summ
 from agtl.usage import Provenance, Usage, estimate_tokens
 
 _NOT_STARTED: Final = dt.datetime.fromtimestamp(0, dt.UTC)
+#: Guards cancel requests and freezing. One lock for every execution: it is held for a few
+#: instructions, and a lock per execution would cost memory when thousands are alive.
+_CANCEL_LOCK: Final = threading.Lock()
 
 
 @attrs.frozen
@@ -102,16 +105,42 @@ class CallState:
 class ExecutionState:
     """Everything an execution accumulates while it runs."""
 
+    __slots__ = (
+        "_applied",
+        "_last_event_time",
+        "_next_seq",
+        "_request",
+        "calls",
+        "costs",
+        "deadlines",
+        "execution_id",
+        "frozen",
+        "hooks",
+        "log",
+        "metadata",
+        "records",
+        "scope",
+        "start_time",
+        "started",
+        "started_at",
+        "streaming",
+        "terminal",
+        "token",
+        "tool_calls",
+    )
+
     def __init__(self, execution_id: str, *, streaming: bool, max_lag: int | None) -> None:
         self.execution_id = execution_id
         self.streaming = streaming
         self.log = EventLog(max_lag)
         self.calls: list[CallState] = []
-        self.tool_calls: list[ToolCall] = []
-        self.records: list[RecordEntry] = []
-        self.costs: list[CostEntry] = []
-        self.metadata: dict[str, Any] = {}
-        self.hooks: list[Callable[[Any], object]] = []
+        # Made on first use: most executions never record anything, and thousands may be
+        # alive at once.
+        self.tool_calls: list[ToolCall] | None = None
+        self.records: list[RecordEntry] | None = None
+        self.costs: list[CostEntry] | None = None
+        self.metadata: dict[str, Any] | None = None
+        self.hooks: list[Callable[[Any], object]] | None = None
         self.terminal: Event | None = None
         self.started = False
         self.start_time = 0.0
@@ -119,11 +148,10 @@ class ExecutionState:
         self.scope: trio.CancelScope | None = None
         self.token: trio.lowlevel.TrioToken | None = None
         self.frozen = False
-        self._lock = threading.Lock()
         self._request: CancelRequest | None = None
         self._applied: CancelRequest | None = None
         #: The execution's deadlines (timeout=, signal deadlines), earliest first.
-        self.deadlines: list[tuple[float, CancelSource, str | None]] = []
+        self.deadlines: Sequence[tuple[float, CancelSource, str | None]] = ()
         self._next_seq = 0
         self._last_event_time: float | None = None
 
@@ -141,7 +169,7 @@ class ExecutionState:
     # -- cancellation -----------------------------------------------------------------------
     def request_cancel(self, source: CancelSource, reason: str | None) -> None:
         """Ask the execution to stop. Any thread; the first request wins; no-op once frozen."""
-        with self._lock:
+        with _CANCEL_LOCK:
             if self.frozen or self._request is not None:
                 return
             at = None
@@ -184,7 +212,7 @@ class ExecutionState:
         return self._applied
 
     def freeze(self) -> None:
-        with self._lock:
+        with _CANCEL_LOCK:
             self.frozen = True
 
     # -- events -----------------------------------------------------------------------------
@@ -231,8 +259,8 @@ class ExecutionState:
             started_at=self.started_at,
             duration=max(0.0, end),
             llm_calls=tuple(call.freeze(end) for call in self.calls),
-            tool_calls=tuple(self.tool_calls),
-            records=tuple(self.records),
-            additional_costs=tuple(self.costs),
-            metadata=dict(self.metadata),
+            tool_calls=tuple(self.tool_calls or ()),
+            records=tuple(self.records or ()),
+            additional_costs=tuple(self.costs or ()),
+            metadata=dict(self.metadata or {}),
         )

@@ -56,6 +56,23 @@ class Execution(Generic[T]):
     """
 
     _streaming: ClassVar[bool] = False
+    # Slots: thousands of executions may be alive at once.
+    __slots__ = (
+        "__weakref__",
+        "_began",
+        "_claimed",
+        "_finished",
+        "_limits",
+        "_listeners",
+        "_nursery_manager",
+        "_outcome",
+        "_provider",
+        "_signals",
+        "_state",
+        "_timeout",
+        "_workflow",
+        "execution_id",
+    )
 
     def __init__(
         self,
@@ -83,9 +100,11 @@ class Execution(Generic[T]):
         self._state = ExecutionState(
             self.execution_id, streaming=self._streaming, max_lag=buffer_size
         )
-        self._finished = trio.Event()
+        self._finished: trio.Event | None = None  # made when someone has to wait
         self._outcome: Result[T] | None = None
         self._claimed = False
+        self._began = False
+        self._listeners: Sequence[tuple[CancelSignal, int]] = ()
         self._nursery_manager: Any = None
 
     # -- handle -------------------------------------------------------------------------------
@@ -121,6 +140,8 @@ class Execution(Generic[T]):
         if not self._claimed:
             self._claim()
             return await self._run()
+        if self._finished is None:
+            self._finished = trio.Event()
         await self._finished.wait()
         return self._final()
 
@@ -171,31 +192,20 @@ class Execution(Generic[T]):
         state = self._state
         provider = self._provider
         log = provider.logger.bind(execution_id=self.execution_id, provider=provider.name)
-        scope = trio.CancelScope()
-        state.begin(scope)
-        deadline = self._deadline()
-        if deadline != math.inf:
-            scope.deadline = deadline
-        keys = [(s, s.add_listener(self._on_signal)) for s in self._signals]
-        state.apply_cancel()  # a cancel() that landed before the start
         session = Session(state, provider, self._limits, log)
-        began = False
         returned: Any = None
         escaped: BaseException | None = None
         log.debug("execution.started", streaming=self._streaming)
         try:
-            with scope:
-                if not scope.cancel_called and trio.current_time() < deadline:
-                    began = True
-                    returned = await self._body(session)
+            returned = await self._scoped(session)
         except BaseException as exc:
             escaped = exc
         finally:
-            for signal, key in keys:
+            for signal, key in self._listeners:
                 signal.remove_listener(key)
         end = state.elapsed()
         state.freeze()
-        result = self._classify(escaped, began, returned, end)
+        result = self._classify(escaped, self._began, returned, end)
         self._outcome = result
         sink = provider.summary_sink
         if sink is not None:
@@ -207,7 +217,8 @@ class Execution(Generic[T]):
                 )
         await self._run_hooks(result, log)
         state.log.close()
-        self._finished.set()
+        if self._finished is not None:
+            self._finished.set()
         log.debug(
             "execution.finished",
             status=result.status.value,
@@ -220,8 +231,25 @@ class Execution(Generic[T]):
             raise escaped
         return result
 
-    async def _body(self, session: Session) -> Any:
+    async def _scoped(self, session: Session) -> Any:
+        """Run the workflow inside the execution's own cancel scope; return its value."""
         raise NotImplementedError
+
+    def _begin(self, scope: trio.CancelScope) -> bool:
+        """Make ``scope`` (just entered) the execution's; whether the workflow should start.
+
+        It is not started when a cancel or a deadline got there first.
+        """
+        state = self._state
+        state.begin(scope)
+        deadline = self._deadline()
+        if deadline != math.inf:
+            scope.deadline = deadline
+        if self._signals:
+            self._listeners = [(s, s.add_listener(self._on_signal)) for s in self._signals]
+        state.apply_cancel()  # a cancel() that landed before the start
+        self._began = not scope.cancel_called and trio.current_time() < deadline
+        return self._began
 
     def _deadline(self) -> float:
         """Record every deadline (earliest first) on the state; return the earliest."""
@@ -266,8 +294,7 @@ class Execution(Generic[T]):
                 CancelSource.ENCLOSING_SCOPE, "cancelled by an enclosing cancel scope", end
             )
             return make(Status.CANCELED, cancel=info)
-        assert state.scope is not None
-        if state.scope.cancel_called or not began:
+        if not began or self._cancelled_by_us():
             return make(Status.CANCELED, cancel=self._cancel_info(end))
         if escaped is not None:
             return make(Status.FAILED, error=_unwrap(escaped))
@@ -278,6 +305,23 @@ class Execution(Generic[T]):
             )
             return make(Status.FAILED, error=error)
         return make(Status.SUCCEEDED, value=returned)
+
+    def _cancelled_by_us(self) -> bool:
+        """Whether a cancel request or a deadline cancelled our scope.
+
+        ``scope.cancel_called`` alone does not tell: a streaming execution's scope is also its
+        driver nursery's, which cancels itself when the driver fails; that is a failure.
+        """
+        state = self._state
+        if state.applied_cancel is not None:
+            return True
+        scope = state.scope
+        return (
+            scope is not None
+            and scope.cancel_called
+            and bool(state.deadlines)
+            and trio.current_time() >= state.deadlines[0][0]
+        )
 
     def _cancel_info(self, end: float) -> CancelInfo:
         state = self._state
@@ -303,7 +347,7 @@ class Execution(Generic[T]):
         return Partial(text, events, tuple(call.index for call in interrupted))
 
     async def _run_hooks(self, result: Result[T], log: Any) -> None:
-        for hook in reversed(self._state.hooks):
+        for hook in reversed(self._state.hooks or ()):
             with trio.move_on_after(HOOK_GRACE_SECONDS, shield=True) as grace:
                 try:
                     returned = hook(result)
@@ -325,13 +369,21 @@ class Execution(Generic[T]):
 class SimpleExecution(Execution[T]):
     """An execution of ``async def fn(session) -> value``."""
 
+    __slots__ = ()
+
     def __init__(
         self, provider: Provider, fn: Callable[[Session], Awaitable[T]], **kwargs: Any
     ) -> None:
         _check_workflow("fn", fn, generator=False)
         super().__init__(provider, fn, **kwargs)
 
-    async def _body(self, session: Session) -> Any:
+    async def _scoped(self, session: Session) -> Any:
+        with trio.CancelScope() as scope:
+            if self._begin(scope):
+                return await self._call(session)
+        return None
+
+    async def _call(self, session: Session) -> Any:
         awaitable = self._workflow(session)
         if not inspect.isawaitable(awaitable):
             raise InvalidArgumentError(
@@ -345,6 +397,7 @@ class StreamingExecution(Execution[T]):
     """An execution of an async generator ``gen(session)`` that yields events."""
 
     _streaming = True
+    __slots__ = ()
 
     def __init__(
         self, provider: Provider, gen: Callable[[Session], AsyncIterator[Event]], **kwargs: Any
@@ -366,19 +419,23 @@ class StreamingExecution(Execution[T]):
             )
         return self._state.log.stream()
 
-    async def _body(self, session: Session) -> Any:
-        agen = self._workflow(session)
-        if not hasattr(agen, "__anext__"):
-            raise InvalidArgumentError(
-                "gen", f"returned {type_name(agen)}, not an async generator: its body must `yield`"
-            )
-        # The user's generator runs in its own task so that it may yield from inside its
-        # own nurseries and cancel scopes without crossing ours.
+    async def _scoped(self, session: Session) -> Any:
+        # The user's generator runs in a driver task of its own, so that it may yield from
+        # inside its own nurseries and cancel scopes without crossing ours. The driver's
+        # nursery is the execution's scope: one cancel scope less per execution.
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._drive, agen)
+                if self._begin(nursery.cancel_scope):
+                    agen = self._workflow(session)
+                    if not hasattr(agen, "__anext__"):
+                        raise InvalidArgumentError(
+                            "gen",
+                            f"returned {type_name(agen)}, not an async generator: "
+                            "its body must `yield`",
+                        )
+                    nursery.start_soon(self._drive, agen)
         except BaseExceptionGroup as group:
-            # The group is an artifact of our driver nursery: surface a lone error as itself.
+            # The group is an artifact of the driver nursery: surface a lone error as itself.
             leaves = _leaves(group)
             if len(leaves) == 1:
                 raise leaves[0] from None

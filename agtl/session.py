@@ -56,6 +56,8 @@ class TextResult:
 class Session:
     """Handed to a workflow; every LLM call and event of the execution goes through it."""
 
+    __slots__ = ("_limits", "_log", "_provider", "_state")
+
     def __init__(self, state: ExecutionState, provider: Provider, limits: Any, log: Any) -> None:
         self._state = state
         self._provider = provider
@@ -227,12 +229,18 @@ class Session:
             raise InvalidArgumentError("callback", f"must be callable, not {type_name(callback)}")
         if self._state.frozen:
             raise ExecutionClosedError("session.on_done() after the execution ended")
-        self._state.hooks.append(callback)
+        state = self._state
+        if state.hooks is None:
+            state.hooks = []
+        state.hooks.append(callback)
 
     def record(self, kind: str, data: Any = None) -> None:
         """Keep a free-form record in the summary."""
         check_str("kind", kind)
-        self._state.records.append(RecordEntry(kind, data, self._state.elapsed()))
+        state = self._state
+        if state.records is None:
+            state.records = []
+        state.records.append(RecordEntry(kind, data, state.elapsed()))
 
     def record_tool_call(
         self,
@@ -247,8 +255,11 @@ class Session:
         check_str("name", name)
         seconds = check_optional_seconds("duration", duration)
         message = None if error is None else str(error) or type(error).__name__
-        self._state.tool_calls.append(
-            ToolCall(name, arguments, result, message, seconds, self._state.elapsed())
+        state = self._state
+        if state.tool_calls is None:
+            state.tool_calls = []
+        state.tool_calls.append(
+            ToolCall(name, arguments, result, message, seconds, state.elapsed())
         )
 
     def record_cost(
@@ -257,11 +268,17 @@ class Session:
         """Add a non-LLM cost in USD (a search API, a tool) to the summary's total."""
         check_str("label", label)
         value = check_decimal("amount", amount)
-        self._state.costs.append(CostEntry(label, value, data, self._state.elapsed()))
+        state = self._state
+        if state.costs is None:
+            state.costs = []
+        state.costs.append(CostEntry(label, value, data, state.elapsed()))
 
     def set_metadata(self, **values: Any) -> None:
         """Attach key/value metadata to the summary (later values replace earlier ones)."""
-        self._state.metadata.update(values)
+        state = self._state
+        if state.metadata is None:
+            state.metadata = {}
+        state.metadata.update(values)
 
 
 class TextStream:

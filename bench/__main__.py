@@ -1,4 +1,8 @@
-"""Run the benchmarks: ``python -m bench [--only NAME] [--quick] [--json PATH]``."""
+"""Run the benchmarks: ``python -m bench [--only NAME|GROUP]... [--quick] [--json PATH]``.
+
+Every figure is a ratio against a baseline measured in the same process. The table shows
+each with its target; the JSON file and the PNG charts hold everything, samples included.
+"""
 
 from __future__ import annotations
 
@@ -7,61 +11,153 @@ import json
 import math
 import platform
 import sys
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
+from rich.console import Console
+from rich.table import Table
 
-from bench import core, local, remote
+from bench import core, local, peers, remote, scale
+from bench._charts import write_charts
 from bench._harness import Comparison
 
-CORE: dict[str, Callable[[bool], Awaitable[Comparison]]] = {
-    "overhead": lambda quick: core.overhead(quick=quick),
-    "streaming": lambda quick: core.streaming(quick=quick),
-    "streaming-rendezvous": lambda quick: core.streaming(quick=quick, buffer=0),
+Group = Callable[[bool, set[str]], list[Comparison]]
+
+
+def _core(quick: bool, names: set[str]) -> list[Comparison]:
+    benches = {
+        "overhead": lambda: core.overhead(quick=quick),
+        "streaming": lambda: core.streaming(quick=quick),
+        "streaming-rendezvous": lambda: core.streaming(quick=quick, buffer=0),
+        "scripted-cancel": lambda: core.cancel_latency(quick=quick),
+    }
+    return [trio.run(bench) for name, bench in benches.items() if name in names]
+
+
+def _peers(quick: bool, names: set[str]) -> list[Comparison]:
+    benches = {"peer-overhead": peers.overhead, "peer-streaming": peers.streaming}
+    return [bench(quick=quick) for name, bench in benches.items() if name in names]
+
+
+def _scale(quick: bool, names: set[str]) -> list[Comparison]:
+    return scale.scale(quick=quick)
+
+
+def _local(quick: bool, names: set[str]) -> list[Comparison]:
+    return trio.run(lambda: local.run_all(quick=quick, only=names))
+
+
+def _remote(quick: bool, names: set[str]) -> list[Comparison]:
+    return trio.run(lambda: remote.run_all(quick=quick, only=names))
+
+
+#: Group -> (its benchmarks, the runner). Groups run in this order.
+GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
+    "core": (("overhead", "streaming", "streaming-rendezvous", "scripted-cancel"), _core),
+    "peers": (("peer-overhead", "peer-streaming"), _peers),
+    "scale": (("scale",), _scale),
+    "local": (
+        ("local-decode", "local-cancel-decode", "local-cancel-prefill", "local-ttft"),
+        _local,
+    ),
+    "remote": (("remote-chunks", "remote-cancel"), _remote),
 }
-LOCAL = {"local-decode", "local-cancel-decode", "local-cancel-prefill", "local-ttft"}
-REMOTE = {"remote-chunks", "remote-cancel"}
-BENCHMARKS = sorted([*CORE, *LOCAL, *REMOTE])
+BENCHMARKS = [name for names, _ in GROUPS.values() for name in names]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=BENCHMARKS, action="append")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[*GROUPS, *BENCHMARKS],
+        metavar="NAME",
+        help=f"a benchmark or a group (repeatable): {', '.join([*GROUPS, *BENCHMARKS])}",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run (figures not meaningful)")
     parser.add_argument("--json", type=Path, default=Path("bench/results/latest.json"))
+    parser.add_argument("--charts", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
-    names = args.only or BENCHMARKS
+    wanted: set[str] = set()
+    for name in args.only or BENCHMARKS:
+        wanted.update(GROUPS[name][0] if name in GROUPS else (name,))
 
-    async def run_all() -> list[Comparison]:
-        results = [await CORE[name](args.quick) for name in CORE if name in names]
-        wanted = LOCAL & set(names)
-        if wanted:
-            results += await local.run_all(quick=args.quick, only=wanted)
-        wanted = REMOTE & set(names)
-        if wanted:
-            results += await remote.run_all(quick=args.quick, only=wanted)
-        return results
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+    results: list[Comparison] = []
+    timings: dict[str, float] = {}
+    for group, (names, run) in GROUPS.items():
+        chosen = wanted.intersection(names)
+        if chosen:
+            console.print(f"[dim]running {group}: {', '.join(sorted(chosen))}[/dim]")
+            started = time.perf_counter()
+            results += run(args.quick, chosen)
+            timings[group] = time.perf_counter() - started
 
-    results = trio.run(run_all)
-    width = max(len(r.name) for r in results)
-    print(f"{'benchmark':<{width}}  {'agtl':>12}  {'baseline':>12}  {'ratio':>7}  target   ok")
+    console.print(_table(results, quick=args.quick))
     for r in results:
-        mark = "PASS" if r.passed else "FAIL"
-        print(
-            f"{r.name:<{width}}  {r.candidate:>12.1f}  {r.baseline:>12.1f}  "
-            f"{r.ratio:>6.2f}x  {r.target:<8} {mark}   ({r.unit})"
-        )
+        console.print(f"  [bold]{r.key}[/bold]: {r.name}")
     payload = {
         "quick": args.quick,
         "python": sys.version.split()[0],
         "machine": platform.machine(),
+        "seconds_per_group": timings,
         "results": [r.to_dict() for r in results],
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(payload, indent=2, default=_finite))
-    print(f"wrote {args.json}")
+    console.print(f"wrote {args.json}")
+    for chart in write_charts(results, args.charts):
+        console.print(f"wrote {chart}")
     return 0 if args.quick or all(r.passed for r in results) else 1
+
+
+def _table(results: list[Comparison], *, quick: bool) -> Table:
+    title = "agtl benchmarks" + (
+        " (quick: checks they run, figures not meaningful)" if quick else ""
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("benchmark", no_wrap=True)
+    table.add_column("agtl", justify="right")
+    table.add_column("baseline", justify="right")
+    table.add_column("unit")
+    table.add_column("ratio", justify="right")
+    table.add_column("target")
+    table.add_column("", justify="center")
+    table.add_column("notes")
+    for r in results:
+        table.add_row(
+            r.key,
+            _number(r.candidate),
+            _number(r.baseline),
+            r.unit,
+            f"{r.ratio:.2f}x",
+            r.target,
+            "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]",
+            _notes(r),
+        )
+    return table
+
+
+def _number(value: float) -> str:
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def _notes(result: Comparison) -> str:
+    detail = result.detail
+    if "samples_ms" in detail:
+        return (
+            f"p50 {detail['p50_ms']:.2f} ms, p99 {detail['p99_ms']:.2f} ms, "
+            f"n={len(detail['samples_ms'])}"
+        )
+    if "curve" in detail:
+        return ", ".join(f"{p['n']:,}: {p['agtl_cpu_us']:.0f} us" for p in detail["curve"])
+    if "raw_trio_bytes" in detail:
+        return f"raw trio {detail['raw_trio_bytes']:,.0f} B; wall {detail['wall_s']:.1f} s"
+    if "after_cancel_ms" in detail:
+        return f"warm {detail['warm_ms']:.1f} ms, after a cancel {detail['after_cancel_ms']:.1f} ms"
+    return ""
 
 
 def _finite(value: object) -> object:

@@ -1,10 +1,10 @@
-"""Interleaved measurement: alternate batches of a candidate and its baseline."""
+"""Shared pieces of the benchmarks: the figure type, interleaved timing, percentiles."""
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -14,8 +14,13 @@ Batch = Callable[[int], Awaitable[None]]
 
 @attrs.frozen
 class Comparison:
-    """One figure: the candidate against its baseline, with the target it must meet."""
+    """One figure: the candidate against its baseline, with the target it must meet.
 
+    ``detail`` carries what the table's notes column and the charts need: for latency
+    figures the raw samples (``samples_ms``) with their p50 and p99.
+    """
+
+    key: str  # the short name ``--only`` takes
     name: str
     unit: str
     candidate: float
@@ -27,6 +32,24 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 <= q <= 1) of a non-empty sample."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def latency_detail(seconds: Sequence[float], **extra: Any) -> dict[str, Any]:
+    """p50, p99 and every sample of a cancel-latency distribution, in milliseconds."""
+    samples = [s * 1000 for s in seconds]
+    return {
+        "p50_ms": statistics.median(samples),
+        "p99_ms": percentile(samples, 0.99),
+        "samples_ms": samples,
+        **extra,
+    }
 
 
 async def interleaved(

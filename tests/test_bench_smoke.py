@@ -1,19 +1,29 @@
-"""The benchmarks run (quick mode): this checks that they work, not their figures."""
+"""Every benchmark runs in quick mode: this checks that they work, not their figures."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The benchmarks run in their own environment (`make bench` builds it; `make test` too),
+# which adds pydantic-ai and matplotlib to the dev environment.
+BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
+EVERY_FIGURE = {
+    *("overhead", "streaming", "streaming-rendezvous", "scripted-cancel"),
+    *("peer-overhead", "peer-streaming", "scale-memory", "scale-growth"),
+    *("local-decode", "local-cancel-decode", "local-cancel-prefill", "local-ttft"),
+    *("remote-chunks", "remote-cancel"),
+}
 
 
 def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
+    assert BENCH_PYTHON.exists(), "no benchmark environment: run `make test` or `make bench`"
     out = tmp_path / "bench.json"
+    charts = tmp_path / "charts"
     completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        [str(BENCH_PYTHON), "-m", "bench", "--quick", "--json", str(out), "--charts", str(charts)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -22,7 +32,36 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     data = json.loads(out.read_text())
-    names = [r["name"] for r in data["results"]]
-    assert len(names) == 9
+    assert {r["key"] for r in data["results"]} == EVERY_FIGURE
     assert all(r["candidate"] > 0 and r["baseline"] > 0 for r in data["results"])
-    assert "ratio" in completed.stdout
+    latencies = [r for r in data["results"] if "samples_ms" in r["detail"]]
+    assert {r["key"] for r in latencies} == {
+        "scripted-cancel",
+        "local-cancel-decode",
+        "local-cancel-prefill",
+        "remote-cancel",
+    }
+    for chart in ("scale.png", "cancel_latency.png"):
+        assert (charts / chart).read_bytes().startswith(b"\x89PNG")
+    assert "PASS" in completed.stdout or "FAIL" in completed.stdout
+
+
+def test_one_benchmark_or_group_runs_alone(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    completed = subprocess.run(
+        [
+            str(BENCH_PYTHON),
+            *("-m", "bench", "--quick", "--only", "scripted-cancel", "--only", "peers"),
+            *("--json", str(out), "--charts", str(tmp_path)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    keys = [r["key"] for r in json.loads(out.read_text())["results"]]
+    assert keys == ["scripted-cancel", "peer-overhead", "peer-streaming"]
+    assert (tmp_path / "cancel_latency.png").exists()
+    assert not (tmp_path / "scale.png").exists()
