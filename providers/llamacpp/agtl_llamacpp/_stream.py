@@ -182,6 +182,10 @@ class LlamaStream(GenerationStream):
 
     def _finished(self) -> None:
         self._done = True
+        if self._thread is not None:
+            # Posting this callback is the worker's last act: the join returns at once, and
+            # no thread of ours outlives the call it served.
+            self._thread.join(timeout=5.0)
         # The model is free as soon as the worker is done, even if text is still unread.
         self._release_turn()
         self._lot.unpark_all()

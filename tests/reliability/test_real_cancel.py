@@ -1,0 +1,384 @@
+"""Cancel at random points on the real backends: the bundled model in-process, and a real
+OpenAI-compatible server (llama.cpp's) on 127.0.0.1.
+
+Each case draws a mechanism (handle, signal, timeout, enclosing scope, usage limit) and a
+point (before the start, while queued behind another execution, during prefill, mid-stream,
+between two calls, inside the on_done hook, after the terminal event), runs one execution on
+one of the two hosts and checks the invariants of the scripted fuzz that do not depend on
+exact timing, plus: the model still gives its known answer right after the cancel; on the
+local model with a KV session on disk, the committed generation is the old or the new one,
+never anything else, and a canceled turn never commits; no agtl worker thread and no socket
+outlives its provider. Cases are drawn from a seeded ``random.Random``; a failure prints the
+seed and the case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+import agtl
+from agtl import CancelSignal, Event, Session, StopReason, UsageLimits
+from agtl.result import CancelSource, Status
+from agtl_llamacpp import LlamaCppProvider
+from agtl_openai import OpenAIProvider
+from agtl_openai.testing import serve_local_model
+from tests.reliability.conftest import Tally, cases
+
+SYSTEM = "You are a helpful assistant."
+ESSAY = "Write a long, detailed essay about the history of the sea and ships."
+CHECK = "What is the capital of France?"
+MECHANISMS = ("handle", "signal", "timeout", "enclosing", "limit")
+POINTS = (
+    "before_begin",
+    "queued",
+    "prefill",
+    "mid_stream",
+    "between_calls",
+    "in_hook",
+    "after_terminal",
+)
+SOURCES = {
+    "handle": CancelSource.HANDLE,
+    "signal": CancelSource.SIGNAL,
+    "timeout": CancelSource.TIMEOUT,
+    "enclosing": CancelSource.ENCLOSING_SCOPE,
+    "limit": CancelSource.LIMIT,
+}
+
+
+@attrs.frozen
+class RealCase:
+    backend: str
+    host: str
+    mechanism: str
+    point: str
+    deltas: int  # mid_stream: cancel after this many deltas
+    delay: float  # prefill/timeout: seconds after the call starts
+    kv: bool  # local only: the call uses a KV session on disk
+
+    @property
+    def category(self) -> str:
+        return f"{self.backend} {self.host}: {self.mechanism}, {self.point.replace('_', ' ')}"
+
+
+def draw(rng: random.Random, backend: str) -> RealCase:
+    mechanism = rng.choice(MECHANISMS)
+    points = {
+        "timeout": ("prefill", "mid_stream"),
+        "enclosing": ("prefill", "mid_stream", "queued"),
+        "limit": ("between_calls",),
+    }.get(mechanism, POINTS)
+    return RealCase(
+        backend=backend,
+        host=rng.choice(("simple", "streaming")),
+        mechanism=mechanism,
+        point=rng.choice(points),
+        deltas=rng.randint(1, 12),
+        delay=rng.uniform(0.0, 0.06),
+        kv=backend == "local" and rng.random() < 0.5,
+    )
+
+
+def _task_tree() -> list[str]:
+    """Names of every living task (for a failure message)."""
+    names: list[str] = []
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        if task is None:
+            continue
+        names.append(task.name)
+        pending.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+    return names
+
+
+def agtl_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("agtl-")]
+
+
+def open_sockets() -> int:
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:
+            continue  # closed meanwhile
+    return count
+
+
+class Runner:
+    """Runs cases against one provider, with the check answer known in advance."""
+
+    def __init__(self, provider: agtl.Provider, cache_dir: Path | None) -> None:
+        self.provider = provider
+        self.cache_dir = cache_dir
+        self.expected_answer = ""
+
+    async def answer(self) -> str:
+        async def ask(session: Session) -> str:
+            result = await session.generate_text(
+                prompt=CHECK, system=SYSTEM, max_tokens=8, temperature=0
+            )
+            return result.text
+
+        return (await self.provider.simple_execution(ask).result()).unwrap()
+
+    def committed(self, key: str) -> int | None:
+        """The committed generation of a KV session, after checking it is whole."""
+        assert self.cache_dir is not None
+        path = self.cache_dir / f"{key}.json"
+        if not path.exists():
+            return None
+        manifest = json.loads(path.read_text())
+        state = self.cache_dir / manifest["file"]
+        blob = state.read_bytes()
+        assert len(blob) == manifest["size"]
+        assert hashlib.sha256(blob).hexdigest() == manifest["sha256"]
+        kv_files = {p.name for p in self.cache_dir.glob(f"{key}.*.kv")}
+        assert kv_files == {manifest["file"]}, kv_files  # nothing half-written left behind
+        generation = manifest["generation"]
+        assert isinstance(generation, int)
+        return generation
+
+    async def run(self, case: RealCase, index: int) -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        baseline_tasks = trio.lowlevel.current_statistics().tasks_living
+        key = f"fuzz-{index % 4}" if case.kv else None
+        before = self.committed(key) if key else None
+        deltas_seen: list[int] = []
+        texts: list[str] = []
+        hook_results: list[agtl.Result[Any]] = []
+        registered: list[bool] = []
+        first_call_done = trio.Event()
+        call_started = trio.Event()
+        reached = trio.Event()
+        signal = CancelSignal()
+
+        def fire() -> None:
+            if case.mechanism == "signal":
+                signal.cancel("fuzz")
+            else:
+                execution.cancel("fuzz")
+
+        async def hook(result: agtl.Result[Any]) -> None:
+            hook_results.append(result)
+            if case.point == "in_hook":
+                fire()
+
+        async def body(session: Session) -> str:
+            session.on_done(hook)
+            registered.append(True)
+            parts: list[str] = []
+            calls = 2 if case.point == "between_calls" else 1
+            for number in range(calls):
+                if number:
+                    first_call_done.set()
+                    await trio.sleep(0.05)
+                async with session.stream_text(
+                    prompt=CHECK if case.point == "between_calls" else ESSAY,
+                    system=SYSTEM,
+                    max_tokens=8 if case.point == "between_calls" else 160,
+                    temperature=0,
+                    cache_key=key,
+                ) as stream:
+                    call_started.set()
+                    deltas_seen.append(0)
+                    texts.append("")
+                    async for delta in stream:
+                        deltas_seen[-1] += 1
+                        texts[-1] += delta
+                        parts.append(delta)
+                        if deltas_seen[-1] == case.deltas:
+                            reached.set()
+            return "".join(parts)
+
+        kwargs: dict[str, Any] = {}
+        if case.mechanism == "signal":
+            kwargs["signal"] = signal
+        if case.mechanism == "limit":
+            kwargs["limits"] = UsageLimits(max_requests=1)
+        if case.host == "simple":
+            execution: agtl.Execution[Any] = self.provider.simple_execution(body, **kwargs)
+        else:
+
+            async def gen(session: Session) -> AsyncIterator[Event]:
+                value = await body(session)
+                yield await session.done(value)
+
+            execution = self.provider.streaming_execution(gen, **kwargs)
+
+        async def trigger(blocker_running: trio.Event | None) -> None:
+            if case.point == "queued":
+                assert blocker_running is not None
+                await blocker_running.wait()
+                await trio.sleep(case.delay)  # the execution is waiting for the model
+            elif case.point == "prefill":
+                await call_started.wait()
+                await trio.sleep(case.delay)
+            elif case.point == "mid_stream":
+                await reached.wait()
+            elif case.point == "between_calls":
+                await first_call_done.wait()
+            if case.mechanism == "timeout":
+                return  # the deadline is set on the scope below
+            if case.mechanism in ("handle", "signal"):
+                fire()
+            if case.mechanism == "enclosing":
+                outer.cancel()
+
+        seen: list[list[Event]] = []
+
+        async def consume() -> None:
+            events: list[Event] = []
+            seen.append(events)
+            async for event in execution.stream():  # type: ignore[attr-defined]
+                events.append(event)
+
+        async def blocker(running: trio.Event) -> None:
+            """Holds the local model (one generation at a time) while the case queues."""
+
+            async def hold(session: Session) -> None:
+                async with session.stream_text(
+                    prompt=ESSAY, system=SYSTEM, max_tokens=40, temperature=0
+                ) as stream:
+                    async for _ in stream:
+                        running.set()
+
+            (await self.provider.simple_execution(hold).result()).unwrap()
+
+        if case.point == "before_begin":
+            fire()
+        escaped = False
+        with trio.CancelScope() as outer:
+            async with trio.open_nursery() as nursery:
+                running: trio.Event | None = None
+                if case.point == "queued" and case.backend == "local":
+                    running = trio.Event()
+                    nursery.start_soon(blocker, running)
+                    await running.wait()  # the model is busy: the case will queue
+                elif case.point == "queued":
+                    running = trio.Event()
+                    running.set()  # a server queues elsewhere: cancel right at the start
+                if case.point not in ("before_begin", "in_hook", "after_terminal"):
+                    nursery.start_soon(trigger, running)
+                if case.mechanism == "timeout":
+                    execution = _with_timeout(self.provider, execution, body, case)
+                try:
+                    async with execution:
+                        if case.host == "streaming":
+                            nursery.start_soon(consume)
+                        await execution.result()
+                except trio.Cancelled:
+                    escaped = True
+                    raise
+        assert outer.cancelled_caught == escaped, (escaped, execution.outcome)
+        result = execution.outcome
+        assert result is not None
+        if case.point == "after_terminal":
+            fire()
+
+        # one frozen result
+        assert await execution.result() is result
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            result.status = Status.FAILED  # type: ignore[misc]
+        # the outcome fits the case
+        must_cancel = case.point in ("before_begin", "queued", "prefill", "between_calls")
+        if case.point in ("in_hook", "after_terminal"):
+            assert result.status is Status.SUCCEEDED, result
+        elif must_cancel or result.status is not Status.SUCCEEDED:
+            assert result.status is Status.CANCELED, (result, result.error)
+            assert result.cancel is not None
+            assert result.cancel.source is SOURCES[case.mechanism], result.cancel
+        assert escaped == (result.status is Status.CANCELED and case.mechanism == "enclosing")
+        # usage never below what was delivered
+        calls = result.summary.llm_calls
+        assert len(calls) == len(deltas_seen)
+        for call, deltas in zip(calls, deltas_seen, strict=True):
+            assert (call.usage.output_tokens or 0) >= deltas
+        if result.status is Status.SUCCEEDED:
+            assert result.value == "".join(texts)
+        elif calls and calls[-1].stop_reason is StopReason.CANCELLED:
+            assert result.partial is not None
+            assert result.partial.text == texts[-1]  # nothing delivered is lost
+        assert hook_results == ([result] if registered else [])
+        for events in seen:
+            assert tuple(events) == result.events
+        # KV session on disk: one new generation per call that finished, none for a call
+        # that was stopped (a canceled turn never commits)
+        if key is not None:
+            finished = sum(1 for c in calls if c.stop_reason not in (None, StopReason.CANCELLED))
+            after = self.committed(key)
+            assert after == ((before or 0) + finished if finished else before), calls
+        # nothing left running; the model still answers as before
+        # The OpenAI SDK drops an async generator when a stream ends; trio closes it in a
+        # system task of its own. Let such finalizers run before counting tasks.
+        await trio.testing.wait_all_tasks_blocked()
+        assert trio.lowlevel.current_statistics().tasks_living == baseline_tasks, _task_tree()
+        assert agtl_threads() == []
+        assert await self.answer() == self.expected_answer
+
+
+def _with_timeout(
+    provider: agtl.Provider, execution: agtl.Execution[Any], body: Any, case: RealCase
+) -> agtl.Execution[Any]:
+    """The same workflow with ``timeout=``: long enough to reach the call, short of its end."""
+    timeout = (0.02 if case.point == "prefill" else 0.35) + case.delay
+    if case.host == "simple":
+        return provider.simple_execution(body, timeout=timeout)
+
+    async def gen(session: Session) -> AsyncIterator[Event]:
+        value = await body(session)
+        yield await session.done(value)
+
+    return provider.streaming_execution(gen, timeout=timeout)
+
+
+async def fuzz(runner: Runner, backend: str, count: int, tally: Tally) -> None:
+    seed = int(os.environ.get("AGTL_FUZZ_SEED") or random.randrange(2**32))
+    rng = random.Random(seed)
+    runner.expected_answer = await runner.answer()
+    assert "Paris" in runner.expected_answer
+    for index in range(count):
+        case = draw(rng, backend)
+        tally.start(case.category)
+        try:
+            await runner.run(case, index)
+        except BaseException as exc:
+            exc.add_note(f"seed={seed} case #{index}: {case}")
+            raise
+        tally.hold(case.category)
+
+
+@pytest.fixture
+def server_url() -> Iterator[str]:
+    with serve_local_model() as url:
+        yield url
+
+
+async def test_random_cancels_on_the_local_model(tmp_path: Path, tally: Tally) -> None:
+    threads_before = agtl_threads()
+    async with LlamaCppProvider(n_ctx=2048, cache_dir=tmp_path) as provider:
+        await fuzz(Runner(provider, tmp_path), "local", cases(full=200, quick=20), tally)
+    assert agtl_threads() == threads_before == []
+
+
+async def test_random_cancels_on_a_real_server(server_url: str, tally: Tally) -> None:
+    sockets_before = open_sockets()
+    provider = OpenAIProvider(base_url=server_url).with_default_model("smollm2")
+    provider = provider.with_pricing({"smollm2": agtl.Price.free()})
+    async with provider:
+        await fuzz(Runner(provider, None), "server", cases(full=100, quick=10), tally)
+    assert open_sockets() == sockets_before
