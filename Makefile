@@ -1,6 +1,7 @@
 # agtl developer entry points. Everything installs from nothing into .venv, pinned.
 #   make test    lint + type check + the full test suite
 #   make demo    the live demo
+#   make reliability  cancellation fuzzing, faults, crash safety (cases ran / held)
 #   make bench   benchmarks (ratios against raw baselines and pydantic-ai; ONLY=name, QUICK=1)
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMPS := $(VENV)/.stamps
 
-.PHONY: install test lint format demo bench clean
+.PHONY: install test lint format demo bench reliability clean
 
 install: $(STAMPS)/dev
 
@@ -51,6 +52,13 @@ format: install
 
 test: lint $(STAMPS)/chromium $(STAMPS)/bench
 	$(BIN)/pytest
+
+# Cancellation fuzzing, real-backend cancels, faults, crash safety: cases per category.
+# AGTL_FUZZ=quick for a smoke run.
+reliability: install
+	rm -f $(VENV)/reliability.json
+	AGTL_RELIABILITY_REPORT=$(VENV)/reliability.json $(BIN)/pytest -q tests/reliability
+	$(PY) -m tests.reliability.report $(VENV)/reliability.json
 
 demo: install
 	$(BIN)/agtl demo

@@ -86,13 +86,19 @@ class HostileServer:
             return
         if model == "malformed":
             await _chunk(stream, b"data: {this is not json\n\n")
-            await trio.sleep_forever()
+            await _silent_until_closed(stream)
         if model == "stall":
-            await trio.sleep_forever()
+            await _silent_until_closed(stream)
         finish = None if model == "no-finish" else "stop"
         await _chunk(stream, _delta("!", finish=finish))
         await _chunk(stream, b"data: [DONE]\n\n")
         await stream.send_all(b"0\r\n\r\n")
+
+
+async def _silent_until_closed(stream: trio.SocketStream) -> None:
+    """Send nothing more, but notice when the client hangs up (so open connections count)."""
+    while await stream.receive_some(4096):
+        pass
 
 
 async def _read_request(stream: trio.SocketStream) -> tuple[dict[str, str], bytes] | None:

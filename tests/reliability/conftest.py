@@ -23,6 +23,18 @@ def cases(full: int, quick: int) -> int:
     return quick if QUICK else full
 
 
+def open_sockets() -> int:
+    """How many sockets this process holds open (Linux: from /proc/self/fd)."""
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:
+            continue  # closed meanwhile
+    return count
+
+
 class Tally:
     """Counts cases per category: ``ran`` when a case starts, ``held`` once its checks pass."""
 

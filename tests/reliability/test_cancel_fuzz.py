@@ -78,7 +78,7 @@ class Case:
                 if at < now:
                     return "between calls"
             if at < now + call.first_delay:
-                return "before the first token"
+                return "in prefill"
             now += call.first_delay + call.delay * (call.words - 1)
             if at < now:
                 return "mid-stream"

@@ -34,7 +34,7 @@ from agtl.result import CancelSource, Status
 from agtl_llamacpp import LlamaCppProvider
 from agtl_openai import OpenAIProvider
 from agtl_openai.testing import serve_local_model
-from tests.reliability.conftest import Tally, cases
+from tests.reliability.conftest import Tally, cases, open_sockets
 
 SYSTEM = "You are a helpful assistant."
 ESSAY = "Write a long, detailed essay about the history of the sea and ships."
@@ -49,6 +49,15 @@ POINTS = (
     "in_hook",
     "after_terminal",
 )
+POINT_NAMES = {
+    "before_begin": "before the start",
+    "queued": "while queued",
+    "prefill": "in prefill",
+    "mid_stream": "mid-stream",
+    "between_calls": "between calls",
+    "in_hook": "inside the on_done hook",
+    "after_terminal": "after the terminal event",
+}
 SOURCES = {
     "handle": CancelSource.HANDLE,
     "signal": CancelSource.SIGNAL,
@@ -70,7 +79,7 @@ class RealCase:
 
     @property
     def category(self) -> str:
-        return f"{self.backend} {self.host}: {self.mechanism}, {self.point.replace('_', ' ')}"
+        return f"{self.backend} {self.host}: {self.mechanism}, {POINT_NAMES[self.point]}"
 
 
 def draw(rng: random.Random, backend: str) -> RealCase:
@@ -106,17 +115,6 @@ def _task_tree() -> list[str]:
 
 def agtl_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("agtl-")]
-
-
-def open_sockets() -> int:
-    fds = Path("/proc/self/fd")
-    count = 0
-    for fd in fds.iterdir():
-        try:
-            count += os.readlink(fd).startswith("socket:")
-        except OSError:
-            continue  # closed meanwhile
-    return count
 
 
 class Runner:

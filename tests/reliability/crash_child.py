@@ -1,0 +1,74 @@
+"""A process that writes durable state in a loop until it is killed (SIGKILL) by the tests.
+
+``python -m tests.reliability.crash_child MODE DIR`` where MODE is ``sink`` (summary records
+through a JsonlSink), ``conversation`` (a Conversation saved after every entry) or ``kv`` (KV
+session turns on the bundled model). After each write is complete it prints
+``committed <what>`` and flushes, so the parent knows what must survive the kill.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import trio
+
+import agtl
+from agtl import Conversation, Session
+from agtl.reporting import JsonlSink
+from agtl.testing import Reply, ScriptedProvider
+
+
+def say(text: str) -> None:
+    sys.stdout.write(f"{text}\n")
+    sys.stdout.flush()
+
+
+async def sink_loop(directory: Path) -> None:
+    provider = ScriptedProvider(respond=lambda request: Reply("some words " * 50))
+    provider = provider.with_summary_sink(JsonlSink(directory / "summaries.jsonl"))
+
+    async def work(session: Session) -> str:
+        return (await session.generate_text(prompt="go")).text
+
+    while True:
+        result = await provider.simple_execution(work).result()
+        say(f"committed {result.execution_id}")
+
+
+async def conversation_loop(directory: Path) -> None:
+    path = directory / "chat.json"
+    conversation = Conversation.load(path) if path.exists() else Conversation()
+    while True:
+        conversation.add_user("hello " * 200)
+        conversation.save(path)
+        say(f"committed {len(conversation.entries)}")
+        await trio.lowlevel.checkpoint()
+
+
+async def kv_loop(directory: Path) -> None:
+    from agtl_llamacpp import LlamaCppProvider
+
+    async with LlamaCppProvider(n_ctx=2048, cache_dir=directory) as provider:
+        history = [{"role": "system", "content": "You are a helpful assistant."}]
+        turn = 0
+        while True:
+            turn += 1
+            history.append({"role": "user", "content": f"Tell me fact number {turn}."})
+
+            async def ask(session: Session) -> agtl.TextResult:
+                return await session.generate_text(
+                    messages=history, max_tokens=6, temperature=0, cache_key="crash"
+                )
+
+            result = await provider.simple_execution(ask).result()
+            history.append({"role": "assistant", "content": result.unwrap().text})
+            say(f"committed {result.summary.llm_calls[0].details['kv_committed_generation']}")
+
+
+LOOPS = {"sink": sink_loop, "conversation": conversation_loop, "kv": kv_loop}
+
+if __name__ == "__main__":
+    mode, directory = sys.argv[1], Path(sys.argv[2])
+    say("ready")
+    trio.run(LOOPS[mode], directory)
