@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -48,14 +49,50 @@ def _cache_key(value: object) -> str:
     return key
 
 
+_FORMAT_TYPES = ("text", "json_object", "json_schema")
+_SCHEMA_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
+
+
 def _response_format(value: object) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping) or "type" not in value:
+    if not isinstance(value, Mapping) or value.get("type") not in _FORMAT_TYPES:
         raise InvalidArgumentError(
             "response_format",
-            "must be a mapping with a 'type' key, e.g. "
+            "must be a mapping whose 'type' is one of "
+            f"{', '.join(map(repr, _FORMAT_TYPES))}, e.g. "
             "{'type': 'json_schema', 'json_schema': {'name': ..., 'schema': {...}}}",
         )
+    if value["type"] == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("schema"), Mapping):
+            raise InvalidArgumentError(
+                "response_format.json_schema",
+                "must be a mapping with a 'schema' mapping (a JSON Schema), "
+                "e.g. {'name': 'answer', 'schema': {'type': 'object', ...}}",
+            )
+        _check_schema(spec["schema"], "response_format.json_schema.schema")
     return value
+
+
+def _check_schema(schema: Mapping[str, Any], where: str) -> None:
+    """Catch the schema mistakes that would otherwise fail deep inside a provider."""
+    try:
+        json.dumps(schema)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(where, f"must be JSON-serializable ({exc})") from None
+    kinds = schema.get("type")
+    for kind in kinds if isinstance(kinds, list) else [kinds]:
+        if kind is not None and kind not in _SCHEMA_TYPES:
+            raise InvalidArgumentError(
+                f"{where}.type",
+                f"{kind!r} is not a JSON Schema type (one of {', '.join(sorted(_SCHEMA_TYPES))})",
+            )
+    for name, sub in (schema.get("properties") or {}).items():
+        if not isinstance(sub, Mapping):
+            raise InvalidArgumentError(f"{where}.properties.{name}", "must be a schema mapping")
+        _check_schema(sub, f"{where}.properties.{name}")
+    items = schema.get("items")
+    if isinstance(items, Mapping):
+        _check_schema(items, f"{where}.items")
 
 
 _VALIDATORS: dict[str, Any] = {

@@ -14,7 +14,7 @@ from agtl import (
     InvalidArgumentError,
     Provider,
 )
-from agtl._validate import check_count
+from agtl._validate import check_count, type_name
 from agtl_llamacpp._engine import Engine
 from agtl_llamacpp._model_file import resolve_model_path
 from agtl_llamacpp._stream import LlamaStream
@@ -52,6 +52,10 @@ class LlamaCppProvider(Provider):
         if n_threads is not None:
             check_count("n_threads", n_threads, minimum=1)
         check_count("cache_budget_bytes", cache_budget_bytes, minimum=0)
+        if model_path is not None and not isinstance(model_path, str | os.PathLike):
+            raise InvalidArgumentError(
+                "model_path", f"must be a path (str or os.PathLike), not {type_name(model_path)}"
+            )
         path = resolve_model_path(model_path)
         self._engine = Engine(
             path,

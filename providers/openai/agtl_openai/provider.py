@@ -57,6 +57,14 @@ class OpenAIProvider(Provider):
         self.max_retries = check_count("max_retries", max_retries)
         seconds = check_seconds("timeout", timeout)
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        if base_url is not None and (
+            not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
+        ):
+            raise InvalidArgumentError(
+                "base_url",
+                f"must be an http:// or https:// URL such as 'http://127.0.0.1:8080/v1', "
+                f"not {base_url!r}",
+            )
         official = base_url is None or base_url.rstrip("/") == OFFICIAL_BASE_URL
         if not key and official:
             raise InvalidArgumentError(
