@@ -8,6 +8,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
+import trio
+
+import agtl
+from agtl import Session
 
 Batch = Callable[[int], Awaitable[None]]
 
@@ -66,3 +70,25 @@ async def interleaved(
             await batch(iterations)
             sink.append((time.perf_counter() - start) / iterations)
     return statistics.median(per_candidate), statistics.median(per_baseline)
+
+
+async def cancel_mid_stream(
+    provider: agtl.Provider, *, after: int, **call: Any
+) -> tuple[float, agtl.Result[Any]]:
+    """Stream one call, cancel once ``after`` deltas arrived; seconds from cancel() to result()."""
+    got = trio.Event()
+
+    async def run(session: Session) -> None:
+        async with session.stream_text(**call) as stream:
+            count = 0
+            async for _ in stream:
+                count += 1
+                if count == after:
+                    got.set()
+
+    async with provider.simple_execution(run) as execution:
+        await got.wait()
+        started = time.perf_counter()
+        execution.cancel()
+        result = await execution.result()
+        return time.perf_counter() - started, result

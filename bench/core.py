@@ -11,14 +11,19 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import AsyncIterator
 
 import trio
 
 from agtl import Event, Session
 from agtl.testing import Reply, ScriptedProvider
-from bench._harness import Comparison, interleaved, latency_detail, percentile
+from bench._harness import (
+    Comparison,
+    cancel_mid_stream,
+    interleaved,
+    latency_detail,
+    percentile,
+)
 
 
 async def overhead(*, quick: bool) -> Comparison:
@@ -126,22 +131,8 @@ async def cancel_latency(*, quick: bool) -> Comparison:
     provider = ScriptedProvider(respond=lambda request: Reply("word " * 2000, delay=0.001))
     latencies: list[float] = []
     for _ in range(20 if quick else 300):
-        got = trio.Event()
-
-        async def run(session: Session, got: trio.Event = got) -> None:
-            async with session.stream_text(prompt="go") as stream:
-                count = 0
-                async for _ in stream:
-                    count += 1
-                    if count == 5:
-                        got.set()
-
-        async with provider.simple_execution(run) as execution:
-            await got.wait()
-            started = time.perf_counter()
-            execution.cancel()
-            result = await execution.result()
-            latencies.append(time.perf_counter() - started)
+        latency, result = await cancel_mid_stream(provider, after=5, prompt="go")
+        latencies.append(latency)
         assert result.status == "canceled", result.status
     p99_ms = percentile(latencies, 0.99) * 1000
     return Comparison(

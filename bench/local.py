@@ -19,7 +19,7 @@ import trio
 
 from agtl import Session, TextResult
 from agtl_llamacpp import LlamaCppProvider
-from bench._harness import Comparison, latency_detail, percentile
+from bench._harness import Comparison, cancel_mid_stream, latency_detail, percentile
 
 SYSTEM = "You are a helpful assistant."
 ESSAY = "Write a long, detailed essay about the history of the sea and ships."
@@ -84,22 +84,10 @@ async def cancel_during_decode(provider: LlamaCppProvider, *, quick: bool) -> Co
     latencies: list[float] = []
     steps: list[float] = []
     for _ in range(5 if quick else 30):
-        got = trio.Event()
-
-        async def run(session: Session, got: trio.Event = got) -> None:
-            async with session.stream_text(prompt=ESSAY, system=SYSTEM, max_tokens=400) as s:
-                count = 0
-                async for _ in s:
-                    count += 1
-                    if count == 8:
-                        got.set()
-
-        async with provider.simple_execution(run) as execution:
-            await got.wait()
-            started = time.perf_counter()
-            execution.cancel()
-            result = await execution.result()
-            latencies.append(time.perf_counter() - started)
+        latency, result = await cancel_mid_stream(
+            provider, after=8, prompt=ESSAY, system=SYSTEM, max_tokens=400
+        )
+        latencies.append(latency)
         call = result.summary.llm_calls[0]
         if call.output_tokens_per_second:
             steps.append(1 / call.output_tokens_per_second)

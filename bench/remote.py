@@ -12,12 +12,11 @@ import time
 from typing import Any
 
 import openai
-import trio
 
 from agtl import Price, Session
 from agtl_openai import OpenAIProvider
 from agtl_openai.testing import serve_local_model
-from bench._harness import Comparison, latency_detail
+from bench._harness import Comparison, cancel_mid_stream, latency_detail
 
 SYSTEM = "You are a helpful assistant."
 ESSAY = "Write a long, detailed essay about the history of the sea and ships."
@@ -93,22 +92,10 @@ async def cancel_latency(base_url: str, *, quick: bool) -> Comparison:
     latencies: list[float] = []
     try:
         for _ in range(5 if quick else 30):
-            got = trio.Event()
-
-            async def run(session: Session, got: trio.Event = got) -> None:
-                async with session.stream_text(prompt=ESSAY, system=SYSTEM, max_tokens=400) as s:
-                    count = 0
-                    async for _ in s:
-                        count += 1
-                        if count == 5:
-                            got.set()
-
-            async with provider.simple_execution(run) as execution:
-                await got.wait()
-                started = time.perf_counter()
-                execution.cancel()
-                await execution.result()
-                latencies.append(time.perf_counter() - started)
+            latency, _ = await cancel_mid_stream(
+                provider, after=5, prompt=ESSAY, system=SYSTEM, max_tokens=400
+            )
+            latencies.append(latency)
     finally:
         await provider.aclose()
     median = statistics.median(latencies)
