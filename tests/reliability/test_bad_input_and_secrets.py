@@ -74,6 +74,7 @@ CONSTRUCTOR_CASES: list[tuple[str, Callable[[], object], str]] = [
     ("negative batch", lambda: LlamaCppProvider(n_batch=-1), "n_batch"),
     ("negative disk budget", lambda: LlamaCppProvider(cache_budget_bytes=-5), "cache_budget_bytes"),
     ("model path type", lambda: LlamaCppProvider(model_path=NOT_A_PATH), "model_path"),
+    ("flash_attn type", lambda: LlamaCppProvider(flash_attn=NOT_A_STR), "flash_attn"),
     ("missing model", lambda: LlamaCppProvider(model_path="/none.gguf"), "/none.gguf"),
 ]
 

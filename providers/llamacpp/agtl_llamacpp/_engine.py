@@ -48,6 +48,7 @@ class Engine:
         n_threads: int | None,
         n_batch: int,
         seed: int,
+        flash_attn: bool = True,
         cache_dir: Path | None = None,
         cache_budget_bytes: int = 2**30,
     ) -> None:
@@ -58,11 +59,13 @@ class Engine:
                 n_threads=n_threads,
                 n_batch=n_batch,
                 seed=seed,
+                flash_attn=flash_attn,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from None
         self.path = path
+        self.flash_attn = flash_attn
         self.n_ctx = self.llama.n_ctx()
         self.turn = trio.Semaphore(1)  # fair: waiters are served first come, first served
         self.abort = threading.Event()
@@ -105,6 +108,7 @@ class Engine:
             "size": self.path.stat().st_size,
             "head_sha256": head,
             "n_ctx": self.n_ctx,
+            "flash_attn": self.flash_attn,
             "llama_cpp": llama_cpp.__version__,
         }
 

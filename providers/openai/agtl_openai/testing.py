@@ -2,7 +2,8 @@
 
 ``serve_local_model()`` starts ``python -m llama_cpp.server`` (llama-cpp-python's ``server``
 extra) with a GGUF model, by default the bundled SmolLM2, on a free 127.0.0.1 port, waits until
-it answers, yields its ``base_url`` and stops it afterwards.
+it answers, yields its ``base_url`` and stops it afterwards. Flash attention is on, as in
+``agtl_llamacpp.LlamaCppProvider`` (the other attention path gives wrong output on some CPUs).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def serve_local_model(
             str(port),
             "--n_ctx",
             str(n_ctx),
+            "--flash_attn",
+            "true",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
