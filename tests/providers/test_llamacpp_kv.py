@@ -247,3 +247,52 @@ async def test_streaming_turns_commit_too(tmp_path: Path) -> None:
         result = await provider.streaming_execution(gen).result()
     assert result.value == "The capital of France is Paris."
     assert manifest(tmp_path, "s")["generation"] == 1
+
+
+@pytest.mark.parametrize("pointer", ["absolute", "parent", "other_key", "not_a_number"])
+async def test_a_manifest_never_leads_out_of_the_directory(tmp_path: Path, pointer: str) -> None:
+    cache = tmp_path / "cache"
+    victim = tmp_path / "victim.kv"
+    victim.write_bytes(b"a file of the user's, outside the cache directory")
+    async with local(cache) as provider:
+        await turn(provider, "chat")
+        await turn(provider, "other")
+    data = manifest(cache, "chat")
+    data["file"] = {
+        "absolute": str(victim),
+        "parent": "../victim.kv",
+        "other_key": "other.1.kv",
+        "not_a_number": "chat.x.kv",
+    }[pointer]
+    # A forged manifest with a matching size and checksum: only the name gives it away.
+    data["size"] = victim.stat().st_size if pointer != "other_key" else data["size"]
+    (cache / "chat.json").write_text(json.dumps(data))
+
+    async with local(cache) as provider:
+        result = await turn(provider, "chat")  # runs cold, then commits over the forgery
+        details = result.summary.llm_calls[0].details
+        assert "kv_loaded_generation" not in details
+        assert "names a state file the store never writes" in str(details["kv_note"])
+        assert manifest(cache, "chat")["file"] == "chat.1.kv"
+        assert await provider.delete_all_kv_states() == 2
+    assert victim.exists()
+    assert sorted(p.name for p in cache.iterdir()) == []
+
+
+async def test_files_that_are_not_the_stores_own_are_left_alone(tmp_path: Path) -> None:
+    foreign = {
+        "notes.json": '{"file": "../x", "generation": 1}',
+        "report.tmp-2026.txt": "user data",
+        "weights.kv": "not a state file",
+        "settings.json": "[1, 2]",
+    }
+    for name, text in foreign.items():
+        (tmp_path / name).write_text(text)
+    async with local(tmp_path, cache_budget_bytes=0) as provider:  # evicts all it can
+        assert provider._engine.store is not None
+        assert provider._engine.store.swept == []
+        await turn(provider, "a")
+        await turn(provider, "b")  # the budget evicts "a", and nothing else
+        assert provider.kv_state_keys() == ["b"]
+        assert await provider.delete_all_kv_states() == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(foreign)

@@ -7,6 +7,11 @@ moment leaves either the old or the new generation committed, never a mix. Tempo
 and state files no manifest names are residue of a crash and are swept at start, never
 promoted. A state whose manifest does not match (model, context size, library version, size,
 checksum) is never loaded.
+
+The store only ever reads, writes or deletes names of its own making: a manifest is trusted
+only if its ``key`` and ``file`` fields have exactly that shape, so a damaged or hostile
+manifest cannot point outside the directory, and the store leaves alone any other file that
+shares the directory.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import struct
 import time
 import uuid
@@ -25,6 +31,10 @@ import attrs
 
 _MAGIC: Final = b"AGTLKV1\n"
 _TMP_MARK: Final = ".tmp-"
+#: The names the store writes: ``<key>.<generation>.kv`` and ``.<name>.tmp-<hex>`` temp files
+#: (keys are validated by the core: ``[a-z0-9._-]``, no ``..``).
+_STATE_FILE: Final = re.compile(r"(?P<key>[a-z0-9._-]+)\.(?P<generation>[1-9][0-9]*)\.kv")
+_TEMP_FILE: Final = re.compile(r"\..+\.tmp-[0-9a-f]+")
 
 
 @attrs.frozen
@@ -56,20 +66,38 @@ class KVStore:
 
     # -- reading --------------------------------------------------------------------------------
     def manifest(self, key: str) -> dict[str, Any] | None:
+        """``key``'s manifest, if there is one and it is whole and ours."""
+        return self._read_manifest(key)[0]
+
+    def _read_manifest(self, key: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The manifest, or ``None`` and why it is unusable (``None`` too when there is none)."""
         try:
             data = json.loads((self.directory / f"{key}.json").read_text())
+        except FileNotFoundError:
+            return None, None
         except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+            return None, "its manifest is unreadable"
+        if not isinstance(data, dict) or data.get("key") != key:
+            return None, "its manifest is not an agtl KV manifest for this key"
+        generation = data.get("generation")
+        if (
+            not isinstance(generation, int)
+            or isinstance(generation, bool)
+            or generation < 1
+            or data.get("file") != f"{key}.{generation}.kv"
+        ):
+            # Never follow a file name we did not write: it could lead out of the directory.
+            return None, "its manifest names a state file the store never writes"
+        return data, None
 
     def load(self, key: str) -> tuple[Loaded | None, str | None]:
         """The committed state of ``key``, or ``None`` and why it was not loaded."""
-        manifest = self.manifest(key)
+        manifest, why = self._read_manifest(key)
         if manifest is None:
-            return None, None
+            return None, why
         if manifest.get("identity") != self.identity:
             return None, "saved for a different model, context size or library version"
-        path = self.directory / str(manifest.get("file", ""))
+        path = self.directory / manifest["file"]
         try:
             blob = path.read_bytes()
         except OSError:
@@ -112,9 +140,9 @@ class KVStore:
             "committed_at": time.time(),
         }
         _atomic_write(self.directory / f"{prepared.key}.json", json.dumps(manifest).encode())
-        if previous and previous.get("file") != prepared.path.name:
+        if previous and previous["file"] != prepared.path.name:
             with contextlib.suppress(OSError):
-                (self.directory / str(previous["file"])).unlink()
+                (self.directory / previous["file"]).unlink()
         self._evict(keep=prepared.key)
 
     def discard(self, prepared: Prepared) -> None:
@@ -125,17 +153,24 @@ class KVStore:
     def delete(self, key: str) -> bool:
         manifest = self.manifest(key)
         removed = False
-        for name in ([str(manifest["file"])] if manifest else []) + [f"{key}.json"]:
+        for name in ([manifest["file"]] if manifest else []) + [f"{key}.json"]:
             with contextlib.suppress(OSError):
                 (self.directory / name).unlink()
                 removed = True
         return removed
 
     def keys(self) -> list[str]:
-        return sorted(p.stem for p in self.directory.glob("*.json") if _TMP_MARK not in p.name)
+        """Every key with a committed manifest of ours."""
+        return sorted(
+            p.stem
+            for p in self.directory.glob("*.json")
+            if not _TEMP_FILE.fullmatch(p.name) and self.manifest(p.stem) is not None
+        )
 
     def usage_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.directory.glob("*.kv"))
+        return sum(
+            p.stat().st_size for p in self.directory.glob("*.kv") if _STATE_FILE.fullmatch(p.name)
+        )
 
     # -- housekeeping -----------------------------------------------------------------------------
     def _sweep(self) -> list[str]:
@@ -143,13 +178,14 @@ class KVStore:
         swept: list[str] = []
         referenced = set()
         for path in self.directory.glob("*.json"):
-            if _TMP_MARK in path.name:
-                continue
             manifest = self.manifest(path.stem)
-            if manifest and isinstance(manifest.get("file"), str):
+            if manifest is not None:
                 referenced.add(manifest["file"])
         for path in self.directory.iterdir():
-            if _TMP_MARK in path.name or (path.suffix == ".kv" and path.name not in referenced):
+            name = path.name
+            if _TEMP_FILE.fullmatch(name) or (
+                _STATE_FILE.fullmatch(name) and name not in referenced
+            ):
                 with contextlib.suppress(OSError):
                     path.unlink()
                     swept.append(path.name)
@@ -157,20 +193,23 @@ class KVStore:
 
     def _evict(self, *, keep: str) -> None:
         """Drop least-recently-used sessions until the state files fit the budget."""
-        manifests = sorted(
-            (p for p in self.directory.glob("*.json") if _TMP_MARK not in p.name),
-            key=lambda p: p.stat().st_mtime,
-        )
+        keys = sorted(self.keys(), key=self._last_used)
         total = self.usage_bytes()
-        for path in manifests:
+        for key in keys:
             if total <= self.budget_bytes:
                 return
-            if path.stem == keep:
+            if key == keep:
                 continue
-            manifest = self.manifest(path.stem)
-            size = int(manifest.get("size", 0)) if manifest else 0
-            self.delete(path.stem)
-            total -= size
+            manifest = self.manifest(key)
+            size = manifest.get("size", 0) if manifest else 0
+            self.delete(key)
+            total -= size if isinstance(size, int) else 0
+
+    def _last_used(self, key: str) -> float:
+        try:
+            return (self.directory / f"{key}.json").stat().st_mtime
+        except OSError:
+            return 0.0  # gone meanwhile: first in line, and deleting it is a no-op
 
 
 def _encode(input_ids: list[int], state: bytes) -> bytes:
