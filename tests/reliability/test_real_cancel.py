@@ -58,6 +58,7 @@ POINT_NAMES = {
     "in_hook": "inside the on_done hook",
     "after_terminal": "after the terminal event",
 }
+CASE_DEADLINE_SECONDS = 120
 SOURCES = {
     "handle": CancelSource.HANDLE,
     "signal": CancelSource.SIGNAL,
@@ -218,7 +219,15 @@ class Runner:
 
             execution = self.provider.streaming_execution(gen, **kwargs)
 
+        # The trigger waits for its point in the call; a timeout can end the execution before
+        # that point comes, and then the trigger has nothing left to do.
+        trigger_scope = trio.CancelScope()
+
         async def trigger(blocker_running: trio.Event | None) -> None:
+            with trigger_scope:
+                await fire_at_point(blocker_running)
+
+        async def fire_at_point(blocker_running: trio.Event | None) -> None:
             if case.point == "queued":
                 assert blocker_running is not None
                 await blocker_running.wait()
@@ -282,6 +291,8 @@ class Runner:
                 except trio.Cancelled:
                     escaped = True
                     raise
+                finally:
+                    trigger_scope.cancel()  # consumers and the blocker must end by themselves
         assert outer.cancelled_caught == escaped, (escaped, execution.outcome)
         result = execution.outcome
         assert result is not None
@@ -353,7 +364,9 @@ async def fuzz(runner: Runner, backend: str, count: int, tally: Tally) -> None:
         case = draw(rng, backend)
         tally.start(case.category)
         try:
-            await runner.run(case, index)
+            # A hang is a failure of this case, reported with its seed, never a stuck suite.
+            with trio.fail_after(CASE_DEADLINE_SECONDS):
+                await runner.run(case, index)
         except BaseException as exc:
             exc.add_note(f"seed={seed} case #{index}: {case}")
             raise
