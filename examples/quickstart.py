@@ -13,7 +13,9 @@ from agtl.testing import Reply, ScriptedProvider
 
 async def answer(session: agtl.Session) -> str:
     reply = await session.generate_text(
-        prompt="What is the capital of France?", system="You are a helpful assistant."
+        prompt="What is the capital of France?",
+        system="You are a helpful assistant.",
+        max_tokens=64,  # a bound on every call: a sampled small model can ramble
     )
     return reply.text
 

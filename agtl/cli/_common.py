@@ -58,7 +58,8 @@ def add_provider_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--temperature",
         type=float,
-        help="sampling temperature (default: 0, greedy, for demo and chat)",
+        help="default sampling temperature for every call (chat: 0, greedy; run: the "
+        "provider's own default; a workflow's per-call options still win)",
     )
     group.add_argument(
         "--log-summaries", metavar="PATH", help="append each execution's summary (JSON lines)"
