@@ -304,3 +304,15 @@ def test_missing_and_corrupt_model_files_fail_at_construction(tmp_path: Path) ->
         LlamaCppProvider(truncated)
     with pytest.raises(ModelLoadError, match="not a file"):
         LlamaCppProvider(tmp_path)
+
+
+def test_prompts_are_computed_in_passes_of_n_ubatch_tokens(provider: LlamaCppProvider) -> None:
+    # The pass size bounds how long a prefill cancel waits (guides/architecture.md).
+    import llama_cpp
+
+    assert llama_cpp.llama_n_ubatch(provider._engine.llama.ctx) == 256
+    small = LlamaCppProvider(n_ubatch=64)
+    try:
+        assert llama_cpp.llama_n_ubatch(small._engine.llama.ctx) == 64
+    finally:
+        trio.run(small.aclose)

@@ -72,6 +72,7 @@ CONSTRUCTOR_CASES: list[tuple[str, Callable[[], object], str]] = [
     ("no key, official API", lambda: OpenAIProvider(api_key=None), "api_key"),
     ("tiny context", lambda: LlamaCppProvider(n_ctx=0), "n_ctx"),
     ("negative batch", lambda: LlamaCppProvider(n_batch=-1), "n_batch"),
+    ("pass over batch", lambda: LlamaCppProvider(n_batch=64, n_ubatch=128), "n_ubatch"),
     ("negative disk budget", lambda: LlamaCppProvider(cache_budget_bytes=-5), "cache_budget_bytes"),
     ("model path type", lambda: LlamaCppProvider(model_path=NOT_A_PATH), "model_path"),
     ("flash_attn type", lambda: LlamaCppProvider(flash_attn=NOT_A_STR), "flash_attn"),
