@@ -3,17 +3,27 @@
 #   make demo    the live demo
 #   make reliability  cancellation fuzzing, faults, crash safety (cases ran / held)
 #   make bench   benchmarks (ratios against raw baselines and pydantic-ai; ONLY=name, QUICK=1)
+#   make bench-check  the cheap in-process figures in about two minutes; non-zero on a regression
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMPS := $(VENV)/.stamps
 
-.PHONY: install test lint format demo bench reliability clean
+.PHONY: prereqs install test lint format demo bench bench-check reliability clean
 
 install: $(STAMPS)/dev
 
-$(STAMPS)/venv:
+# What `make` cannot install itself: one clear line each when it is missing.
+prereqs:
+	@$(PYTHON) -c 'import sys' 2>/dev/null || { echo "agtl needs Python >= 3.11: '$(PYTHON)' was not found (set PYTHON=/path/to/python3.11)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "agtl needs Python >= 3.11; $(PYTHON) is $$($(PYTHON) -V 2>&1) (set PYTHON=python3.11 or newer)"; exit 1; }
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "$(PYTHON) cannot make virtual environments: install its venv module (Debian: apt install python3-venv)"; exit 1; }
+	@command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || { echo "a C compiler is needed to build llama-cpp-python (Debian: apt install build-essential)"; exit 1; }
+	@command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || { echo "a C++ compiler is needed to build llama-cpp-python (Debian: apt install g++)"; exit 1; }
+	@$(PYTHON) -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || { echo "the Python headers are needed to build native packages (Debian: apt install python3-dev)"; exit 1; }
+
+$(STAMPS)/venv: | prereqs
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
 	mkdir -p $(STAMPS) && touch $@
@@ -36,9 +46,13 @@ $(STAMPS)/bench: $(STAMPS)/dev requirements/bench.txt
 	$(BENCH_PY) -m pip install --quiet -r requirements/bench.txt
 	touch $@
 
-# A headless browser for the HTML report's rendering test (Debian's package; needs root).
+# A headless browser for the HTML report's rendering test: one already on PATH, else Debian's
+# package (needs root).
+BROWSERS := chromium chromium-browser google-chrome google-chrome-stable
 $(STAMPS)/chromium: $(STAMPS)/venv
-	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
+	@for b in $(BROWSERS); do command -v $$b >/dev/null 2>&1 && exit 0; done; \
+	  command -v apt-get >/dev/null 2>&1 || { echo "no browser found ($(BROWSERS)) and no apt-get to install chromium: install one"; exit 1; }; \
+	  apt-get update -qq && apt-get install -y -qq chromium
 	touch $@
 
 lint: install $(STAMPS)/bench
@@ -65,6 +79,10 @@ demo: install
 
 bench: $(STAMPS)/bench
 	$(BENCH_PY) -m bench $(if $(ONLY),--only $(ONLY),) $(if $(QUICK),--quick,)
+
+# Not part of `make test`: a busy CI machine must not turn a benchmark into a flaky test.
+bench-check: $(STAMPS)/bench
+	$(BENCH_PY) -m bench --check --json $(VENV)/bench-check.json --charts $(VENV)/bench-check
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

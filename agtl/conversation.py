@@ -171,9 +171,14 @@ class Conversation:
         return conversation
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the conversation as JSON, atomically: a crash leaves the old file or the new."""
+        """Write the conversation as JSON, atomically: a crash leaves the old file or the new.
+
+        The temporary file is named after the writing process; one left behind by a process
+        that died mid-save (a SIGKILL) is removed by the next save.
+        """
         target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+        _sweep_orphaned_temps(target)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex}")
         try:
             with tmp.open("w", encoding="utf-8") as handle:
                 json.dump(self.to_dict(), handle, ensure_ascii=False)
@@ -197,6 +202,30 @@ class Conversation:
         except ValueError as exc:
             raise ConversationFileError(f"{path} is not valid JSON ({exc})") from None
         return cls.from_dict(data)
+
+
+def _sweep_orphaned_temps(target: Path) -> None:
+    """Remove temporary files of ``target`` whose writing process no longer exists."""
+    try:
+        candidates = list(target.parent.glob(f".{target.name}.tmp-*"))
+    except OSError:
+        return
+    for tmp in candidates:
+        pid_text = tmp.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by someone else
+    return True
 
 
 class Turn:

@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python -m bench [--only NAME|GROUP]... [--quick] [--json PATH]``.
 
-Every figure is a ratio against a baseline measured in the same process. The table shows
-each with its target; the JSON file and the PNG charts hold everything, samples included.
+Most figures are ratios against a baseline measured in the same process, in ABBA order; a
+few are against a fixed budget, marked "(const)" in the table. The table shows each with its
+target; the JSON file and the PNG charts hold everything, samples included.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import trio
 from rich.console import Console
 from rich.table import Table
@@ -23,39 +25,47 @@ from bench import core, local, peers, remote, scale
 from bench._charts import write_charts
 from bench._harness import Comparison
 
-Group = Callable[[bool, set[str]], list[Comparison]]
+
+@attrs.frozen
+class Mode:
+    quick: bool = False
+    check: bool = False
 
 
-def _core(quick: bool, names: set[str]) -> list[Comparison]:
+Group = Callable[[Mode, set[str]], list[Comparison]]
+
+
+def _core(mode: Mode, names: set[str]) -> list[Comparison]:
+    quick = mode.quick
     benches = {
         "overhead": lambda: core.overhead(quick=quick),
         "streaming": lambda: core.streaming(quick=quick),
-        "streaming-rendezvous": lambda: core.streaming(quick=quick, buffer=0),
+        "streaming-bounded": lambda: core.streaming(quick=quick, bounded=True),
         "scripted-cancel": lambda: core.cancel_latency(quick=quick),
     }
     return [trio.run(bench) for name, bench in benches.items() if name in names]
 
 
-def _peers(quick: bool, names: set[str]) -> list[Comparison]:
+def _peers(mode: Mode, names: set[str]) -> list[Comparison]:
     benches = {"peer-overhead": peers.overhead, "peer-streaming": peers.streaming}
-    return [bench(quick=quick) for name, bench in benches.items() if name in names]
+    return [bench(quick=mode.quick) for name, bench in benches.items() if name in names]
 
 
-def _scale(quick: bool, names: set[str]) -> list[Comparison]:
-    return scale.scale(quick=quick)
+def _scale(mode: Mode, names: set[str]) -> list[Comparison]:
+    return scale.scale(quick=mode.quick, largest=CHECK_SCALE if mode.check else 10_000)
 
 
-def _local(quick: bool, names: set[str]) -> list[Comparison]:
-    return trio.run(lambda: local.run_all(quick=quick, only=names))
+def _local(mode: Mode, names: set[str]) -> list[Comparison]:
+    return trio.run(lambda: local.run_all(quick=mode.quick, only=names))
 
 
-def _remote(quick: bool, names: set[str]) -> list[Comparison]:
-    return trio.run(lambda: remote.run_all(quick=quick, only=names))
+def _remote(mode: Mode, names: set[str]) -> list[Comparison]:
+    return trio.run(lambda: remote.run_all(quick=mode.quick, only=names))
 
 
 #: Group -> (its benchmarks, the runner). Groups run in this order.
 GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
-    "core": (("overhead", "streaming", "streaming-rendezvous", "scripted-cancel"), _core),
+    "core": (("overhead", "streaming", "streaming-bounded", "scripted-cancel"), _core),
     "peers": (("peer-overhead", "peer-streaming"), _peers),
     "scale": (("scale",), _scale),
     "local": (
@@ -65,6 +75,27 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     "remote": (("remote-chunks", "remote-cancel"), _remote),
 }
 BENCHMARKS = [name for names, _ in GROUPS.values() for name in names]
+
+#: ``--check``: the cheap in-process figures, for catching a regression in a couple of minutes.
+CHECK = ("overhead", "streaming", "streaming-bounded", "scripted-cancel", "scale")
+CHECK_SCALE = 2_000
+#: How far (relative) a figure may miss its target in ``--check`` before it counts as a
+#: regression: these run on shared machines, where a few percent is noise.
+CHECK_MARGIN = 0.10
+
+
+def _target(result: Comparison) -> tuple[str, float]:
+    """The comparison and the bound of a target such as ``<= 2.0x``."""
+    op, bound = result.target.split()
+    return op, float(bound.removesuffix("x"))
+
+
+def within_margin(result: Comparison, margin: float) -> bool:
+    """Whether the ratio meets the target, or misses it by no more than ``margin``."""
+    op, bound = _target(result)
+    if op == "<=":
+        return result.ratio <= bound * (1 + margin)
+    return result.ratio >= bound * (1 - margin)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,12 +108,21 @@ def main(argv: list[str] | None = None) -> int:
         help=f"a benchmark or a group (repeatable): {', '.join([*GROUPS, *BENCHMARKS])}",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run (figures not meaningful)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=(
+            f"the cheap in-process figures ({', '.join(CHECK)} at {CHECK_SCALE:,}); exit 1 "
+            f"when one misses its target by more than {CHECK_MARGIN:.0%}"
+        ),
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results/latest.json"))
     parser.add_argument("--charts", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
     wanted: set[str] = set()
-    for name in args.only or BENCHMARKS:
+    for name in args.only or (CHECK if args.check else BENCHMARKS):
         wanted.update(GROUPS[name][0] if name in GROUPS else (name,))
+    mode = Mode(quick=args.quick, check=args.check)
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     results: list[Comparison] = []
@@ -92,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if chosen:
             console.print(f"[dim]running {group}: {', '.join(sorted(chosen))}[/dim]")
             started = time.perf_counter()
-            results += run(args.quick, chosen)
+            results += run(mode, chosen)
             timings[group] = time.perf_counter() - started
 
     console.print(_table(results, quick=args.quick))
@@ -110,6 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"wrote {args.json}")
     for chart in write_charts(results, args.charts):
         console.print(f"wrote {chart}")
+    if args.check:
+        missed = [r for r in results if not within_margin(r, CHECK_MARGIN)]
+        for r in missed:
+            console.print(
+                f"[red]regression[/red] {r.key}: ratio {r.ratio:.2f}x, target {r.target} "
+                f"(allowed margin {CHECK_MARGIN:.0%})"
+            )
+        return 1 if missed else 0
     return 0 if args.quick or all(r.passed for r in results) else 1
 
 
@@ -130,7 +178,7 @@ def _table(results: list[Comparison], *, quick: bool) -> Table:
         table.add_row(
             r.key,
             _number(r.candidate),
-            _number(r.baseline),
+            _number(r.baseline) + (" (const)" if r.baseline_kind == "constant" else ""),
             r.unit,
             f"{r.ratio:.2f}x",
             r.target,
@@ -147,10 +195,18 @@ def _number(value: float) -> str:
 def _notes(result: Comparison) -> str:
     detail = result.detail
     if "samples_ms" in detail:
-        return (
+        note = (
             f"p50 {detail['p50_ms']:.2f} ms, p99 {detail['p99_ms']:.2f} ms, "
-            f"n={len(detail['samples_ms'])}"
+            f"valid {detail['valid']}/{detail['attempted']}"
         )
+        if detail.get("invalid_reasons"):
+            note += f" (invalid: {'; '.join(detail['invalid_reasons'])})"
+        if "decode_step_ms" in detail:
+            note += f"; raw decode step {detail['decode_step_ms']:.1f} ms"
+        return note
+    if "ratio_ci95" in detail:
+        low, high = detail["ratio_ci95"]
+        return f"ratio 95% CI [{low:.3f}, {high:.3f}], {detail['rounds']} ABBA rounds"
     if "curve" in detail:
         return ", ".join(f"{p['n']:,}: {p['agtl_cpu_us']:.0f} us" for p in detail["curve"])
     if "raw_trio_bytes" in detail:

@@ -1,11 +1,14 @@
-"""Shared pieces of the benchmarks: the figure type, interleaved timing, percentiles."""
+"""Shared pieces of the benchmarks: the figure type, ABBA timing, percentiles, cancel checks."""
 
 from __future__ import annotations
 
+import gc
+import math
+import random
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, Literal, TypeVar
 
 import attrs
 import trio
@@ -14,6 +17,10 @@ import agtl
 from agtl import Session
 
 Batch = Callable[[int], Awaitable[None]]
+X = TypeVar("X")
+
+#: Where a baseline comes from: measured in the same run, or a fixed budget.
+BaselineKind = Literal["measured", "constant"]
 
 
 @attrs.frozen
@@ -21,7 +28,9 @@ class Comparison:
     """One figure: the candidate against its baseline, with the target it must meet.
 
     ``detail`` carries what the table's notes column and the charts need: for latency
-    figures the raw samples (``samples_ms``) with their p50 and p99.
+    figures the raw samples (``samples_ms``) with their p50 and p99, and how many of the
+    attempted samples were valid (``valid``/``attempted``). ``baseline_kind`` says whether the
+    baseline was measured in the same run or is a fixed budget (a constant).
     """
 
     key: str  # the short name ``--only`` takes
@@ -33,6 +42,7 @@ class Comparison:
     target: str
     passed: bool
     detail: dict[str, Any] = attrs.field(factory=dict)
+    baseline_kind: BaselineKind = "measured"
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -49,27 +59,118 @@ def latency_detail(seconds: Sequence[float], **extra: Any) -> dict[str, Any]:
     """p50, p99 and every sample of a cancel-latency distribution, in milliseconds."""
     samples = [s * 1000 for s in seconds]
     return {
-        "p50_ms": statistics.median(samples),
-        "p99_ms": percentile(samples, 0.99),
+        "p50_ms": statistics.median(samples) if samples else math.nan,
+        "p99_ms": percentile(samples, 0.99) if samples else math.nan,
         "samples_ms": samples,
         **extra,
     }
 
 
+@attrs.define
+class CancelSamples:
+    """Cancel latencies, kept only when the cancel landed where the benchmark claims.
+
+    A sample whose result shows the cancel missed its phase (the reply had already finished,
+    the first token had already come) is counted as invalid with its reason, never dropped
+    silently; a figure with any invalid sample does not pass.
+    """
+
+    valid: list[float] = attrs.Factory(list)
+    invalid: list[str] = attrs.Factory(list)
+
+    def add(self, seconds: float, problem: str | None) -> None:
+        if problem is None:
+            self.valid.append(seconds)
+        else:
+            self.invalid.append(problem)
+
+    @property
+    def attempted(self) -> int:
+        return len(self.valid) + len(self.invalid)
+
+    def figure(
+        self,
+        *,
+        key: str,
+        name: str,
+        budget_ms: float,
+        baseline_kind: BaselineKind,
+        **extra: Any,
+    ) -> Comparison:
+        """The p99 of the valid samples against ``budget_ms``."""
+        p99_ms = percentile(self.valid, 0.99) * 1000 if self.valid else math.inf
+        return Comparison(
+            key=key,
+            name=name,
+            unit="ms",
+            candidate=p99_ms,
+            baseline=budget_ms,
+            ratio=p99_ms / budget_ms,
+            target="<= 1.0x",
+            passed=not self.invalid and p99_ms <= budget_ms,
+            detail=latency_detail(
+                self.valid,
+                valid=len(self.valid),
+                attempted=self.attempted,
+                invalid_reasons=sorted(set(self.invalid)),
+                **extra,
+            ),
+            baseline_kind=baseline_kind,
+        )
+
+
+def mid_stream_problem(result: agtl.Result[Any], *, min_deltas: int) -> str | None:
+    """Why ``result`` is not a cancel of its one call mid-stream (None: it is)."""
+    if result.status is not agtl.Status.CANCELED:
+        return f"status {result.status.value}, not canceled"
+    calls = result.summary.llm_calls
+    if len(calls) != 1 or calls[0].stop_reason is not agtl.StopReason.CANCELLED:
+        return "the call was not the one cancelled"
+    partial = result.partial.text if result.partial is not None else ""
+    if not partial or (calls[0].usage.output_tokens or 0) < min_deltas:
+        return "cancelled before the stream had started"
+    return None
+
+
+def abba(rounds: int, a: X, b: X) -> Iterator[X]:
+    """``a b b a a b ...``: alternate which side goes first, so a drift favours neither.
+
+    Collects garbage before each item, so neither side pays for the other's garbage.
+    """
+    for round_ in range(rounds):
+        for item in (a, b) if round_ % 2 == 0 else (b, a):
+            gc.collect()
+            yield item
+
+
 async def interleaved(
     candidate: Batch, baseline: Batch, *, iterations: int, rounds: int
 ) -> tuple[float, float]:
-    """Median seconds per iteration of each, measured in alternating batches."""
-    per_candidate: list[float] = []
-    per_baseline: list[float] = []
+    """Median seconds per iteration of each, measured in ABBA-ordered batches."""
+    per: dict[int, list[float]] = {0: [], 1: []}
     await candidate(max(1, iterations // 10))  # warm up both paths
     await baseline(max(1, iterations // 10))
-    for _ in range(rounds):
-        for batch, sink in ((candidate, per_candidate), (baseline, per_baseline)):
-            start = time.perf_counter()
-            await batch(iterations)
-            sink.append((time.perf_counter() - start) / iterations)
-    return statistics.median(per_candidate), statistics.median(per_baseline)
+    for side in abba(rounds, 0, 1):
+        batch = candidate if side == 0 else baseline
+        start = time.perf_counter()
+        await batch(iterations)
+        per[side].append((time.perf_counter() - start) / iterations)
+    return statistics.median(per[0]), statistics.median(per[1])
+
+
+def ratio_interval(
+    candidate: Sequence[float], baseline: Sequence[float], *, resamples: int = 2000
+) -> tuple[float, float]:
+    """A 95% bootstrap interval of median(candidate) / median(baseline) (paired by round)."""
+    rng = random.Random(0)
+    pairs = list(zip(candidate, baseline, strict=True))
+    ratios = []
+    for _ in range(resamples):
+        sample = [rng.choice(pairs) for _ in pairs]
+        ratios.append(
+            statistics.median(c for c, _ in sample) / statistics.median(b for _, b in sample)
+        )
+    return percentile(ratios, 0.025), percentile(ratios, 0.975)
 
 
 async def cancel_mid_stream(

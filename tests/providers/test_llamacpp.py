@@ -14,6 +14,7 @@ import trio.testing
 import agtl
 from agtl import Session, Status, StopReason
 from agtl_llamacpp import LlamaCppProvider, ModelLoadError, bundled_model_path
+from tests.waiting import wait_for
 
 SYSTEM = "You are a helpful assistant."
 QUESTION = "What is the capital of France?"
@@ -93,7 +94,7 @@ async def test_cancel_mid_stream_keeps_what_was_seen_and_the_model_recovers(
         return s.text
 
     async with provider.simple_execution(essay) as execution:
-        await enough.wait()
+        await wait_for(enough, "ten deltas of the essay")
         execution.cancel("stop")
         result = await execution.result()
 
@@ -131,7 +132,7 @@ async def test_cancel_during_prefill_aborts_and_the_prefix_stays_reusable(
 
     llama = provider._engine.llama
     async with provider.simple_execution(long_prompt) as execution:
-        await entered.wait()
+        await wait_for(entered, "the long prompt's stream opened")
         # Not needed for correctness (the checks below hold whether the cancel lands before or
         # inside the decode); it only makes the cancel land inside the decode of the first
         # 512-token batch, which takes about two seconds here.
@@ -227,7 +228,7 @@ async def test_queued_request_cancelled_never_touches_the_model(provider: LlamaC
     b = provider.simple_execution(workflow("b", QUESTION))
     c = provider.simple_execution(workflow("c", QUESTION))
     async with a:
-        await a_has_model.wait()
+        await wait_for(a_has_model, "a holding the model")
         async with b:
             await queued(1)
             async with c:

@@ -9,6 +9,7 @@ import trio
 import agtl
 from agtl import CancelMarker, Conversation, Session, Status
 from agtl_llamacpp import LlamaCppProvider
+from tests.waiting import wait_for
 
 SYSTEM = "You are a helpful assistant."
 
@@ -44,7 +45,7 @@ async def test_turn_two_stopped_turn_three_answers_in_context(tmp_path: Path) ->
                         enough.set()
 
         async with provider.simple_execution(stopped) as execution:
-            await enough.wait()
+            await wait_for(enough, "twelve deltas of the reply")
             execution.cancel("user pressed stop")
         assert execution.outcome is not None
         assert execution.outcome.status is Status.CANCELED

@@ -15,6 +15,7 @@ import agtl
 from agtl import Session, Status, StopReason
 from agtl_llamacpp import LlamaCppProvider
 from agtl_llamacpp._kv_store import KVStore
+from tests.waiting import wait_for, wait_for_thread_event
 
 SYSTEM = "You are a helpful assistant."
 FIRST = "What is the capital of France?"
@@ -91,7 +92,7 @@ async def test_cancelled_turn_never_commits_and_resume_reuses_the_committed_pref
             return stream.text
 
         async with provider.simple_execution(stopped) as execution:
-            await got.wait()
+            await wait_for(got, "the first delta of the essay")
             execution.cancel("stop")
             cancelled = await execution.result()
         assert cancelled.status is Status.CANCELED
@@ -137,7 +138,7 @@ async def test_cancel_that_wins_the_race_with_the_commit_rolls_back(
         async with provider.simple_execution(
             lambda s: s.generate_text(prompt=FIRST, system=SYSTEM, cache_key="race")
         ) as execution:
-            await trio.to_thread.run_sync(writing.wait)
+            await wait_for_thread_event(writing, "the KV state being written")
             execution.cancel("stop while the state is being written")
             release.set()
             result = await execution.result()

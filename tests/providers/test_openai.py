@@ -17,6 +17,7 @@ from agtl import Provenance, Session, Status, StopReason
 from agtl_openai import OpenAIProvider
 from agtl_openai.testing import serve_local_model
 from tests.providers.hostile_server import HostileServer
+from tests.waiting import wait_for
 
 SYSTEM = "You are a helpful assistant."
 QUESTION = "What is the capital of France?"
@@ -107,7 +108,7 @@ async def test_cancel_mid_stream_then_the_server_still_answers(provider: OpenAIP
         return s.text
 
     async with provider.simple_execution(essay) as execution:
-        await enough.wait()
+        await wait_for(enough, "five deltas of the essay")
         execution.cancel("stop")
         result = await execution.result()
     assert result.status is Status.CANCELED

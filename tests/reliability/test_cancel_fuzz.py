@@ -2,17 +2,22 @@
 
 Each case is a workflow of a few streamed calls with pauses between them, run on trio's
 autojump clock, so its timeline is exact: call ``i`` starts at a known time, its chunks
-arrive at known times, and the terminal event lands at ``end``. A cancel is aimed at a
-time between two of those instants (never on one), or at a discrete point (before the
-start, inside the on_done hook, after the terminal event). The expected outcome follows
-from the timeline, and every case checks the invariants:
+arrive at known times, and the terminal event lands at ``end``. Each case first draws a cell,
+a mechanism and a point, uniformly: a timed cancel aimed inside a phase of the timeline (a
+call's prefill, mid-stream, between two calls; always between two scripted instants, never
+on one), a cancel before the start, a usage limit below what the script needs, or a control
+that must cancel nothing (no cancel at all, a cancel inside the on_done hook or after the
+terminal event). The expected outcome follows from the timeline, and every case checks:
 
 * exactly one frozen Result, the same object from every ``result()`` and ``outcome``;
 * the status and cancel source the classification rules give for this timeline;
 * a summary with one entry per call started, usage never below the deltas delivered;
 * the on_done hook ran exactly once (when the workflow got to register it);
-* every stream consumer ended, having seen exactly the result's events;
-* no task left behind.
+* every stream consumer ended by itself, having seen exactly the result's events;
+* no task left behind;
+* a cancelling cell really cancelled, and a control did not.
+
+The report counts, per mechanism x point, the cases that really cancelled.
 """
 
 from __future__ import annotations
@@ -35,12 +40,38 @@ from tests.reliability.conftest import Tally, cases
 
 STEP = 0.1  # every scripted instant is a multiple of this
 TIMED = ("handle", "signal", "signal_deadline", "timeout", "enclosing")
+PHASES = ("prefill", "mid_stream", "between_calls")
 POINTS = ("before_begin", "in_hook", "after_terminal")
 POINT_NAMES = {
+    "prefill": "in prefill",
+    "mid_stream": "mid-stream",
+    "between_calls": "between calls",
     "before_begin": "before the start",
     "in_hook": "inside the on_done hook",
     "after_terminal": "after the terminal event",
+    "before_call": "at a call's start",
+    "none": "no cancel",
 }
+#: Every (mechanism, point) the fuzz aims at, drawn uniformly. The first group must cancel;
+#: the controls (no cancel, or a cancel after the outcome froze) must change nothing.
+CANCELLING: tuple[tuple[str, str], ...] = (
+    *((mechanism, phase) for mechanism in TIMED for phase in PHASES),
+    ("handle", "before_begin"),
+    ("signal", "before_begin"),
+    ("limit_requests", "before_call"),
+    ("limit_tokens", "mid_stream"),
+)
+CONTROLS: tuple[tuple[str, str], ...] = (
+    ("none", "none"),
+    ("handle", "in_hook"),
+    ("signal", "in_hook"),
+    ("handle", "after_terminal"),
+    ("signal", "after_terminal"),
+)
+#: The full profile must give every cancelling cell at least this many cases that cancelled.
+CELL_TARGET = 50
+#: Virtual seconds: far past any script's end, reached at once (autojump) if something hangs.
+HANG_DEADLINE = 3600
 
 
 @attrs.frozen
@@ -55,64 +86,87 @@ class Case:
     host: str  # simple | streaming
     form: str  # await | async_with
     mechanism: str  # none, a TIMED one, limit_requests, limit_tokens
-    point: str  # at_time or one of POINTS
-    at: float  # for at_time: seconds, always between two scripted instants
+    point: str  # a PHASES entry for timed mechanisms, else one of POINTS / before_call / none
+    at: float  # timed mechanisms: seconds, always between two scripted instants
     calls: tuple[Call, ...]
     gap: int  # steps slept before every call after the first
     consumers: int
     limit: int
 
     @property
+    def cell(self) -> str:
+        return f"{self.mechanism}, {POINT_NAMES[self.point]}"
+
+    @property
     def category(self) -> str:
-        where = POINT_NAMES[self.point] if self.point != "at_time" else self.phase()
-        return f"scripted {self.host}: {self.mechanism}, {where}"
+        return f"scripted {self.host}: {self.cell}"
+
+    @property
+    def timed(self) -> bool:
+        return self.mechanism in TIMED and self.point in PHASES
 
     def phase(self) -> str:
         """Where on the timeline ``at`` falls."""
-        if self.mechanism not in TIMED:
-            return "own budget"
         at, now = self.at / STEP, 0.0
         for index, call in enumerate(self.calls):
             if index:
                 now += self.gap
                 if at < now:
-                    return "between calls"
+                    return "between_calls"
             if at < now + call.first_delay:
-                return "in prefill"
+                return "prefill"
             now += call.first_delay + call.delay * (call.words - 1)
             if at < now:
-                return "mid-stream"
-        return "after the terminal event" if self.calls else "no call made"
+                return "mid_stream"
+        return "after_terminal" if self.calls else "no call made"
+
+
+def _phase_interval(calls: tuple[Call, ...], gap: int, target: int, phase: str) -> range:
+    """The whole steps ``k`` such that ``k + 0.5`` lies in ``phase`` of call ``target``."""
+    start = 0
+    for index, call in enumerate(calls):
+        if index:
+            if index == target and phase == "between_calls":
+                return range(start, start + gap)
+            start += gap
+        if index == target:
+            if phase == "prefill":
+                return range(start, start + call.first_delay)
+            first = start + call.first_delay
+            return range(first, first + call.delay * (call.words - 1))
+        start += call.first_delay + call.delay * (call.words - 1)
+    raise AssertionError("no such call")
 
 
 @st.composite
 def case_strategy(draw: st.DrawFn) -> Case:
+    mechanism, point = draw(st.sampled_from([*CANCELLING, *CONTROLS]))
     host = draw(st.sampled_from(["simple", "streaming"]))
-    mechanism = draw(st.sampled_from(["none", *TIMED, "limit_requests", "limit_tokens"]))
-    if mechanism in ("handle", "signal"):
-        point = draw(st.sampled_from(["at_time", *POINTS]))
-    else:
-        point = "at_time"
-    calls = tuple(
-        draw(
-            st.lists(
-                st.builds(
-                    Call,
-                    words=st.integers(1, 5),
-                    first_delay=st.integers(0, 4),
-                    delay=st.integers(0, 3),
-                ),
-                max_size=3,
-            )
-        )
-    )
-    gap = draw(st.integers(0, 3))
-    horizon = sum(c.first_delay + c.delay * (c.words - 1) for c in calls) + gap * len(calls)
-    at = (draw(st.integers(0, horizon + 2)) + 0.5) * STEP
+    phase = point if mechanism in TIMED and point in PHASES else None
+    between = phase == "between_calls"
+    at_least = 2 if between else 1 if phase or mechanism.startswith("limit") else 0
+    count = draw(st.integers(at_least, 3))
+    target = draw(st.integers(1 if between else 0, max(0, count - 1)))
+    calls = []
+    for index in range(count):
+        aimed = index == target
+        words = draw(st.integers(2 if aimed and phase == "mid_stream" else 1, 5))
+        first_delay = draw(st.integers(1 if aimed and phase == "prefill" else 0, 4))
+        delay = draw(st.integers(1 if aimed and phase == "mid_stream" else 0, 3))
+        calls.append(Call(words, first_delay, delay))
+    gap = draw(st.integers(1 if between else 0, 3))
+    at = 0.0
+    if phase is not None:
+        steps = _phase_interval(tuple(calls), gap, target, phase)
+        at = (draw(st.sampled_from(steps)) + 0.5) * STEP
+    limit = 0
+    if mechanism == "limit_requests":
+        limit = draw(st.integers(0, count - 1))  # fewer requests than the script makes
+    elif mechanism == "limit_tokens":
+        limit = draw(st.integers(0, sum(c.words for c in calls) - 1))  # fewer tokens
     form = "async_with" if host == "streaming" else draw(st.sampled_from(["await", "async_with"]))
     consumers = draw(st.integers(0, 2)) if host == "streaming" else 0
-    limit = draw(st.integers(0, 8))
-    return Case(host, form, mechanism, point, at, calls, gap, consumers, limit)
+    return Case(host, form, mechanism, point, at, tuple(calls), gap, consumers, limit)
 
 
 @attrs.frozen
@@ -124,7 +178,7 @@ class Expected:
 
 def expect(case: Case) -> Expected:
     """The outcome the timeline gives (times in steps, cancels between steps)."""
-    cancel_at = case.at / STEP if case.point == "at_time" and case.mechanism in TIMED else None
+    cancel_at = case.at / STEP if case.timed else None
     if case.point == "before_begin":
         return Expected(Status.CANCELED, _source(case), 0)
     now = 0.0
@@ -163,7 +217,10 @@ def _text(call: Call) -> tuple[str, ...]:
     return tuple(f"w{i} " for i in range(call.words))
 
 
-async def run_case(case: Case) -> None:
+async def run_case(case: Case) -> bool:
+    """Run one case, check every invariant; whether the execution was cancelled."""
+    if case.timed:
+        assert case.phase() == case.point, case  # the strategy aims inside the phase
     baseline_tasks = trio.lowlevel.current_statistics().tasks_living
     replies = [
         Reply(_text(c), first_delay=c.first_delay * STEP, delay=c.delay * STEP) for c in case.calls
@@ -226,38 +283,44 @@ async def run_case(case: Case) -> None:
     if case.point == "before_begin":
         fire()
     seen: list[list[Event]] = []
+    ended: list[bool] = []
 
     async def consume() -> None:
         events: list[Event] = []
         seen.append(events)
         async for event in execution.stream():  # type: ignore[union-attr]
             events.append(event)
+        ended.append(True)  # the iterator ended by itself, nobody cancelled this consumer
 
     escaped_cancel = False
+    fire_scope = trio.CancelScope()
     with trio.CancelScope() as outer:
         if case.mechanism == "enclosing":
             outer.deadline = trio.current_time() + case.at
-        async with trio.open_nursery() as helpers:
-            if case.point == "at_time" and case.mechanism in ("handle", "signal"):
+        # Virtual time: a consumer that never ends trips this at once, naming the case.
+        with trio.fail_after(HANG_DEADLINE):
+            async with trio.open_nursery() as helpers:
+                if case.timed and case.mechanism in ("handle", "signal"):
 
-                async def fire_later() -> None:
-                    await trio.sleep(case.at)
-                    fire()
+                    async def fire_later() -> None:
+                        with fire_scope:
+                            await trio.sleep(case.at)
+                            fire()
 
-                helpers.start_soon(fire_later)
-            try:
-                if case.form == "await":
-                    result = await execution.result()
-                else:
-                    async with execution:
-                        for _ in range(case.consumers):
-                            helpers.start_soon(consume)
+                    helpers.start_soon(fire_later)
+                try:
+                    if case.form == "await":
                         result = await execution.result()
-            except trio.Cancelled:
-                escaped_cancel = True
-                raise
-            finally:
-                helpers.cancel_scope.cancel()
+                    else:
+                        async with execution:
+                            for _ in range(case.consumers):
+                                helpers.start_soon(consume)
+                            result = await execution.result()
+                except trio.Cancelled:
+                    escaped_cancel = True
+                    raise
+                finally:
+                    fire_scope.cancel()  # the consumers must end by themselves
     assert outer.cancelled_caught == escaped_cancel
     outcome = execution.outcome
     assert outcome is not None
@@ -288,16 +351,22 @@ async def run_case(case: Case) -> None:
         assert (call.usage.output_tokens or 0) >= deltas
     # hooks: exactly once, with the result
     assert hook_results == ([result] if registered else [])
-    # consumers ended and saw every event
+    # consumers ended by themselves (unless an enclosing scope cancelled them) and saw every
+    # event
     assert len(seen) == case.consumers
+    if not escaped_cancel:
+        assert len(ended) == case.consumers, "a stream consumer did not end by itself"
     for events in seen:
         assert tuple(events) == result.events
     # nothing left behind
     assert trio.lowlevel.current_statistics().tasks_living == baseline_tasks
+    # a cancelling cell cancelled; a control did not
+    assert (result.status is Status.CANCELED) == ((case.mechanism, case.point) in CANCELLING)
+    return result.status is Status.CANCELED
 
 
 @settings(
-    max_examples=cases(full=5000, quick=300),
+    max_examples=cases(full=7000, quick=700),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     database=None,
@@ -305,5 +374,5 @@ async def run_case(case: Case) -> None:
 @given(case=case_strategy())
 def test_cancel_anywhere_holds_the_invariants(case: Case, tally: Tally) -> None:
     tally.start(case.category)
-    trio.run(run_case, case, clock=trio.testing.MockClock(autojump_threshold=0))
-    tally.hold(case.category)
+    cancelled = trio.run(run_case, case, clock=trio.testing.MockClock(autojump_threshold=0))
+    tally.hold(case.category, cancelled=cancelled)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -27,36 +28,88 @@ from tests.reliability.conftest import Tally, cases
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: How long the child may take to say it is ready, or to report its first write (the kv mode
+#: loads the model first).
+PIPE_DEADLINE = 120.0
+
+
+class ChildLines:
+    """Lines from a child's stdout, each read under a deadline (a silent child fails the
+    test instead of hanging it)."""
+
+    def __init__(self, child: subprocess.Popen[bytes]) -> None:
+        assert child.stdout is not None
+        self._fd = child.stdout.fileno()
+        self._buffer = b""
+
+    def next(self, deadline: float = PIPE_DEADLINE) -> str:
+        end = time.monotonic() + deadline
+        while b"\n" not in self._buffer:
+            remaining = end - time.monotonic()
+            ready, _, _ = select.select([self._fd], [], [], max(0.0, remaining))
+            if not ready:
+                raise AssertionError(f"the crash child said nothing for {deadline:g}s")
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                raise AssertionError("the crash child closed its output early")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode()
+
+    def rest(self) -> list[str]:
+        """Everything left once the child is dead (its pipe is at end of file)."""
+        while chunk := os.read(self._fd, 65536):
+            self._buffer += chunk
+        return self._buffer.decode().splitlines()
+
+
 def run_and_kill(mode: str, directory: Path, after: float) -> list[str]:
     """Start the child, SIGKILL it ``after`` seconds into its loop; what it committed."""
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.reliability.crash_child", mode, str(directory)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        text=True,
     )
-    assert child.stdout is not None
+    lines = ChildLines(child)
     try:
-        assert child.stdout.readline().strip() == "ready"
+        assert lines.next() == "ready"
         # The loop starts after imports (and, for kv, the model load): wait for its first write
         # with a deadline, then let it run for the drawn time before the kill.
-        first = child.stdout.readline().strip()
+        first = lines.next()
         assert first.startswith("committed"), first
         time.sleep(after)  # the kill moment is what is random here; nothing waits on timing
         os.kill(child.pid, signal.SIGKILL)
     finally:
+        if child.poll() is None:
+            child.kill()
         child.wait(timeout=60)
-    rest = child.stdout.read().splitlines()
+    rest = lines.rest()
+    assert child.stdout is not None
     child.stdout.close()
     assert child.returncode == -signal.SIGKILL
     return [line.split(" ", 1)[1] for line in [first, *rest] if line.startswith("committed ")]
 
 
+def kill_schedule(name: str, count: int, low: float, high: float) -> list[float]:
+    """The kill moments of a test, from a seed that is printed (pytest shows it with a
+    failure; ``AGTL_FUZZ_SEED=<seed>`` replays the same schedule)."""
+    seed = int(os.environ.get("AGTL_FUZZ_SEED") or random.randrange(2**32))
+    rng = random.Random(seed)
+    schedule = [rng.uniform(low, high) for _ in range(count)]
+    print(f"{name}: seed={seed} kill after {[round(t, 3) for t in schedule]} s")
+    return schedule
+
+
+def temp_files(directory: Path) -> list[str]:
+    """Temporary files left in ``directory`` (hidden names: ours all start with a dot)."""
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
 def test_summary_sink_survives_sigkill(tmp_path: Path, tally: Tally) -> None:
-    rng = random.Random()
-    for _ in range(cases(full=15, quick=3)):
+    for after in kill_schedule("sink", cases(full=15, quick=3), 0.0, 0.3):
         tally.start("SIGKILL while writing: summary sink (JSON lines)")
-        committed = run_and_kill("sink", tmp_path, rng.uniform(0.0, 0.3))
+        committed = run_and_kill("sink", tmp_path, after)
+        assert temp_files(tmp_path) == []  # the sink appends in place: nothing to sweep
         path = tmp_path / "summaries.jsonl"
         records, skipped = JsonlSink.read(path)
         lines = path.read_bytes().split(b"\n")
@@ -74,24 +127,25 @@ def test_summary_sink_survives_sigkill(tmp_path: Path, tally: Tally) -> None:
 
 
 def test_saved_conversation_survives_sigkill(tmp_path: Path, tally: Tally) -> None:
-    rng = random.Random()
     path = tmp_path / "chat.json"
-    for _ in range(cases(full=15, quick=3)):
+    for after in kill_schedule("conversation", cases(full=15, quick=3), 0.0, 0.3):
         tally.start("SIGKILL while writing: conversation file")
-        committed = run_and_kill("conversation", tmp_path, rng.uniform(0.0, 0.3))
+        committed = run_and_kill("conversation", tmp_path, after)
         loaded = Conversation.load(path)  # never corrupt: the old file or the new one
         assert len(loaded.entries) >= int(committed[-1])
         assert len(loaded.entries) <= int(committed[-1]) + 1
+        # A save cut by the kill may leave its temporary file; the next save (as a restarted
+        # process would make) sweeps it, and leaves none of its own.
+        loaded.save(path)
+        assert temp_files(tmp_path) == []
+        assert Conversation.load(path).items == loaded.items
         tally.hold("SIGKILL while writing: conversation file")
 
 
 async def test_kv_session_survives_sigkill(tmp_path: Path, tally: Tally) -> None:
-    rng = random.Random()
-    for _ in range(cases(full=8, quick=2)):
+    for after in kill_schedule("kv", cases(full=8, quick=2), 0.0, 1.5):
         tally.start("SIGKILL while writing: KV-cache session")
-        committed = await trio.to_thread.run_sync(
-            run_and_kill, "kv", tmp_path, rng.uniform(0.0, 1.5)
-        )
+        committed = await trio.to_thread.run_sync(run_and_kill, "kv", tmp_path, after)
         manifest = json.loads((tmp_path / "crash.json").read_text())
         last = max(int(c) for c in committed)
         assert manifest["generation"] in (last, last + 1)

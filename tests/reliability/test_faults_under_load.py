@@ -1,8 +1,12 @@
 """50 concurrent executions against a server that fails, stalls and cuts streams at random.
 
 Every execution has a timeout; each must end within it (plus a small grace for closing),
-with the outcome its fault calls for, and afterwards no connection to the server is open
-and no task is left.
+with the outcome its fault calls for. Rounds alternate between a server that closes every
+connection after its response and one that keeps connections alive (as real servers do).
+While the provider is still open after a round, the client's pool has no connection in use
+and every connection the server still holds is one the pool keeps idle (no more than the
+pool may keep), and no file descriptor other than those idle sockets was added; once the
+provider is closed, no connection to the server is open and no task is left.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from agtl import Session, Status
 from agtl.result import CancelSource
 from agtl_openai import OpenAIProvider
 from tests.providers.hostile_server import HostileServer
-from tests.reliability.conftest import Tally, cases, open_sockets
+from tests.reliability.conftest import Tally, cases, non_socket_fds, open_sockets, pool_state
+from tests.waiting import wait_until
 
 TIMEOUT = 2.0
 GRACE = 0.5
@@ -37,13 +42,15 @@ EXPECTED: dict[str, tuple[Status, Any]] = {
 }
 
 
-async def one_round(rng: random.Random, tally: Tally) -> None:
-    server = HostileServer()
+async def one_round(rng: random.Random, tally: Tally, *, keep_alive: bool) -> None:
+    server = HostileServer(keep_alive=keep_alive)
+    mode = "keep-alive" if keep_alive else "connection: close"
     async with trio.open_nursery() as servers:
         await servers.start(server.serve)
         await trio.testing.wait_all_tasks_blocked()
         tasks_before = trio.lowlevel.current_statistics().tasks_living
         sockets_before = open_sockets()
+        others_before = non_socket_fds()
         provider = OpenAIProvider(api_key=SECRET, base_url=server.base_url, max_retries=1)
         faults = [rng.choice(list(EXPECTED)) for _ in range(50)]
         outcomes: list[tuple[str, agtl.Result[str], float]] = []
@@ -57,11 +64,25 @@ async def one_round(rng: random.Random, tally: Tally) -> None:
             result = await provider.simple_execution(fn, timeout=TIMEOUT).result()
             outcomes.append((fault, result, trio.current_time() - started))
 
-        async with provider, trio.open_nursery() as nursery:
-            for fault in faults:
-                nursery.start_soon(one, fault)
+        async with provider:
+            async with trio.open_nursery() as nursery:
+                for fault in faults:
+                    nursery.start_soon(one, fault)
+            # The provider is still open: nothing in use, and what the server still holds is
+            # exactly what the pool keeps idle for reuse.
+            await wait_until(
+                lambda: server.open_connections == pool_state(provider).idle,
+                "the server's connections matching the pool's idle ones",
+                seconds=5,
+            )
+            pool = pool_state(provider)
+            assert pool.in_use == 0, pool
+            assert pool.idle <= pool.max_idle, pool
+            if not keep_alive:
+                assert pool.idle == 0, pool  # every response said `connection: close`
+            assert non_socket_fds() == others_before
         for fault, result, took in outcomes:
-            tally.start(f"server faults x50 concurrent: {fault}")
+            tally.start(f"server faults x50 concurrent ({mode}): {fault}")
             status, detail = EXPECTED[fault]
             assert result.status is status, (fault, result, result.error)
             if status is Status.FAILED:
@@ -73,7 +94,7 @@ async def one_round(rng: random.Random, tally: Tally) -> None:
             else:
                 assert result.value == "Hello there!"
             assert took <= TIMEOUT + GRACE, (fault, took)
-            tally.hold(f"server faults x50 concurrent: {fault}")
+            tally.hold(f"server faults x50 concurrent ({mode}): {fault}")
         # every connection closed by the client side, no task of ours left
         with trio.fail_after(5):
             await server.wait_idle()
@@ -86,5 +107,5 @@ async def one_round(rng: random.Random, tally: Tally) -> None:
 
 async def test_random_faults_under_concurrency(tally: Tally) -> None:
     rng = random.Random()
-    for _ in range(cases(full=4, quick=1)):
-        await one_round(rng, tally)
+    for index in range(cases(full=4, quick=2)):
+        await one_round(rng, tally, keep_alive=index % 2 == 0)

@@ -1,11 +1,15 @@
 """Cancel at random points on the real backends: the bundled model in-process, and a real
 OpenAI-compatible server (llama.cpp's) on 127.0.0.1.
 
-Each case draws a mechanism (handle, signal, timeout, enclosing scope, usage limit) and a
-point (before the start, while queued behind another execution, during prefill, mid-stream,
-between two calls, inside the on_done hook, after the terminal event), runs one execution on
-one of the two hosts and checks the invariants of the scripted fuzz that do not depend on
-exact timing, plus: the model still gives its known answer right after the cancel; on the
+Cases cycle through a grid of mechanisms (handle, signal, timeout, enclosing scope, usage
+limit) x points (before the start, while queued behind another execution holding the model
+or the server's single slot, during prefill, mid-stream, between two calls, inside the
+on_done hook, after the terminal event), with random details inside each cell. Each runs one
+execution on one of the two hosts, asserts that the cancel landed in the phase the cell names
+(nothing produced before a prefill or queued cancel, the model still busy for a queued one,
+the stream under way for a mid-stream one), and checks the invariants of the scripted fuzz
+that do not depend on exact timing, plus: the model still gives its known answer right after
+the cancel; on the
 local model with a KV session on disk, the committed generation is the old or the new one,
 never anything else, and a canceled turn never commits; no agtl worker thread and no socket
 outlives its provider. Cases are drawn from a seeded ``random.Random``; a failure prints the
@@ -34,12 +38,18 @@ from agtl.result import CancelSource, Status
 from agtl_llamacpp import LlamaCppProvider
 from agtl_openai import OpenAIProvider
 from agtl_openai.testing import serve_local_model
-from tests.reliability.conftest import Tally, cases, open_sockets
+from tests.reliability.conftest import (
+    Tally,
+    cases,
+    non_socket_fds,
+    open_sockets,
+    pool_state,
+)
+from tests.waiting import wait_until
 
 SYSTEM = "You are a helpful assistant."
 ESSAY = "Write a long, detailed essay about the history of the sea and ships."
 CHECK = "What is the capital of France?"
-MECHANISMS = ("handle", "signal", "timeout", "enclosing", "limit")
 POINTS = (
     "before_begin",
     "queued",
@@ -68,6 +78,23 @@ SOURCES = {
 }
 
 
+#: Every (mechanism, point) cell the fuzz covers; cases cycle through it in order, so a run
+#: of N cases gives every cell N / len(GRID) of them, each with its own random details.
+GRID: tuple[tuple[str, str], ...] = (
+    *(("handle", point) for point in POINTS),
+    *(("signal", point) for point in POINTS),
+    ("timeout", "prefill"),
+    ("timeout", "mid_stream"),
+    ("enclosing", "queued"),
+    ("enclosing", "prefill"),
+    ("enclosing", "mid_stream"),
+    ("limit", "between_calls"),
+)
+#: A prompt whose prefill takes long enough (hundreds of ms on the bundled model) that a
+#: cancel aimed at it lands before the first token.
+PREFILL_PROMPT = "Rivers carry water from the mountains down to the sea, shaping valleys. " * 40
+
+
 @attrs.frozen
 class RealCase:
     backend: str
@@ -75,30 +102,33 @@ class RealCase:
     mechanism: str
     point: str
     deltas: int  # mid_stream: cancel after this many deltas
-    delay: float  # prefill/timeout: seconds after the call starts
+    delay: float  # queued/prefill/timeout: seconds after the point was reached
     kv: bool  # local only: the call uses a KV session on disk
+    nonce: int  # makes a prefill prompt unlike any before (nothing of it is cached)
 
     @property
     def category(self) -> str:
         return f"{self.backend} {self.host}: {self.mechanism}, {POINT_NAMES[self.point]}"
 
 
-def draw(rng: random.Random, backend: str) -> RealCase:
-    mechanism = rng.choice(MECHANISMS)
-    points = {
-        "timeout": ("prefill", "mid_stream"),
-        "enclosing": ("prefill", "mid_stream", "queued"),
-        "limit": ("between_calls",),
-    }.get(mechanism, POINTS)
+def draw(rng: random.Random, backend: str, index: int) -> RealCase:
+    """Case ``index``: the next cell of the grid, with random details from ``rng``."""
+    mechanism, point = GRID[index % len(GRID)]
     return RealCase(
         backend=backend,
-        host=rng.choice(("simple", "streaming")),
+        host=("simple", "streaming")[(index // len(GRID) + index) % 2],
         mechanism=mechanism,
-        point=rng.choice(points),
+        point=point,
         deltas=rng.randint(1, 12),
         delay=rng.uniform(0.0, 0.06),
         kv=backend == "local" and rng.random() < 0.5,
+        nonce=rng.randrange(2**32),
     )
+
+
+def _worker_running() -> bool:
+    """Whether a local generation's worker thread is processing a prompt right now."""
+    return any(t.name.startswith("agtl-llamacpp-") for t in threading.enumerate())
 
 
 def _task_tree() -> list[str]:
@@ -135,6 +165,15 @@ class Runner:
 
         return (await self.provider.simple_execution(ask).result()).unwrap()
 
+    async def queued(self) -> None:
+        """Return once this process's pending call waits for the busy model."""
+        if isinstance(self.provider, LlamaCppProvider):
+            turn = self.provider._engine.turn
+            await wait_until(lambda: turn.statistics().tasks_waiting > 0, "queueing for the model")
+        else:
+            # The request is sent once every task here waits (for the server's answer).
+            await trio.testing.wait_all_tasks_blocked(cushion=0.005)
+
     def committed(self, key: str) -> int | None:
         """The committed generation of a KV session, after checking it is whole."""
         assert self.cache_dir is not None
@@ -155,6 +194,7 @@ class Runner:
     async def run(self, case: RealCase, index: int) -> None:
         await trio.testing.wait_all_tasks_blocked()
         baseline_tasks = trio.lowlevel.current_statistics().tasks_living
+        fds_before = non_socket_fds()
         key = f"fuzz-{index % 4}" if case.kv else None
         before = self.committed(key) if key else None
         deltas_seen: list[int] = []
@@ -165,8 +205,14 @@ class Runner:
         call_started = trio.Event()
         reached = trio.Event()
         signal = CancelSignal()
+        # Where the cancel really landed: the deltas of the current call when it was fired,
+        # and whether the blocker still held the model (queued cases).
+        landed: dict[str, Any] = {}
 
         def fire() -> None:
+            landed.setdefault("deltas", deltas_seen[-1] if deltas_seen else None)
+            landed.setdefault("calls", len(deltas_seen))
+            landed.setdefault("blocker_busy", not blocker_done.is_set())
             if case.mechanism == "signal":
                 signal.cancel("fuzz")
             else:
@@ -176,6 +222,13 @@ class Runner:
             hook_results.append(result)
             if case.point == "in_hook":
                 fire()
+
+        if case.point == "prefill":
+            prompt, max_tokens = f"Note {case.nonce}.\n{PREFILL_PROMPT}", 8
+        elif case.point == "between_calls":
+            prompt, max_tokens = CHECK, 8
+        else:
+            prompt, max_tokens = ESSAY, 160
 
         async def body(session: Session) -> str:
             session.on_done(hook)
@@ -187,15 +240,15 @@ class Runner:
                     first_call_done.set()
                     await trio.sleep(0.05)
                 async with session.stream_text(
-                    prompt=CHECK if case.point == "between_calls" else ESSAY,
+                    prompt=prompt,
                     system=SYSTEM,
-                    max_tokens=8 if case.point == "between_calls" else 160,
+                    max_tokens=max_tokens,
                     temperature=0,
                     cache_key=key,
                 ) as stream:
-                    call_started.set()
                     deltas_seen.append(0)
                     texts.append("")
+                    call_started.set()
                     async for delta in stream:
                         deltas_seen[-1] += 1
                         texts[-1] += delta
@@ -223,39 +276,47 @@ class Runner:
         # that point comes, and then the trigger has nothing left to do.
         trigger_scope = trio.CancelScope()
 
-        async def trigger(blocker_running: trio.Event | None) -> None:
+        async def trigger() -> None:
             with trigger_scope:
-                await fire_at_point(blocker_running)
+                await fire_at_point()
 
-        async def fire_at_point(blocker_running: trio.Event | None) -> None:
+        async def fire_at_point() -> None:
             if case.point == "queued":
-                assert blocker_running is not None
-                await blocker_running.wait()
-                await trio.sleep(case.delay)  # the execution is waiting for the model
+                await call_started.wait()
+                await self.queued()  # the request is waiting for the model from here on
+                await trio.sleep(case.delay)
             elif case.point == "prefill":
                 await call_started.wait()
+                if case.backend == "local":  # the prompt is being processed from here on
+                    await wait_until(_worker_running, "the worker thread starting the prefill")
                 await trio.sleep(case.delay)
             elif case.point == "mid_stream":
                 await reached.wait()
             elif case.point == "between_calls":
                 await first_call_done.wait()
             if case.mechanism == "timeout":
-                return  # the deadline is set on the scope below
+                return  # the deadline is set on the execution
             if case.mechanism in ("handle", "signal"):
                 fire()
             if case.mechanism == "enclosing":
+                landed.setdefault("deltas", deltas_seen[-1] if deltas_seen else None)
+                landed.setdefault("blocker_busy", not blocker_done.is_set())
                 outer.cancel()
 
         seen: list[list[Event]] = []
+        ended: list[bool] = []
 
         async def consume() -> None:
             events: list[Event] = []
             seen.append(events)
             async for event in execution.stream():  # type: ignore[attr-defined]
                 events.append(event)
+            ended.append(True)
+
+        blocker_done = trio.Event()
 
         async def blocker(running: trio.Event) -> None:
-            """Holds the local model (one generation at a time) while the case queues."""
+            """Holds the model (the local one, or the server's single slot) meanwhile."""
 
             async def hold(session: Session) -> None:
                 async with session.stream_text(
@@ -264,23 +325,24 @@ class Runner:
                     async for _ in stream:
                         running.set()
 
-            (await self.provider.simple_execution(hold).result()).unwrap()
+            try:
+                (await self.provider.simple_execution(hold).result()).unwrap()
+            finally:
+                blocker_done.set()
 
         if case.point == "before_begin":
             fire()
         escaped = False
         with trio.CancelScope() as outer:
             async with trio.open_nursery() as nursery:
-                running: trio.Event | None = None
-                if case.point == "queued" and case.backend == "local":
+                if case.point == "queued":
                     running = trio.Event()
                     nursery.start_soon(blocker, running)
-                    await running.wait()  # the model is busy: the case will queue
-                elif case.point == "queued":
-                    running = trio.Event()
-                    running.set()  # a server queues elsewhere: cancel right at the start
+                    await running.wait()  # the model is busy: the case will queue behind it
+                else:
+                    blocker_done.set()
                 if case.point not in ("before_begin", "in_hook", "after_terminal"):
-                    nursery.start_soon(trigger, running)
+                    nursery.start_soon(trigger)
                 if case.mechanism == "timeout":
                     execution = _with_timeout(self.provider, execution, body, case)
                 try:
@@ -303,17 +365,17 @@ class Runner:
         assert await execution.result() is result
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             result.status = Status.FAILED  # type: ignore[misc]
-        # the outcome fits the case
-        must_cancel = case.point in ("before_begin", "queued", "prefill", "between_calls")
+        # the outcome fits the case, and the cancel landed where the case says
+        calls = result.summary.llm_calls
         if case.point in ("in_hook", "after_terminal"):
             assert result.status is Status.SUCCEEDED, result
-        elif must_cancel or result.status is not Status.SUCCEEDED:
+        else:
             assert result.status is Status.CANCELED, (result, result.error)
             assert result.cancel is not None
             assert result.cancel.source is SOURCES[case.mechanism], result.cancel
+            _check_landing(case, landed, deltas_seen, calls)
         assert escaped == (result.status is Status.CANCELED and case.mechanism == "enclosing")
         # usage never below what was delivered
-        calls = result.summary.llm_calls
         assert len(calls) == len(deltas_seen)
         for call, deltas in zip(calls, deltas_seen, strict=True):
             assert (call.usage.output_tokens or 0) >= deltas
@@ -325,6 +387,8 @@ class Runner:
         assert hook_results == ([result] if registered else [])
         for events in seen:
             assert tuple(events) == result.events
+        if not escaped:
+            assert len(ended) == len(seen), "a stream consumer did not end by itself"
         # KV session on disk: one new generation per call that finished, none for a call
         # that was stopped (a canceled turn never commits)
         if key is not None:
@@ -337,14 +401,43 @@ class Runner:
         await trio.testing.wait_all_tasks_blocked()
         assert trio.lowlevel.current_statistics().tasks_living == baseline_tasks, _task_tree()
         assert agtl_threads() == []
+        assert non_socket_fds() == fds_before  # no file, pipe or eventfd left open
+        if isinstance(self.provider, OpenAIProvider):
+            assert pool_state(self.provider).in_use == 0  # every connection back or closed
         assert await self.answer() == self.expected_answer
+
+
+def _check_landing(
+    case: RealCase, landed: dict[str, Any], deltas_seen: list[int], calls: Any
+) -> None:
+    """Assert that the cancel of ``case`` landed in the phase it names."""
+    if case.point == "before_begin":
+        assert calls == (), calls  # the workflow never ran; no model was touched
+    elif case.point == "queued":
+        assert landed["blocker_busy"], "the model was free again before the cancel"
+        assert sum(deltas_seen) == 0, deltas_seen  # the queued call produced nothing
+    elif case.point == "prefill":
+        assert deltas_seen, "no call was made"
+        assert deltas_seen[-1] == 0, ("a token came first", deltas_seen)
+        assert calls[-1].usage.output_tokens in (0, None), calls[-1].usage
+    elif case.point == "mid_stream":
+        assert deltas_seen, "no call was made"
+        at_least = 1 if case.mechanism == "timeout" else case.deltas
+        fired_at = deltas_seen[-1] if case.mechanism == "timeout" else landed["deltas"]
+        assert fired_at >= at_least, ("the cancel came before the stream", deltas_seen)
+        assert calls[-1].stop_reason is StopReason.CANCELLED, calls[-1]
+    elif case.point == "between_calls":
+        assert len(calls) == 1, calls  # the second call never started
+        assert calls[0].stop_reason is not StopReason.CANCELLED, calls[0]
 
 
 def _with_timeout(
     provider: agtl.Provider, execution: agtl.Execution[Any], body: Any, case: RealCase
 ) -> agtl.Execution[Any]:
     """The same workflow with ``timeout=``: long enough to reach the call, short of its end."""
-    timeout = (0.02 if case.point == "prefill" else 0.35) + case.delay
+    # Prefill: fires long before the first token of a prompt that takes hundreds of ms.
+    # Mid-stream: after the first token of the short essay prompt, well before its end.
+    timeout = (0.02 if case.point == "prefill" else 0.6) + case.delay
     if case.host == "simple":
         return provider.simple_execution(body, timeout=timeout)
 
@@ -361,7 +454,7 @@ async def fuzz(runner: Runner, backend: str, count: int, tally: Tally) -> None:
     runner.expected_answer = await runner.answer()
     assert "Paris" in runner.expected_answer
     for index in range(count):
-        case = draw(rng, backend)
+        case = draw(rng, backend, index)
         tally.start(case.category)
         try:
             # A hang is a failure of this case, reported with its seed, never a stuck suite.
@@ -375,14 +468,15 @@ async def fuzz(runner: Runner, backend: str, count: int, tally: Tally) -> None:
 
 @pytest.fixture
 def server_url() -> Iterator[str]:
-    with serve_local_model() as url:
+    # A request queues for the server's single slot instead of interrupting the reply in it.
+    with serve_local_model(interrupt_requests=False) as url:
         yield url
 
 
 async def test_random_cancels_on_the_local_model(tmp_path: Path, tally: Tally) -> None:
     threads_before = agtl_threads()
     async with LlamaCppProvider(n_ctx=2048, cache_dir=tmp_path) as provider:
-        await fuzz(Runner(provider, tmp_path), "local", cases(full=200, quick=20), tally)
+        await fuzz(Runner(provider, tmp_path), "local", cases(full=200, quick=40), tally)
     assert agtl_threads() == threads_before == []
 
 
@@ -391,5 +485,5 @@ async def test_random_cancels_on_a_real_server(server_url: str, tally: Tally) ->
     provider = OpenAIProvider(base_url=server_url).with_default_model("smollm2")
     provider = provider.with_pricing({"smollm2": agtl.Price.free()})
     async with provider:
-        await fuzz(Runner(provider, None), "server", cases(full=100, quick=10), tally)
+        await fuzz(Runner(provider, None), "server", cases(full=100, quick=20), tally)
     assert open_sockets() == sockets_before

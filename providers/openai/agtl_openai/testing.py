@@ -32,8 +32,14 @@ def serve_local_model(
     *,
     n_ctx: int = 2048,
     startup_timeout: float = 60.0,
+    interrupt_requests: bool = True,
 ) -> Iterator[str]:
-    """Run llama.cpp's OpenAI-compatible server on 127.0.0.1; yields its base URL."""
+    """Run llama.cpp's OpenAI-compatible server on 127.0.0.1; yields its base URL.
+
+    The server generates one reply at a time. By default (llama.cpp's own) a new request
+    interrupts the reply being streamed; ``interrupt_requests=False`` makes it wait for the
+    single slot instead, as a busy serving cluster queues.
+    """
     if model_path is None:
         from agtl_llamacpp import bundled_model_path
 
@@ -56,6 +62,8 @@ def serve_local_model(
             str(n_ctx),
             "--flash_attn",
             "true",
+            "--interrupt_requests",
+            "true" if interrupt_requests else "false",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
