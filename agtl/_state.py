@@ -1,45 +1,35 @@
 """The mutable bookkeeping of one running execution, frozen into a Summary at the end.
 
-Only the execution's trio run touches it, except ``request_cancel``, which any thread may
-call and which is guarded by a lock.
+Only the execution's trio run touches it. Why the execution is cancelled is not kept here:
+:mod:`agtl._cancel` owns that.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
 
 import attrs
 import trio
 
+from agtl._cancel import Cancellation
 from agtl._event_log import EventLog
-from agtl._trio_thread import call_in_run, current_token
-from agtl.backend import CallReport, StopReason
+from agtl._groups import is_cancellation
+from agtl._vocabulary import StopReason
+from agtl.backend import CallReport
 from agtl.events import Event, EventMetrics
-from agtl.result import CancelSource
 from agtl.summary import CostEntry, ErrorInfo, LLMCallSummary, RecordEntry, Summary, ToolCall
 from agtl.usage import Provenance, Usage, estimate_tokens
 
 _NOT_STARTED: Final = dt.datetime.fromtimestamp(0, dt.UTC)
-#: Guards cancel requests and freezing. One lock for every execution: it is held for a few
-#: instructions, and a lock per execution would cost memory when thousands are alive.
-_CANCEL_LOCK: Final = threading.Lock()
-
-
-@attrs.frozen
-class CancelRequest:
-    source: CancelSource
-    reason: str | None
-    at: float | None  # seconds since start; None when requested before the start
 
 
 @attrs.define
 class CallState:
-    """One LLM call while it runs."""
+    """One LLM call while it runs, and the arithmetic that settles it when it ends."""
 
     index: int
     provider: str
@@ -62,6 +52,37 @@ class CallState:
     def finished(self) -> bool:
         return self.ended_at is not None
 
+    @property
+    def time_to_first_token(self) -> float | None:
+        return None if self.first_token_at is None else self.first_token_at - self.started_at
+
+    def end(
+        self, report: CallReport, exc: BaseException | None, *, abandoned: bool, at: float
+    ) -> None:
+        """Record how the call ended: normally, stopped (cancelled or left early), or failed."""
+        self.report = report
+        self.ended_at = at
+        if exc is None and not abandoned:
+            self.stop_reason = report.stop_reason or StopReason.EOS
+        elif exc is None or is_cancellation(exc):
+            self.stop_reason = StopReason.CANCELLED
+        else:
+            self.stop_reason = StopReason.ERROR
+            self.error = exc
+
+    def settle(self, cost_of: Callable[[str, Usage], Decimal | None]) -> None:
+        """Usage (estimated where the backend gave none), cost, and the model that answered."""
+        assert self.report is not None, "settle() before end()"
+        self.usage = self.settle_usage(self.report)
+        self.cost = cost_of(self.model, self.usage)
+        if self.report.model:
+            self.model = self.report.model
+
+    @property
+    def completed(self) -> bool:
+        """Ended by itself (not cancelled, not failed): it has a TextResult."""
+        return self.stop_reason not in (None, StopReason.CANCELLED, StopReason.ERROR)
+
     def settle_usage(self, report: CallReport) -> Usage:
         """The call's usage: the backend's, with output estimated from text if it has none."""
         usage = report.usage
@@ -79,7 +100,6 @@ class CallState:
     def freeze(self, now: float) -> LLMCallSummary:
         ended = self.ended_at if self.ended_at is not None else now
         usage = self.usage if self.usage is not None else Usage()
-        ttft = None if self.first_token_at is None else self.first_token_at - self.started_at
         tps = None
         out = usage.output_tokens
         if self.first_token_at is not None and out is not None and out > 1:
@@ -94,7 +114,7 @@ class CallState:
             ended_at=ended,
             usage=usage,
             stop_reason=self.stop_reason or StopReason.CANCELLED,
-            time_to_first_token=ttft,
+            time_to_first_token=self.time_to_first_token,
             output_tokens_per_second=tps,
             cost=self.cost,
             error=None if self.error is None else ErrorInfo.of(self.error),
@@ -106,32 +126,35 @@ class ExecutionState:
     """Everything an execution accumulates while it runs."""
 
     __slots__ = (
-        "_applied",
+        "_cancellation",
         "_last_event_time",
         "_next_seq",
-        "_request",
         "calls",
         "costs",
-        "deadlines",
         "execution_id",
         "frozen",
         "hooks",
         "log",
         "metadata",
         "records",
-        "scope",
         "start_time",
-        "started",
         "started_at",
         "streaming",
         "terminal",
-        "token",
         "tool_calls",
     )
 
-    def __init__(self, execution_id: str, *, streaming: bool, max_lag: int | None) -> None:
+    def __init__(
+        self,
+        execution_id: str,
+        cancellation: Cancellation,
+        *,
+        streaming: bool,
+        max_lag: int | None,
+    ) -> None:
         self.execution_id = execution_id
         self.streaming = streaming
+        self._cancellation = cancellation
         self.log = EventLog(max_lag)
         self.calls: list[CallState] = []
         # Made on first use: most executions never record anything, and thousands may be
@@ -142,78 +165,21 @@ class ExecutionState:
         self.metadata: dict[str, Any] | None = None
         self.hooks: list[Callable[[Any], object]] | None = None
         self.terminal: Event | None = None
-        self.started = False
-        self.start_time = 0.0
+        self.start_time: float | None = None  # trio clock; None until the execution began
         self.started_at = _NOT_STARTED
-        self.scope: trio.CancelScope | None = None
-        self.token: trio.lowlevel.TrioToken | None = None
         self.frozen = False
-        self._request: CancelRequest | None = None
-        self._applied: CancelRequest | None = None
-        #: The execution's deadlines (timeout=, signal deadlines), earliest first.
-        self.deadlines: Sequence[tuple[float, CancelSource, str | None]] = ()
         self._next_seq = 0
         self._last_event_time: float | None = None
 
     # -- time -------------------------------------------------------------------------------
     def elapsed(self) -> float:
-        return trio.current_time() - self.start_time if self.started else 0.0
+        return 0.0 if self.start_time is None else trio.current_time() - self.start_time
 
-    def begin(self, scope: trio.CancelScope) -> None:
-        self.started = True
+    def begin(self) -> float:
+        """The execution begins now; the start time on trio's clock."""
         self.start_time = trio.current_time()
         self.started_at = dt.datetime.now(dt.UTC)
-        self.token = trio.lowlevel.current_trio_token()
-        self.scope = scope
-
-    # -- cancellation -----------------------------------------------------------------------
-    def request_cancel(self, source: CancelSource, reason: str | None) -> None:
-        """Ask the execution to stop. Any thread; the first request wins; no-op once frozen."""
-        with _CANCEL_LOCK:
-            if self.frozen or self._request is not None:
-                return
-            at = None
-            if self.started and self.token is not None:
-                at = self.elapsed() if current_token() is self.token else None
-            self._request = CancelRequest(source, reason, at)
-            token, scope = self.token, self.scope
-        if scope is not None and token is not None:
-            call_in_run(token, self.apply_cancel)
-
-    def apply_cancel(self) -> None:
-        """On the trio run: turn a pending request into a cancel of our scope."""
-        scope, request = self.scope, self._request
-        if scope is None or request is None or self.frozen or self._applied is not None:
-            return
-        if scope.cancel_called:
-            return  # a deadline or the terminal event got there first
-        if request.at is None:
-            request = attrs.evolve(request, at=self.elapsed())
-        self._applied = request
-        scope.cancel(request.reason or request.source.value)
-
-    @property
-    def cancel_reason(self) -> str | None:
-        """Why the execution is being cancelled: the request's reason, or a passed deadline's."""
-        if self._request is not None:
-            return self._request.reason or self._request.source.value
-        now = trio.current_time()
-        for deadline, _source, reason in self.deadlines:
-            if deadline <= now:
-                return reason
-        return None
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self._request is not None
-
-    @property
-    def applied_cancel(self) -> CancelRequest | None:
-        return self._applied
-
-    def freeze(self) -> None:
-        with _CANCEL_LOCK:
-            self.frozen = True
+        return self.start_time
 
     # -- events -----------------------------------------------------------------------------
     def make_event(self, type_: str, data: Any) -> Event:
@@ -236,8 +202,7 @@ class ExecutionState:
         if event.is_terminal and self.terminal is None:
             self.terminal = event
             # Auto-abort: nothing may run or be paid for after the terminal event.
-            if self.scope is not None:
-                self.scope.cancel("terminal event delivered")
+            self._cancellation.stop("terminal event delivered")
 
     # -- calls ------------------------------------------------------------------------------
     def new_call(self, provider: str, model: str) -> CallState:

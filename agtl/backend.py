@@ -1,34 +1,28 @@
-"""The protocol between the core and a model backend.
+"""The protocol between the core and a model backend: the one cut-off between the two.
 
 A provider starts one text generation per LLM call and hands back a
 :class:`GenerationStream`. The core drives it: it asks for deltas, applies per-call
 deadlines and cancellation around each request, measures timings, and always closes the
 stream. Everything else (executions, sessions, summaries, hooks, limits) lives in the core.
+
+Nothing else crosses between the core and a backend: the core reaches a backend only through
+``start_generation`` and the stream's three methods, and a backend sees only the frozen
+:class:`GenerationRequest`, never the execution, the session or the provider's configuration.
 """
 
 from __future__ import annotations
 
 import abc
-import enum
 from collections.abc import Mapping
 
 import attrs
 
+from agtl._vocabulary import StopReason
 from agtl.messages import Message
 from agtl.options import GenerationOptions
 from agtl.usage import Usage
 
 __all__ = ["CallReport", "GenerationRequest", "GenerationStream", "StopReason"]
-
-
-class StopReason(enum.StrEnum):
-    """Why an LLM call stopped producing output."""
-
-    EOS = "eos"  # the model ended its answer
-    LENGTH = "length"  # the max_tokens budget was spent or the context is full
-    STOP_SEQUENCE = "stop_sequence"  # a stop sequence was produced
-    CANCELLED = "cancelled"  # the call was stopped before it finished (never "length")
-    ERROR = "error"  # the call failed; the call record carries the error
 
 
 @attrs.frozen

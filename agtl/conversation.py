@@ -21,10 +21,10 @@ from typing import Any, Final
 import attrs
 
 from agtl._reasoning import ReasoningSplitter
-from agtl._validate import check_count, check_str
 from agtl.errors import AgtlError, InvalidArgumentError
 from agtl.messages import Message, Role, ToolCallRequest
 from agtl.summary import ErrorInfo
+from agtl.validation import check_count, check_str
 
 __all__ = ["CancelMarker", "Conversation", "ConversationFileError", "Entry"]
 

@@ -8,10 +8,9 @@ call that timed out, a provider that refused a request) where the workflow may c
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from agtl.result import CancelInfo, Partial
+from agtl._vocabulary import CancelInfo, Partial
 
 __all__ = [
     "AgtlError",
@@ -107,7 +106,6 @@ class LLMTimeoutError(LLMError, TimeoutError):
     """A per-call deadline passed. The workflow may catch it and try again."""
 
     is_retryable = True
-    kind: str = "call"
 
     def __init__(self, seconds: float, *, model: str | None = None) -> None:
         self.seconds = seconds
@@ -125,16 +123,12 @@ class CallTimeoutError(LLMTimeoutError):
 class FirstTokenTimeoutError(LLMTimeoutError):
     """No output arrived within ``first_token_timeout=`` of the call's start."""
 
-    kind = "first_token"
-
     def _describe(self, seconds: float) -> str:
         return f"no output within first_token_timeout={seconds:g}s"
 
 
 class StallTimeoutError(LLMTimeoutError):
     """The stream went quiet for longer than ``stall_timeout=`` between two deltas."""
-
-    kind = "stall"
 
     def _describe(self, seconds: float) -> str:
         return f"the stream stalled for more than stall_timeout={seconds:g}s"

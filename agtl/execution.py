@@ -15,29 +15,29 @@ limits. The outcome is classified once, when the workflow's task ends, in this o
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
-import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Self, TypeVar
+from typing import Any, ClassVar, Final, Generic, Self, TypeVar
 
 import trio
 
+from agtl._cancel import Cancellation
 from agtl._event_log import EventStream
+from agtl._groups import contains_cancelled, is_cancellation, leaves, lone_leaf, unwrap
+from agtl._runtime import Runtime
 from agtl._state import ExecutionState
-from agtl._validate import check_count, check_items, check_optional_seconds, type_name
-from agtl.backend import StopReason
+from agtl._vocabulary import CancelInfo, CancelSource, Logger, Partial, Status, StopReason
 from agtl.errors import ExecutionClosedError, InvalidArgumentError, NoTerminalEventError
 from agtl.events import ERROR, Event
 from agtl.limits import UsageLimits
-from agtl.result import CancelInfo, CancelSource, Partial, Result, Status
-from agtl.session import Session, is_cancellation
+from agtl.result import Result
+from agtl.session import Session
 from agtl.signals import CancelSignal
-
-if TYPE_CHECKING:
-    from agtl.provider import Provider
+from agtl.validation import check_count, check_items, check_optional_seconds, type_name
 
 __all__ = ["Execution", "SimpleExecution", "StreamingExecution"]
 
@@ -60,13 +60,13 @@ class Execution(Generic[T]):
     __slots__ = (
         "__weakref__",
         "_began",
+        "_cancellation",
         "_claimed",
         "_finished",
         "_limits",
-        "_listeners",
         "_nursery_manager",
         "_outcome",
-        "_provider",
+        "_runtime",
         "_signals",
         "_state",
         "_timeout",
@@ -76,7 +76,7 @@ class Execution(Generic[T]):
 
     def __init__(
         self,
-        provider: Provider,
+        runtime: Runtime,
         workflow: Callable[[Session], Any],
         *,
         signal: CancelSignal | Sequence[CancelSignal] | None,
@@ -93,19 +93,19 @@ class Execution(Generic[T]):
         if buffer_size is not None:
             check_count("buffer_size", buffer_size, minimum=1)
         self._limits = limits
-        self._provider = provider
+        self._runtime = runtime
         self._workflow = workflow
         #: Unique id of this execution, known before it starts (for logs and correlation).
         self.execution_id: str = _new_execution_id()
+        self._cancellation = Cancellation()
         self._state = ExecutionState(
-            self.execution_id, streaming=self._streaming, max_lag=buffer_size
+            self.execution_id, self._cancellation, streaming=self._streaming, max_lag=buffer_size
         )
         self._finished: trio.Event | None = None  # made when someone has to wait
         self._outcome: Result[T] | None = None
         self._claimed = False
         self._began = False
-        self._listeners: Sequence[tuple[CancelSignal, int]] = ()
-        self._nursery_manager: Any = None
+        self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
 
     # -- handle -------------------------------------------------------------------------------
     @property
@@ -125,7 +125,7 @@ class Execution(Generic[T]):
         """
         if reason is not None and not isinstance(reason, str):
             raise InvalidArgumentError("reason", f"must be a str or None, not {type_name(reason)}")
-        self._state.request_cancel(CancelSource.HANDLE, reason)
+        self._cancellation.request(CancelSource.HANDLE, reason)
 
     async def result(self) -> Result[T]:
         """Wait for and return the Result; runs the execution here if nobody started it.
@@ -150,6 +150,9 @@ class Execution(Generic[T]):
         return self._outcome
 
     async def __aenter__(self) -> Self:
+        # The nursery is entered by hand rather than through an AsyncExitStack: the stack's
+        # deque costs about 1 KB per execution, over the scale budget (guides/architecture.md).
+        # __aexit__ closes it on every path, as the stack's aclose() would.
         self._claim()
         manager = trio.open_nursery()
         nursery = await manager.__aenter__()
@@ -169,14 +172,15 @@ class Execution(Generic[T]):
                 if exc is None
                 else f"the `async with` block raised {type(exc).__name__}"
             )
-            self._state.request_cancel(CancelSource.HANDLE, reason)
+            self._cancellation.request(CancelSource.HANDLE, reason)
         manager, self._nursery_manager = self._nursery_manager, None
+        assert manager is not None, "__aexit__ without __aenter__"
         try:
             await manager.__aexit__(None, None, None)
         except BaseExceptionGroup as group:
-            leaves = _leaves(group)
-            if len(leaves) == 1:
-                raise leaves[0] from None
+            leaf = lone_leaf(group)
+            if leaf is not None:
+                raise leaf from None
             raise
 
     def _claim(self) -> None:
@@ -189,10 +193,9 @@ class Execution(Generic[T]):
 
     # -- running ------------------------------------------------------------------------------
     async def _run(self) -> Result[T]:
-        state = self._state
-        provider = self._provider
-        log = provider.logger.bind(execution_id=self.execution_id, provider=provider.name)
-        session = Session(state, provider, self._limits, log)
+        state, runtime, cancellation = self._state, self._runtime, self._cancellation
+        log = runtime.logger.bind(execution_id=self.execution_id, provider=runtime.provider_name)
+        session = Session(state, cancellation, runtime, self._limits, log)
         returned: Any = None
         escaped: BaseException | None = None
         log.debug("execution.started", streaming=self._streaming)
@@ -201,13 +204,13 @@ class Execution(Generic[T]):
         except BaseException as exc:
             escaped = exc
         finally:
-            for signal, key in self._listeners:
-                signal.remove_listener(key)
+            cancellation.end()
         end = state.elapsed()
-        state.freeze()
-        result = self._classify(escaped, self._began, returned, end)
+        state.frozen = True
+        cancellation.freeze()
+        result = self._classify(escaped, returned, end)
         self._outcome = result
-        sink = provider.summary_sink
+        sink = runtime.summary_sink
         if sink is not None:
             try:
                 sink.write(result)
@@ -236,42 +239,15 @@ class Execution(Generic[T]):
         raise NotImplementedError
 
     def _begin(self, scope: trio.CancelScope) -> bool:
-        """Make ``scope`` (just entered) the execution's; whether the workflow should start.
-
-        It is not started when a cancel or a deadline got there first.
-        """
-        state = self._state
-        state.begin(scope)
-        deadline = self._deadline()
-        if deadline != math.inf:
-            scope.deadline = deadline
-        if self._signals:
-            self._listeners = [(s, s.add_listener(self._on_signal)) for s in self._signals]
-        state.apply_cancel()  # a cancel() that landed before the start
-        self._began = not scope.cancel_called and trio.current_time() < deadline
+        """Make ``scope`` (just entered) the execution's; whether the workflow should start."""
+        start = self._state.begin()
+        self._began = self._cancellation.begin(
+            scope, start=start, timeout=self._timeout, signals=self._signals
+        )
         return self._began
 
-    def _deadline(self) -> float:
-        """Record every deadline (earliest first) on the state; return the earliest."""
-        deadlines: list[tuple[float, CancelSource, str | None]] = [
-            (s.deadline, CancelSource.SIGNAL, s.deadline_reason)
-            for s in self._signals
-            if s.deadline is not None
-        ]
-        if self._timeout is not None:
-            deadline = self._state.start_time + self._timeout
-            deadlines.append((deadline, CancelSource.TIMEOUT, f"timeout={self._timeout:g}s"))
-        deadlines.sort(key=lambda d: d[0])
-        self._state.deadlines = deadlines
-        return deadlines[0][0] if deadlines else math.inf
-
-    def _on_signal(self, signal: CancelSignal) -> None:
-        self._state.request_cancel(CancelSource.SIGNAL, signal.reason)
-
     # -- outcome ------------------------------------------------------------------------------
-    def _classify(
-        self, escaped: BaseException | None, began: bool, returned: Any, end: float
-    ) -> Result[T]:
+    def _classify(self, escaped: BaseException | None, returned: Any, end: float) -> Result[T]:
         state = self._state
         summary = state.summary(end)
         events = tuple(state.log.events)
@@ -289,15 +265,18 @@ class Execution(Generic[T]):
             if terminal.type == ERROR:
                 return make(Status.FAILED, error=terminal.data["error"])
             return make(Status.SUCCEEDED, value=terminal.data)
-        if escaped is not None and _contains_cancelled(escaped):
+        if escaped is not None and contains_cancelled(escaped):
             info = CancelInfo(
                 CancelSource.ENCLOSING_SCOPE, "cancelled by an enclosing cancel scope", end
             )
             return make(Status.CANCELED, cancel=info)
-        if not began or self._cancelled_by_us():
-            return make(Status.CANCELED, cancel=self._cancel_info(end))
+        if not self._began:
+            return make(Status.CANCELED, cancel=self._cancellation.before_start())
+        cause = self._cancellation.cause()
+        if cause is not None:
+            return make(Status.CANCELED, cancel=cause)
         if escaped is not None:
-            return make(Status.FAILED, error=_unwrap(escaped))
+            return make(Status.FAILED, error=unwrap(escaped))
         if self._streaming:
             error = NoTerminalEventError(
                 "the workflow ended without delivering a terminal event: finish it with "
@@ -305,33 +284,6 @@ class Execution(Generic[T]):
             )
             return make(Status.FAILED, error=error)
         return make(Status.SUCCEEDED, value=returned)
-
-    def _cancelled_by_us(self) -> bool:
-        """Whether a cancel request or a deadline cancelled our scope.
-
-        ``scope.cancel_called`` alone does not tell: a streaming execution's scope is also its
-        driver nursery's, which cancels itself when the driver fails; that is a failure.
-        """
-        state = self._state
-        if state.applied_cancel is not None:
-            return True
-        scope = state.scope
-        return (
-            scope is not None
-            and scope.cancel_called
-            and bool(state.deadlines)
-            and trio.current_time() >= state.deadlines[0][0]
-        )
-
-    def _cancel_info(self, end: float) -> CancelInfo:
-        state = self._state
-        applied = state.applied_cancel
-        if applied is not None:
-            return CancelInfo(applied.source, applied.reason, applied.at or 0.0)
-        if not state.deadlines:
-            return CancelInfo(CancelSource.HANDLE, None, end)
-        deadline, source, reason = state.deadlines[0]
-        return CancelInfo(source, reason, max(0.0, deadline - state.start_time))
 
     def _partial(
         self, status: Status, error: BaseException | None, events: tuple[Event, ...]
@@ -346,7 +298,7 @@ class Execution(Generic[T]):
         text = "".join(call.text for call in interrupted)
         return Partial(text, events, tuple(call.index for call in interrupted))
 
-    async def _run_hooks(self, result: Result[T], log: Any) -> None:
+    async def _run_hooks(self, result: Result[T], log: Logger) -> None:
         for hook in reversed(self._state.hooks or ()):
             with trio.move_on_after(HOOK_GRACE_SECONDS, shield=True) as grace:
                 try:
@@ -372,10 +324,10 @@ class SimpleExecution(Execution[T]):
     __slots__ = ()
 
     def __init__(
-        self, provider: Provider, fn: Callable[[Session], Awaitable[T]], **kwargs: Any
+        self, runtime: Runtime, fn: Callable[[Session], Awaitable[T]], **kwargs: Any
     ) -> None:
         _check_workflow("fn", fn, generator=False)
-        super().__init__(provider, fn, **kwargs)
+        super().__init__(runtime, fn, **kwargs)
 
     async def _scoped(self, session: Session) -> Any:
         with trio.CancelScope() as scope:
@@ -400,10 +352,10 @@ class StreamingExecution(Execution[T]):
     __slots__ = ()
 
     def __init__(
-        self, provider: Provider, gen: Callable[[Session], AsyncIterator[Event]], **kwargs: Any
+        self, runtime: Runtime, gen: Callable[[Session], AsyncIterator[Event]], **kwargs: Any
     ) -> None:
         _check_workflow("gen", gen, generator=True)
-        super().__init__(provider, gen, **kwargs)
+        super().__init__(runtime, gen, **kwargs)
 
     def stream(self) -> EventStream:
         """Iterate every event from the first, then live ones, until the execution ends.
@@ -428,6 +380,7 @@ class StreamingExecution(Execution[T]):
                 if self._begin(nursery.cancel_scope):
                     agen = self._workflow(session)
                     if not hasattr(agen, "__anext__"):
+                        self._cancellation.failed()
                         raise InvalidArgumentError(
                             "gen",
                             f"returned {type_name(agen)}, not an async generator: "
@@ -436,9 +389,9 @@ class StreamingExecution(Execution[T]):
                     nursery.start_soon(self._drive, agen)
         except BaseExceptionGroup as group:
             # The group is an artifact of the driver nursery: surface a lone error as itself.
-            leaves = _leaves(group)
-            if len(leaves) == 1:
-                raise leaves[0] from None
+            leaf = lone_leaf(group)
+            if leaf is not None:
+                raise leaf from None
             raise
         return None
 
@@ -458,6 +411,11 @@ class StreamingExecution(Execution[T]):
                 if state.is_decided():
                     return
                 await state.log.wait_for_room()
+        except BaseException as exc:
+            if not is_cancellation(exc):
+                # Recorded before the driver nursery cancels itself over it: not a cancel.
+                self._cancellation.failed()
+            raise
         finally:
             await agen.aclose()
 
@@ -521,29 +479,11 @@ def _bad_yield(item: object) -> str:
     return f"a streaming workflow must yield events (session.emit/done/fail), not {type_name(item)}"
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
-def _contains_cancelled(exc: BaseException) -> bool:
-    return any(isinstance(leaf, trio.Cancelled) for leaf in _leaves(exc))
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """A group holding one real error becomes that error; Cancelled leaves are dropped."""
-    leaves = [leaf for leaf in _leaves(exc) if not isinstance(leaf, trio.Cancelled)]
-    if len(leaves) == 1:
-        return leaves[0]
-    return exc
-
-
 def _must_propagate(exc: BaseException) -> bool:
     """Cancellation from a scope we do not own and interpreter exits keep propagating."""
-    if is_cancellation(exc) or _contains_cancelled(exc):
+    if is_cancellation(exc) or contains_cancelled(exc):
         return True
-    return any(isinstance(leaf, KeyboardInterrupt | SystemExit) for leaf in _leaves(exc))
+    return any(isinstance(leaf, KeyboardInterrupt | SystemExit) for leaf in leaves(exc))
 
 
 def _caused_by(error: BaseException | None, candidate: BaseException) -> bool:

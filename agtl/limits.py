@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import attrs
 
-from agtl._validate import check_count, check_decimal
 from agtl.usage import Usage
+from agtl.validation import check_count, check_decimal
 
 __all__ = ["UsageLimits"]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import attrs
 
-from agtl._validate import type_name
 from agtl.errors import InvalidArgumentError
+from agtl.validation import type_name
 
 __all__ = ["Message", "Role", "ToolCallRequest"]
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import attrs
 
-from agtl._validate import check_count, type_name
 from agtl.errors import InvalidArgumentError
+from agtl.validation import check_count, type_name
 
 __all__ = ["GenerationOptions"]
 

@@ -13,9 +13,9 @@ from typing import Final, TypeVar
 
 import attrs
 
-from agtl._validate import check_decimal, check_str
 from agtl.errors import InvalidArgumentError
 from agtl.usage import Usage
+from agtl.validation import check_decimal, check_str
 
 __all__ = ["BUNDLED_PRICING", "Price", "PricingTable"]
 

@@ -1,4 +1,9 @@
-"""The provider base: fluent immutable configuration and the two ways to run a workflow."""
+"""The provider base: fluent immutable configuration and the two ways to run a workflow.
+
+The provider is the top of the one-way flow: it holds the user's configuration and the
+backend, and when it creates an execution it hands down a frozen :class:`~agtl._runtime.Runtime`
+with everything the execution will need. Nothing below calls back into the provider.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,25 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import attrs
+import structlog
 
 from agtl._logging import default_logger
-from agtl._validate import check_str, type_name
+from agtl._runtime import Runtime
+from agtl._vocabulary import Logger, SummarySink
 from agtl.backend import GenerationRequest, GenerationStream
 from agtl.errors import InvalidArgumentError
 from agtl.events import Event
+from agtl.execution import SimpleExecution, StreamingExecution
+from agtl.limits import UsageLimits
 from agtl.options import GenerationOptions
 from agtl.pricing import BUNDLED_PRICING, Price, PricingTable
+from agtl.session import Session
+from agtl.signals import CancelSignal
 from agtl.usage import Usage
-
-if TYPE_CHECKING:
-    from agtl.execution import SimpleExecution, StreamingExecution
-    from agtl.limits import UsageLimits
-    from agtl.reporting import SummarySink
-    from agtl.session import Session
-    from agtl.signals import CancelSignal
+from agtl.validation import check_str, type_name
 
 __all__ = ["Provider"]
 
@@ -43,8 +48,10 @@ class _Config:
     price_overrides: PricingTable = attrs.Factory(lambda: PricingTable(prices={}))
     # Resolved prices per model name; the config is immutable, so the cache never goes stale.
     price_cache: dict[str, Price | None] = attrs.field(factory=dict, eq=False, repr=False)
-    logger: Any = None
-    summary_sink: Any = None
+    #: The Runtime handed to executions, by whether structlog was configured when it was made.
+    runtimes: dict[bool, Runtime] = attrs.field(factory=dict, eq=False, repr=False)
+    logger: Logger | None = None
+    summary_sink: SummarySink | None = None
 
 
 class Provider(abc.ABC):
@@ -78,7 +85,7 @@ class Provider(abc.ABC):
         return BUNDLED_PRICING.merged(self._config.price_overrides)
 
     @property
-    def logger(self) -> Any:
+    def logger(self) -> Logger:
         """The structlog logger executions bind their context to.
 
         The one given to :meth:`with_logger`; else ``structlog.get_logger("agtl")`` once the
@@ -105,7 +112,7 @@ class Provider(abc.ABC):
         overrides = PricingTable(prices=prices or {}, aliases=aliases or {})
         return self._evolve(price_overrides=self._config.price_overrides.merged(overrides))
 
-    def with_logger(self, logger: Any) -> Self:
+    def with_logger(self, logger: Logger) -> Self:
         """Use this structlog logger (agtl binds per-execution context to it)."""
         if not callable(getattr(logger, "bind", None)):
             raise InvalidArgumentError(
@@ -123,12 +130,31 @@ class Provider(abc.ABC):
 
     @property
     def summary_sink(self) -> SummarySink | None:
-        return self._config.summary_sink  # type: ignore[no-any-return]
+        return self._config.summary_sink
 
     def _evolve(self, **changes: Any) -> Self:
         clone = copy.copy(self)
-        clone._config = attrs.evolve(self._config, price_cache={}, **changes)
+        clone._config = attrs.evolve(self._config, price_cache={}, runtimes={}, **changes)
         return clone
+
+    def _runtime(self) -> Runtime:
+        """What a new execution is handed: made once per configuration, and again if the
+        application configures structlog meanwhile (the default logger depends on it)."""
+        config = self._config
+        key = config.logger is None and structlog.is_configured()
+        runtime = config.runtimes.get(key)
+        if runtime is None:
+            runtime = config.runtimes[key] = Runtime(
+                provider_name=self.name,
+                start_generation=self.start_generation,
+                default_model=config.default_model or self._builtin_model(),
+                default_options=config.default_options,
+                cost_of=self.cost_of,
+                logger=default_logger() if config.logger is None else config.logger,
+                summary_sink=config.summary_sink,
+                provider=self,
+            )
+        return runtime
 
     def _builtin_model(self) -> str | None:
         """The model used when none is configured or passed; backends override it."""
@@ -175,9 +201,7 @@ class Provider(abc.ABC):
         limits: UsageLimits | None = None,
     ) -> SimpleExecution[T]:
         """An execution of ``async def fn(session) -> value``; it starts when entered or awaited."""
-        from agtl.execution import SimpleExecution
-
-        return SimpleExecution(self, fn, signal=signal, timeout=timeout, limits=limits)
+        return SimpleExecution(self._runtime(), fn, signal=signal, timeout=timeout, limits=limits)
 
     def streaming_execution(
         self,
@@ -193,10 +217,13 @@ class Provider(abc.ABC):
         ``buffer_size`` bounds how far any consumer of ``execution.stream()`` may lag behind
         before the generator is paused at its next ``yield`` (``None``: no bound).
         """
-        from agtl.execution import StreamingExecution
-
         return StreamingExecution(
-            self, gen, signal=signal, timeout=timeout, limits=limits, buffer_size=buffer_size
+            self._runtime(),
+            gen,
+            signal=signal,
+            timeout=timeout,
+            limits=limits,
+            buffer_size=buffer_size,
         )
 
     # -- backend --------------------------------------------------------------------------------

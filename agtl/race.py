@@ -6,10 +6,10 @@ from typing import Any
 
 import trio
 
-from agtl._validate import check_items
 from agtl.errors import InvalidArgumentError
 from agtl.execution import Execution
 from agtl.result import Result, Status
+from agtl.validation import check_items
 
 __all__ = ["race"]
 

@@ -14,21 +14,17 @@ import statistics
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
+from agtl._vocabulary import SummarySink
 from agtl.result import Result
 
 __all__ = ["JsonlSink", "ModelReport", "SummarySink", "aggregate", "record_of"]
 
 
 _MAX_EVENTS = 500
-
-
-class SummarySink(Protocol):
-    def write(self, result: Result[Any]) -> None:
-        """Store one finished execution's record. Called once per execution."""
 
 
 def record_of(result: Result[Any]) -> dict[str, Any]:

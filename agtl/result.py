@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 from typing import Any, Generic, TypeVar
 
 import attrs
 
+from agtl._vocabulary import CancelInfo, CancelSource, Partial, Status
 from agtl.errors import ExecutionCancelled, ExecutionFailed
 from agtl.events import Event
 from agtl.summary import Summary
@@ -14,42 +14,6 @@ from agtl.summary import Summary
 __all__ = ["CancelInfo", "CancelSource", "Partial", "Result", "Status"]
 
 T = TypeVar("T")
-
-
-class Status(enum.StrEnum):
-    SUCCEEDED = "succeeded"
-    CANCELED = "canceled"
-    FAILED = "failed"
-
-
-class CancelSource(enum.StrEnum):
-    """What stopped a canceled execution."""
-
-    HANDLE = "handle"  # execution.cancel(), or leaving its `async with` block early
-    SIGNAL = "signal"  # an external CancelSignal (explicit or its deadline)
-    TIMEOUT = "timeout"  # the execution's own timeout=
-    LIMIT = "limit"  # a UsageLimits budget
-    ENCLOSING_SCOPE = "enclosing_scope"  # a cancel scope of the caller; trio.Cancelled propagates
-
-
-@attrs.frozen
-class CancelInfo:
-    source: CancelSource
-    reason: str | None
-    at: float  # seconds since the execution started
-
-
-@attrs.frozen
-class Partial:
-    """What a canceled or failed execution produced before it stopped.
-
-    ``text`` is the concatenation of the text deltas that the interrupted LLM call(s) had
-    delivered to the workflow (in call order); ``events`` are the events delivered so far.
-    """
-
-    text: str
-    events: tuple[Event, ...]
-    call_indexes: tuple[int, ...] = ()
 
 
 @attrs.frozen

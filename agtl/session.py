@@ -6,14 +6,16 @@ import math
 from collections.abc import Callable
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import attrs
 import trio
 
+from agtl._cancel import Cancellation
+from agtl._runtime import Runtime
 from agtl._state import CallState, ExecutionState
-from agtl._validate import check_decimal, check_optional_seconds, check_str, type_name
-from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason
+from agtl._vocabulary import CancelSource, Logger, ProviderInfo, StopReason
+from agtl.backend import CallReport, GenerationRequest, GenerationStream
 from agtl.conversation import Conversation, Turn
 from agtl.errors import (
     CallTimeoutError,
@@ -25,15 +27,12 @@ from agtl.errors import (
     WorkflowFailure,
 )
 from agtl.events import COMPLETE, ERROR, RESERVED_EVENT_TYPES, Event
+from agtl.limits import UsageLimits
 from agtl.messages import Message, Role, build_messages
 from agtl.options import GenerationOptions
-from agtl.result import CancelSource
 from agtl.summary import CostEntry, RecordEntry, ToolCall
 from agtl.usage import Provenance, Usage
-
-if TYPE_CHECKING:
-    from agtl.provider import Provider
-    from agtl.result import Result
+from agtl.validation import check_decimal, check_optional_seconds, check_str, type_name
 
 __all__ = ["Session", "TextResult", "TextStream"]
 
@@ -56,11 +55,19 @@ class TextResult:
 class Session:
     """Handed to a workflow; every LLM call and event of the execution goes through it."""
 
-    __slots__ = ("_limits", "_log", "_provider", "_state")
+    __slots__ = ("_cancellation", "_limits", "_log", "_runtime", "_state")
 
-    def __init__(self, state: ExecutionState, provider: Provider, limits: Any, log: Any) -> None:
+    def __init__(
+        self,
+        state: ExecutionState,
+        cancellation: Cancellation,
+        runtime: Runtime,
+        limits: UsageLimits | None,
+        log: Logger,
+    ) -> None:
         self._state = state
-        self._provider = provider
+        self._cancellation = cancellation
+        self._runtime = runtime
         self._limits = limits
         self._log = log
 
@@ -69,8 +76,9 @@ class Session:
         return self._state.execution_id
 
     @property
-    def provider(self) -> Provider:
-        return self._provider
+    def provider(self) -> ProviderInfo:
+        """The provider running this execution (its ``name``, ``default_model``)."""
+        return self._runtime.provider
 
     # -- LLM calls ----------------------------------------------------------------------------
     async def generate_text(
@@ -140,10 +148,11 @@ class Session:
             built = build_messages(prompt=prompt, messages=messages, system=system)
         if model is not None:
             check_str("model", model)
-        call_options = self._provider.default_options
+        runtime = self._runtime
+        call_options = runtime.default_options
         if options:
             call_options = call_options.merged(GenerationOptions.from_kwargs(options))
-        resolved_model = model or self._provider.default_model
+        resolved_model = model or runtime.default_model
         if resolved_model is None:
             raise InvalidArgumentError(
                 "model",
@@ -151,7 +160,7 @@ class Session:
                 "or configure provider.with_default_model(...)",
             )
         return TextStream(
-            self,
+            _CallEnv(self._state, self._cancellation, runtime, self._limits, self._log),
             resolved_model,
             built,
             call_options,
@@ -218,8 +227,8 @@ class Session:
             raise ExecutionClosedError(f"session.{what}() after the execution ended")
 
     # -- records ------------------------------------------------------------------------------
-    def on_done(self, callback: Callable[[Result[Any]], object]) -> None:
-        """Run ``callback(result)`` when the execution ends, on every path.
+    def on_done(self, callback: Callable[[Any], object]) -> None:
+        """Run ``callback(result)`` with the execution's :class:`~agtl.Result` when it ends.
 
         Callbacks may be sync or async. They run last-registered-first, exactly once,
         shielded from cancellation for a bounded grace time; one that raises is logged and
@@ -281,12 +290,23 @@ class Session:
         state.metadata.update(values)
 
 
+@attrs.frozen
+class _CallEnv:
+    """What an LLM call needs of its execution, handed to the stream explicitly."""
+
+    state: ExecutionState
+    cancellation: Cancellation
+    runtime: Runtime
+    limits: UsageLimits | None
+    log: Logger
+
+
 class TextStream:
     """One streamed LLM call; see :meth:`Session.stream_text`."""
 
     def __init__(
         self,
-        session: Session,
+        env: _CallEnv,
         model: str,
         messages: Any,
         options: GenerationOptions,
@@ -297,7 +317,7 @@ class TextStream:
         conversation: Conversation | None = None,
         user_turn: str | None = None,
     ) -> None:
-        self._session = session
+        self._env = env
         self._conversation = conversation
         self._user_turn = user_turn
         self._turn: Turn | None = None
@@ -333,26 +353,25 @@ class TextStream:
         if self._entered:
             raise ExecutionClosedError("a TextStream can be entered only once")
         self._entered = True
-        session = self._session
-        state = session._state
+        env = self._env
+        state = env.state
         await trio.lowlevel.checkpoint_if_cancelled()
         if state.terminal is not None or state.frozen:
             raise ExecutionClosedError(
                 "no LLM call may start after the execution's terminal event was delivered"
             )
-        if state.cancel_requested:
+        if env.cancellation.requested:
             raise ExecutionClosedError("no LLM call may start after the execution was cancelled")
-        if session._limits is not None:
-            refusal = session._limits.request_refusal(len(state.calls))
+        if env.limits is not None:
+            refusal = env.limits.request_refusal(len(state.calls))
             if refusal is not None:
-                state.request_cancel(CancelSource.LIMIT, refusal)
+                env.cancellation.request(CancelSource.LIMIT, refusal)
                 await trio.lowlevel.checkpoint_if_cancelled()
                 raise ExecutionClosedError(f"LLM call refused: {refusal}")
-        provider = session._provider
         if self._conversation is not None:
             self._turn = self._conversation.begin_turn(self._user_turn)
             self._messages = self._conversation.to_model_messages()
-        call = state.new_call(provider.name, self._model)
+        call = state.new_call(env.runtime.provider_name, self._model)
         self._call = call
         now = trio.current_time()
         if self._timeout is not None:
@@ -365,10 +384,10 @@ class TextStream:
         try:
             deadline = min(self._call_deadline, self._first_token_deadline)
             if deadline == math.inf:
-                self._backend = await provider.start_generation(request)
+                self._backend = await env.runtime.start_generation(request)
             else:
                 with trio.move_on_at(deadline) as scope:
-                    self._backend = await provider.start_generation(request)
+                    self._backend = await env.runtime.start_generation(request)
                 if scope.cancelled_caught:
                     raise self._timeout_error()
         except BaseException as exc:
@@ -406,11 +425,9 @@ class TextStream:
                 raise StopAsyncIteration
             if delta:
                 break
-        state = self._session._state
-        now = trio.current_time()
-        self._last_delta = now
+        self._last_delta = trio.current_time()
         if call.first_token_at is None:
-            call.first_token_at = state.elapsed()
+            call.first_token_at = self._env.state.elapsed()
         call.text_parts.append(delta)
         if self._turn is not None:
             self._turn.feed(delta)
@@ -455,75 +472,63 @@ class TextStream:
                 with trio.move_on_after(CLOSE_GRACE_SECONDS, shield=True):
                     await backend.aclose()
         except Exception as close_error:
-            self._session._log.warning(
-                "llm_call.close_failed", call=self._call_index, error=type(close_error).__name__
+            self._env.log.warning(
+                "llm_call.close_failed",
+                call=None if self._call is None else self._call.index,
+                error=type(close_error).__name__,
             )
         finally:
             self._account(exc, abandoned)
 
-    @property
-    def _call_index(self) -> int | None:
-        return None if self._call is None else self._call.index
-
     def _account(self, exc: BaseException | None, abandoned: bool) -> None:
-        call = self._call
+        """The call ended: record it, close its conversation turn, and check the limits."""
+        call, env = self._call, self._env
         assert call is not None
-        session = self._session
-        state = session._state
         backend = self._backend
-        if backend is not None:
-            report = backend.report()
-        else:
-            report = CallReport(Usage(provenance=Provenance.UNKNOWN))
-        call.report = report
-        call.ended_at = state.elapsed()
-        if exc is None and not abandoned:
-            call.stop_reason = report.stop_reason or StopReason.EOS
-        elif exc is None or is_cancellation(exc):
-            call.stop_reason = StopReason.CANCELLED
-        else:
-            call.stop_reason = StopReason.ERROR
-            call.error = exc
+        report = (
+            backend.report()
+            if backend is not None
+            else CallReport(Usage(provenance=Provenance.UNKNOWN))
+        )
+        call.end(report, exc, abandoned=abandoned, at=env.state.elapsed())
+        call.settle(env.runtime.cost_of)
         if self._turn is not None:
-            if call.stop_reason is StopReason.CANCELLED:
-                reason = state.cancel_reason if exc is not None else "the stream was left early"
-                self._turn.stop(reason)
-            elif call.stop_reason is StopReason.ERROR:
-                assert exc is not None
-                self._turn.fail(exc)
-            else:
-                self._turn.finish()
-        call.usage = call.settle_usage(report)
-        call.cost = session._provider.cost_of(call.model, call.usage)
-        if report.model:
-            call.model = report.model
-        session._log.debug(
+            self._close_turn(call, exc)
+        assert call.stop_reason is not None
+        assert call.usage is not None
+        env.log.debug(
             "llm_call.finished",
             call=call.index,
             model=call.model,
             stop_reason=call.stop_reason.value,
             output_tokens=call.usage.output_tokens,
-            duration=call.ended_at - call.started_at,
+            duration=(call.ended_at or 0.0) - call.started_at,
         )
-        if (
-            call.stop_reason is not StopReason.CANCELLED
-            and call.stop_reason is not StopReason.ERROR
-        ):
+        if call.completed:
             self._result = TextResult(
                 text=call.text,
                 usage=call.usage,
                 stop_reason=call.stop_reason,
                 model=call.model,
                 call_index=call.index,
-                time_to_first_token=(
-                    None if call.first_token_at is None else call.first_token_at - call.started_at
-                ),
+                time_to_first_token=call.time_to_first_token,
             )
-        if session._limits is not None:
-            usage, cost = state.usage_and_cost()
-            violation = session._limits.usage_violation(usage, cost)
+        if env.limits is not None:
+            violation = env.limits.usage_violation(*env.state.usage_and_cost())
             if violation is not None:
-                state.request_cancel(CancelSource.LIMIT, violation)
+                env.cancellation.request(CancelSource.LIMIT, violation)
+
+    def _close_turn(self, call: CallState, exc: BaseException | None) -> None:
+        """Append the reply to the conversation, or what was said so far and a marker."""
+        assert self._turn is not None
+        if call.stop_reason is StopReason.CANCELLED:
+            left = "the stream was left early"
+            self._turn.stop(self._env.cancellation.reason if exc is not None else left)
+        elif call.stop_reason is StopReason.ERROR:
+            assert exc is not None
+            self._turn.fail(exc)
+        else:
+            self._turn.finish()
 
 
 def _check_conversation_call(
@@ -545,13 +550,3 @@ def _check_conversation_call(
         raise InvalidArgumentError(
             "prompt", "the conversation has no user message yet: pass prompt=... for the first turn"
         )
-
-
-def is_cancellation(exc: BaseException) -> bool:
-    """True for trio.Cancelled, or a group made only of them."""
-    if isinstance(exc, trio.Cancelled):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        rest = exc.split(trio.Cancelled)[1]
-        return rest is None
-    return False

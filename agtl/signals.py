@@ -16,8 +16,8 @@ from collections.abc import Callable
 import trio
 
 from agtl._trio_thread import call_in_run, current_token
-from agtl._validate import check_items, check_seconds
 from agtl.errors import InvalidArgumentError
+from agtl.validation import check_items, check_seconds
 
 __all__ = ["CancelSignal", "any_of"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from agtl.backend import StopReason
+from agtl._vocabulary import StopReason
 from agtl.usage import Usage
 
 __all__ = ["CostEntry", "ErrorInfo", "LLMCallSummary", "RecordEntry", "Summary", "ToolCall"]

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
-from agtl._validate import check_seconds
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason
 from agtl.errors import InvalidArgumentError, ProviderError
 from agtl.provider import Provider
 from agtl.usage import Provenance, Usage
+from agtl.validation import check_seconds
 
 __all__ = ["Reply", "ScriptExhaustedError", "ScriptedProvider"]
 

@@ -93,7 +93,12 @@ async def decode_rate(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
         ratio=candidate / baseline,
         target=">= 0.97x",
         passed=candidate / baseline >= 0.97,
-        detail={"ratio_ci95": [low, high], "rounds": len(rates["agtl"])},
+        detail={
+            "ratio_ci95": [low, high],
+            "rounds": len(rates["agtl"]),
+            "agtl_rates": rates["agtl"],
+            "raw_rates": rates["raw"],
+        },
     )
 
 

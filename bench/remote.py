@@ -89,7 +89,12 @@ async def chunk_rate(base_url: str, *, quick: bool) -> Comparison:
         ratio=candidate / baseline,
         target=">= 0.95x",
         passed=candidate / baseline >= 0.95,
-        detail={"ratio_ci95": [low, high], "rounds": len(rates["agtl"])},
+        detail={
+            "ratio_ci95": [low, high],
+            "rounds": len(rates["agtl"]),
+            "agtl_rates": rates["agtl"],
+            "raw_rates": rates["raw"],
+        },
     )
 
 

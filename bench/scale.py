@@ -31,7 +31,7 @@ import trio
 
 from agtl import Event, Session
 from agtl.testing import ScriptedProvider
-from bench._harness import Comparison
+from bench._harness import Comparison, abba
 
 MEMORY_BUDGET_BYTES = 16 * 1024
 FLATNESS_TARGET = 1.25
@@ -139,8 +139,10 @@ def scale(*, quick: bool, largest: int = 10_000) -> list[Comparison]:
     _cost(_raw_crowd, 100)
     curve: list[dict[str, float]] = []
     for n in sizes:
-        agtl_cpu = statistics.median(_cost(agtl_crowd, n)[0] for _ in range(repeats))
-        raw_cpu = statistics.median(_cost(_raw_crowd, n)[0] for _ in range(repeats))
+        cpu: dict[str, list[float]] = {"agtl": [], "raw": []}
+        for side in abba(repeats, "agtl", "raw"):  # _cost collects garbage first
+            cpu[side].append(_cost(agtl_crowd if side == "agtl" else _raw_crowd, n)[0])
+        agtl_cpu, raw_cpu = statistics.median(cpu["agtl"]), statistics.median(cpu["raw"])
         wall = _cost(agtl_crowd, n)[1] * n
         curve.append(
             {

@@ -123,6 +123,14 @@ async def test_conversation_example() -> None:
     assert "Rome" in entries[-1].content
 
 
+def test_provider_guide_example_runs() -> None:
+    out = run_readme_block(3, "guides/providers.md").stdout.splitlines()
+    assert out == [
+        "succeeded 'structured concurrency rocks ' 0",
+        "delay: must be >= 0 seconds, got -1",
+    ]
+
+
 def test_getting_started_workflow_runs() -> None:
     out = run_readme_block(0, "guides/getting-started.md").stdout
     assert out.startswith("status drafting")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import trio.testing
 import agtl
 from agtl import Session, Status, StopReason
 from agtl_llamacpp import LlamaCppProvider, ModelLoadError, bundled_model_path
-from tests.waiting import wait_for
+from tests.waiting import wait_for, wait_until
 
 SYSTEM = "You are a helpful assistant."
 QUESTION = "What is the capital of France?"
@@ -133,10 +134,11 @@ async def test_cancel_during_prefill_aborts_and_the_prefix_stays_reusable(
     llama = provider._engine.llama
     async with provider.simple_execution(long_prompt) as execution:
         await wait_for(entered, "the long prompt's stream opened")
-        # Not needed for correctness (the checks below hold whether the cancel lands before or
-        # inside the decode); it only makes the cancel land inside the decode of the first
-        # 512-token batch, which takes about two seconds here.
-        await trio.sleep(0.3)
+        # The worker thread's start is when the prompt's decode begins (it takes seconds).
+        await wait_until(
+            lambda: any(t.name.startswith("agtl-llamacpp-") for t in threading.enumerate()),
+            "the worker thread starting the prefill",
+        )
         execution.cancel("stop during prefill")
         result = await execution.result()
 

@@ -191,7 +191,8 @@ class Runner:
         assert isinstance(generation, int)
         return generation
 
-    async def run(self, case: RealCase, index: int) -> None:
+    async def run(self, case: RealCase, index: int) -> bool:
+        """Run one case and check it; whether the execution was cancelled."""
         await trio.testing.wait_all_tasks_blocked()
         baseline_tasks = trio.lowlevel.current_statistics().tasks_living
         fds_before = non_socket_fds()
@@ -405,6 +406,7 @@ class Runner:
         if isinstance(self.provider, OpenAIProvider):
             assert pool_state(self.provider).in_use == 0  # every connection back or closed
         assert await self.answer() == self.expected_answer
+        return result.status is Status.CANCELED
 
 
 def _check_landing(
@@ -459,11 +461,11 @@ async def fuzz(runner: Runner, backend: str, count: int, tally: Tally) -> None:
         try:
             # A hang is a failure of this case, reported with its seed, never a stuck suite.
             with trio.fail_after(CASE_DEADLINE_SECONDS):
-                await runner.run(case, index)
+                cancelled = await runner.run(case, index)
         except BaseException as exc:
             exc.add_note(f"seed={seed} case #{index}: {case}")
             raise
-        tally.hold(case.category)
+        tally.hold(case.category, cancelled=cancelled)
 
 
 @pytest.fixture

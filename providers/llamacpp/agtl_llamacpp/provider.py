@@ -14,7 +14,7 @@ from agtl import (
     InvalidArgumentError,
     Provider,
 )
-from agtl._validate import check_count, type_name
+from agtl.validation import check_count, type_name
 from agtl_llamacpp._engine import Engine
 from agtl_llamacpp._model_file import resolve_model_path
 from agtl_llamacpp._stream import LlamaStream

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import attrs
 import openai
 import trio
 
@@ -19,9 +20,7 @@ from agtl import (
     estimate_tokens,
 )
 from agtl_openai._errors import redact, translate
-
-if TYPE_CHECKING:
-    from agtl_openai.provider import OpenAIProvider
+from agtl_openai._request import ServerQuirks, request_arguments
 
 _FINISH: dict[str, StopReason] = {
     "stop": StopReason.EOS,
@@ -34,9 +33,20 @@ _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 20.0
 
 
+@attrs.frozen
+class Connection:
+    """What a stream needs of its provider: the client, the key (to scrub it from errors),
+    the retry budget, and the server's quirks (which the stream may add to)."""
+
+    client: openai.AsyncOpenAI
+    secret: str | None = attrs.field(repr=False)
+    max_retries: int
+    quirks: ServerQuirks
+
+
 class OpenAIStream(GenerationStream):
-    def __init__(self, provider: OpenAIProvider, request: GenerationRequest) -> None:
-        self._provider = provider
+    def __init__(self, connection: Connection, request: GenerationRequest) -> None:
+        self._connection = connection
         self._request = request
         self._stream: Any = None
         self._chunks: Any = None
@@ -59,10 +69,8 @@ class OpenAIStream(GenerationStream):
             except StopAsyncIteration:
                 self._end()
                 return None
-            except (trio.Cancelled, KeyboardInterrupt):
-                raise
             except Exception as exc:
-                raise translate(exc, self._provider.secret) from None
+                raise translate(exc, self._connection.secret) from None
             if getattr(chunk, "model", None):
                 self._model = chunk.model
             if getattr(chunk, "usage", None) is not None:
@@ -86,18 +94,17 @@ class OpenAIStream(GenerationStream):
 
     async def _open(self) -> None:
         """Send the request; retry failures that happen before the first byte."""
-        provider = self._provider
-        kwargs = provider.request_arguments(self._request)
+        connection = self._connection
+        quirks = connection.quirks
+        kwargs = request_arguments(self._request, quirks)
         attempt = 0
         while True:
             attempt += 1
             try:
-                self._stream = await provider.client.chat.completions.create(**kwargs)
+                self._stream = await connection.client.chat.completions.create(**kwargs)
                 self._chunks = self._stream.__aiter__()
                 self._attempts.append({"attempt": attempt, "ok": True})
                 return
-            except (trio.Cancelled, KeyboardInterrupt):
-                raise
             except openai.APIStatusError as exc:
                 text = str(exc)
                 if (
@@ -106,27 +113,24 @@ class OpenAIStream(GenerationStream):
                     and exc.status_code < 600
                 ):
                     # This server refuses usage in streams: stop asking, estimate instead.
-                    provider.quirks.stream_usage = False
+                    quirks.refuse_stream_usage()
                     kwargs.pop("stream_options")
                     self._attempts.append({"attempt": attempt, "error": "stream_options refused"})
                     continue
-                if (
-                    _refuses_json_schema(kwargs, text)
-                    and not provider.quirks.json_schema_as_json_object
-                ):
+                if _refuses_json_schema(kwargs, text) and not quirks.json_schema_as_json_object:
                     # llama.cpp's server dialect: {"type": "json_object", "schema": {...}}.
-                    provider.quirks.json_schema_as_json_object = True
-                    kwargs = provider.request_arguments(self._request)
+                    quirks.refuse_json_schema()
+                    kwargs = request_arguments(self._request, quirks)
                     self._attempts.append({"attempt": attempt, "error": "json_schema refused"})
                     continue
-                error = translate(exc, provider.secret)
+                error = translate(exc, connection.secret)
             except Exception as exc:
-                error = translate(exc, provider.secret)
+                error = translate(exc, connection.secret)
             record: dict[str, object] = {"attempt": attempt, "error": type(error).__name__}
             if isinstance(error, agtl.ProviderError) and error.status_code is not None:
                 record["status"] = error.status_code
             self._attempts.append(record)
-            if not error.is_retryable or attempt > provider.max_retries:
+            if not error.is_retryable or attempt > connection.max_retries:
                 raise error
             wait = _backoff(attempt)
             if isinstance(error, agtl.RateLimitError) and error.retry_after is not None:

@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Final
+from typing import Final
 
-import attrs
 import openai
 
 from agtl import GenerationRequest, GenerationStream, InvalidArgumentError, Provider
-from agtl._validate import check_count, check_seconds
-from agtl_openai._stream import OpenAIStream
+from agtl.validation import check_count, check_seconds
+from agtl_openai._request import ServerQuirks
+from agtl_openai._stream import Connection, OpenAIStream
 
 __all__ = ["OpenAIProvider"]
 
 OFFICIAL_BASE_URL: Final = "https://api.openai.com/v1"
 # Compatible servers often need no key; the SDK insists on one, so we send this.
 _NO_KEY: Final = "not-needed"
-
-
-@attrs.define
-class ServerQuirks:
-    """Facts learned from the server's replies, kept for the provider's later calls."""
-
-    #: Ask for usage in streams; cleared when a server refuses ``stream_options``.
-    stream_usage: bool = True
-    #: Set once a server refused OpenAI's json_schema format (llama.cpp's server does): the
-    #: schema is then sent as ``{"type": "json_object", "schema": ...}``.
-    json_schema_as_json_object: bool = False
 
 
 class OpenAIProvider(Provider):
@@ -83,49 +72,16 @@ class OpenAIProvider(Provider):
             timeout=seconds,
             max_retries=0,  # agtl retries itself, before the first byte only, and counts attempts
         )
+        # What each stream needs, and nothing more: streams never see the provider.
+        self._connection = Connection(self.client, self._secret, self.max_retries, self.quirks)
 
     @property
     def secret(self) -> str | None:
         """The API key, for scrubbing it from messages. Never logged or shown in a repr."""
         return self._secret
 
-    def request_arguments(self, request: GenerationRequest) -> dict[str, Any]:
-        options = request.options
-        arguments: dict[str, Any] = {
-            "model": request.model,
-            "messages": [m.to_dict() for m in request.messages],
-            "stream": True,
-        }
-        if self.quirks.stream_usage:
-            arguments["stream_options"] = {"include_usage": True}
-        for name in (
-            "max_tokens",
-            "temperature",
-            "top_p",
-            "seed",
-            "presence_penalty",
-            "frequency_penalty",
-            "response_format",
-        ):
-            value = getattr(options, name)
-            if value is not None:
-                arguments[name] = value
-        fmt = options.response_format
-        if (
-            self.quirks.json_schema_as_json_object
-            and fmt is not None
-            and fmt.get("type") == "json_schema"
-        ):
-            schema = (fmt.get("json_schema") or {}).get("schema")
-            arguments["response_format"] = {"type": "json_object", "schema": schema}
-        if options.stop:
-            arguments["stop"] = list(options.stop)
-        if options.top_k is not None:
-            arguments["extra_body"] = {"top_k": options.top_k}  # vLLM, llama.cpp server
-        return arguments
-
     async def start_generation(self, request: GenerationRequest) -> GenerationStream:
-        return OpenAIStream(self, request)
+        return OpenAIStream(self._connection, request)
 
     async def aclose(self) -> None:
         await self.client.close()

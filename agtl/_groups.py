@@ -1,0 +1,45 @@
+"""Exception groups as the core sees them: leaves, cancellations, and the lone real error.
+
+trio wraps errors from nurseries in groups. The core looks through them in a few fixed ways,
+written once here: a group made only of ``trio.Cancelled`` is a cancellation, and a group
+holding one real error is that error.
+"""
+
+from __future__ import annotations
+
+import trio
+
+__all__ = ["contains_cancelled", "is_cancellation", "leaves", "lone_leaf", "unwrap"]
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """Every non-group exception inside ``exc`` (``[exc]`` for a plain exception)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in leaves(sub)]
+    return [exc]
+
+
+def lone_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The group's only leaf, if it has exactly one (a nursery artifact around one error)."""
+    found = leaves(group)
+    return found[0] if len(found) == 1 else None
+
+
+def contains_cancelled(exc: BaseException) -> bool:
+    """Whether any leaf is a ``trio.Cancelled``."""
+    return any(isinstance(leaf, trio.Cancelled) for leaf in leaves(exc))
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """True for ``trio.Cancelled``, or a group made only of them."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return False
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """A group holding one real error becomes that error; ``Cancelled`` leaves are dropped."""
+    real = [leaf for leaf in leaves(exc) if not isinstance(leaf, trio.Cancelled)]
+    return real[0] if len(real) == 1 else exc
