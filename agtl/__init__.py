@@ -6,7 +6,8 @@ Workflows are coroutines or async generators that receive a :class:`Session`. A
 ends in exactly one frozen :class:`Result` with a :class:`Summary` of usage, cost and timings.
 """
 
-from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason
+from agtl._vocabulary import ToolCallStatus
+from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason, ToolSpec
 from agtl.conversation import CancelMarker, Conversation, ConversationFileError, Entry, Turn
 from agtl.errors import (
     AgtlError,
@@ -31,6 +32,9 @@ from agtl.errors import (
     RateLimitError,
     ServerError,
     StallTimeoutError,
+    ToolArgumentsError,
+    ToolError,
+    ToolLoopError,
     WorkflowFailure,
 )
 from agtl.events import Event, EventMetrics
@@ -42,9 +46,10 @@ from agtl.pricing import BUNDLED_PRICING, Price, PricingTable
 from agtl.provider import Provider
 from agtl.race import race
 from agtl.result import CancelInfo, CancelSource, Partial, Result, Status
-from agtl.session import Session, TextResult, TextStream
+from agtl.session import Session, Step, TextResult, TextStream
 from agtl.signals import CancelSignal, any_of
 from agtl.summary import CostEntry, ErrorInfo, LLMCallSummary, RecordEntry, Summary, ToolCall
+from agtl.tools import Tool, tool
 from agtl.usage import Provenance, Usage, estimate_tokens
 
 __version__ = "0.1.0"
@@ -102,13 +107,20 @@ __all__ = [
     "SimpleExecution",
     "StallTimeoutError",
     "Status",
+    "Step",
     "StopReason",
     "StreamingExecution",
     "Summary",
     "TextResult",
     "TextStream",
+    "Tool",
+    "ToolArgumentsError",
     "ToolCall",
     "ToolCallRequest",
+    "ToolCallStatus",
+    "ToolError",
+    "ToolLoopError",
+    "ToolSpec",
     "Turn",
     "Usage",
     "UsageLimits",
@@ -117,4 +129,5 @@ __all__ = [
     "any_of",
     "estimate_tokens",
     "race",
+    "tool",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "Status",
     "StopReason",
     "SummarySink",
+    "ToolCallStatus",
 ]
 
 #: The structlog logger agtl logs through: bound per execution with ``bind(...)``.
@@ -55,8 +56,19 @@ class StopReason(enum.StrEnum):
     EOS = "eos"  # the model ended its answer
     LENGTH = "length"  # the max_tokens budget was spent or the context is full
     STOP_SEQUENCE = "stop_sequence"  # a stop sequence was produced
+    TOOL_CALLS = "tool_calls"  # the model asked for tool calls (the tool loop goes on)
     CANCELLED = "cancelled"  # the call was stopped before it finished (never "length")
     ERROR = "error"  # the call failed; the call record carries the error
+
+
+class ToolCallStatus(enum.StrEnum):
+    """How one tool call ended."""
+
+    OK = "ok"  # the tool returned; its result went to the model
+    ERROR = "error"  # the tool raised; the error went to the model (or failed the run)
+    TIMEOUT = "timeout"  # the tool's own timeout= passed; the model was told
+    INVALID = "invalid"  # the model's arguments did not validate; the model was told
+    CANCELLED = "cancelled"  # the execution was stopped while the tool ran
 
 
 @attrs.frozen

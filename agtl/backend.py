@@ -14,26 +14,64 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
 from agtl._vocabulary import StopReason
-from agtl.messages import Message
+from agtl.messages import Message, ToolCallRequest
 from agtl.options import GenerationOptions
 from agtl.usage import Usage
 
-__all__ = ["CallReport", "GenerationRequest", "GenerationStream", "StopReason"]
+__all__ = [
+    "CallReport",
+    "GenerationRequest",
+    "GenerationStream",
+    "StopReason",
+    "ToolChoice",
+    "ToolSpec",
+]
+
+#: ``"auto"`` (the model decides), ``"required"`` (it must call a tool), ``"none"`` (it must
+#: not), or the name of the one tool it must call.
+ToolChoice = str
+
+
+@attrs.frozen
+class ToolSpec:
+    """A tool as the model is told about it: name, description, JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """OpenAI's ``tools`` entry for this function."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": dict(self.parameters),
+            },
+        }
 
 
 @attrs.frozen
 class GenerationRequest:
-    """One LLM call as the backend receives it: resolved model, messages and options."""
+    """One LLM call as the backend receives it: resolved model, messages and options.
+
+    With ``tools``, the model may answer with tool calls instead of (or besides) text,
+    as ``tool_choice`` allows; the backend reports them in :attr:`CallReport.tool_calls`.
+    """
 
     model: str
     messages: tuple[Message, ...]
     options: GenerationOptions
     execution_id: str
     call_index: int
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice | None = None
 
 
 @attrs.frozen
@@ -48,6 +86,8 @@ class CallReport:
     stop_reason: StopReason | None = None
     model: str | None = None
     details: Mapping[str, object] = attrs.field(factory=dict)
+    #: The tool calls the model asked for (complete once the generation finished), in order.
+    tool_calls: tuple[ToolCallRequest, ...] = ()
 
 
 class GenerationStream(abc.ABC):

@@ -35,6 +35,9 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "StallTimeoutError",
+    "ToolArgumentsError",
+    "ToolError",
+    "ToolLoopError",
     "WorkflowFailure",
 ]
 
@@ -220,3 +223,43 @@ class ProviderConnectionError(ProviderError, ConnectionError):
 
 class IncompleteStreamError(ProviderError):
     """The stream ended or became unreadable before the server said why it stopped."""
+
+
+class ToolError(AgtlError):
+    """A tool raised, and the call asked for tool errors to fail it (``tool_errors="raise"``).
+
+    ``tool`` names the tool; the tool's own exception is the ``__cause__``.
+    """
+
+    def __init__(self, tool: str, error: BaseException) -> None:
+        self.tool = tool
+        self.error = error
+        super().__init__(f"tool {tool!r} raised {type(error).__name__}: {error}")
+
+
+class ToolLoopError(AgtlError):
+    """The tool loop ended without a text answer: ``max_steps`` model calls were made and the
+    last one still asked for tools. ``steps`` holds every step so far (the summary has them
+    too); ``pending`` the tool calls of the last step, which were not run."""
+
+    def __init__(self, max_steps: int, steps: tuple[Any, ...], pending: tuple[Any, ...]) -> None:
+        self.max_steps = max_steps
+        self.steps = steps
+        self.pending = pending
+        names = ", ".join(sorted({call.name for call in pending})) or "none"
+        super().__init__(
+            f"max_steps={max_steps} model calls were made and the last still asked for tools "
+            f"({names}); raise max_steps, or give the model what it needs to answer"
+        )
+
+
+class ToolArgumentsError(LLMError):
+    """The model's arguments for a tool call did not validate: not JSON, not matching the
+    tool's schema, or naming no tool. Sent back to the model up to the tool's ``retries``;
+    raised when the model is still wrong after that. ``problem`` is what the model was told.
+    """
+
+    def __init__(self, tool: str, problem: str) -> None:
+        self.tool = tool
+        self.problem = problem
+        super().__init__(f"arguments of tool {tool!r}: {problem}")

@@ -28,6 +28,10 @@ def _total_tokens(value: object) -> int | None:
     return None if value is None else check_count("max_total_tokens", value)
 
 
+def _tool_calls(value: object) -> int | None:
+    return None if value is None else check_count("max_tool_calls", value)
+
+
 def _money(value: object) -> Decimal | None:
     return None if value is None else check_decimal("max_cost", value)
 
@@ -39,7 +43,8 @@ class UsageLimits:
     ``max_requests`` is checked before each LLM call starts, so the call that would exceed
     it is never sent. Token and cost budgets are checked when each call ends; a call in
     flight is not cut short by them. A budget on a figure that is unknown (``None``) cannot
-    be enforced and is skipped.
+    be enforced and is skipped. ``max_tool_calls`` counts the tool calls the tool loop starts
+    across the execution; the call that would exceed it is never started.
     """
 
     max_requests: int | None = attrs.field(default=None, converter=_requests)
@@ -47,11 +52,18 @@ class UsageLimits:
     max_output_tokens: int | None = attrs.field(default=None, converter=_output_tokens)
     max_total_tokens: int | None = attrs.field(default=None, converter=_total_tokens)
     max_cost: Decimal | None = attrs.field(default=None, converter=_money)
+    max_tool_calls: int | None = attrs.field(default=None, converter=_tool_calls)
 
     def request_refusal(self, requests_started: int) -> str | None:
         """Why one more request may not start, or ``None`` if it may."""
         if self.max_requests is not None and requests_started >= self.max_requests:
             return f"max_requests={self.max_requests} reached"
+        return None
+
+    def tool_call_refusal(self, tool_calls_started: int) -> str | None:
+        """Why one more tool call may not start, or ``None`` if it may."""
+        if self.max_tool_calls is not None and tool_calls_started >= self.max_tool_calls:
+            return f"max_tool_calls={self.max_tool_calls} reached"
         return None
 
     def usage_violation(self, usage: Usage, cost: Decimal | None) -> str | None:

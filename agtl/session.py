@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final
@@ -14,8 +14,9 @@ import trio
 from agtl._cancel import Cancellation
 from agtl._runtime import Runtime
 from agtl._state import CallState, ExecutionState
-from agtl._vocabulary import CancelSource, Logger, ProviderInfo, StopReason
-from agtl.backend import CallReport, GenerationRequest, GenerationStream
+from agtl._tool_runner import StepRunner
+from agtl._vocabulary import CancelSource, Logger, ProviderInfo, StopReason, ToolCallStatus
+from agtl.backend import CallReport, GenerationRequest, GenerationStream, ToolSpec
 from agtl.conversation import Conversation, Turn
 from agtl.errors import (
     CallTimeoutError,
@@ -24,25 +25,54 @@ from agtl.errors import (
     InvalidArgumentError,
     LLMTimeoutError,
     StallTimeoutError,
+    ToolLoopError,
     WorkflowFailure,
 )
 from agtl.events import COMPLETE, ERROR, RESERVED_EVENT_TYPES, Event
 from agtl.limits import UsageLimits
-from agtl.messages import Message, Role, build_messages
+from agtl.messages import Message, Role, ToolCallRequest, build_messages
 from agtl.options import GenerationOptions
 from agtl.summary import CostEntry, RecordEntry, ToolCall
+from agtl.tools import Tool, check_tools
 from agtl.usage import Provenance, Usage
-from agtl.validation import check_decimal, check_optional_seconds, check_str, type_name
+from agtl.validation import (
+    check_count,
+    check_decimal,
+    check_optional_seconds,
+    check_str,
+    type_name,
+)
 
-__all__ = ["Session", "TextResult", "TextStream"]
+__all__ = ["Session", "Step", "TextResult", "TextStream"]
 
 # How long closing a backend stream may take after a cancel before we give up on it.
 CLOSE_GRACE_SECONDS: Final = 5.0
 
 
+#: How many model calls a tool loop makes at most, unless ``max_steps=`` says otherwise.
+DEFAULT_MAX_STEPS: Final = 10
+_TOOL_ERRORS: Final = ("model", "raise")
+
+
+@attrs.frozen
+class Step:
+    """One model call of a tool loop: its text and the tool calls it asked for, as they ran."""
+
+    call_index: int
+    text: str
+    tool_calls: tuple[ToolCall, ...]
+    stop_reason: StopReason
+    usage: Usage
+
+
 @attrs.frozen
 class TextResult:
-    """The outcome of one finished LLM call."""
+    """The outcome of one finished LLM call, or of a whole tool loop.
+
+    For a tool loop, ``text``, ``usage``, ``model`` and ``call_index`` are those of the final
+    model call and ``steps`` lists every model call of the loop (the summary has one LLM-call
+    record per step). ``tool_calls`` are the tool calls this (final) call asked for.
+    """
 
     text: str
     usage: Usage
@@ -50,6 +80,8 @@ class TextResult:
     model: str
     call_index: int
     time_to_first_token: float | None
+    tool_calls: tuple[ToolCallRequest, ...] = ()
+    steps: tuple[Step, ...] = ()
 
 
 class Session:
@@ -92,14 +124,43 @@ class Session:
         first_token_timeout: float | None = None,
         stall_timeout: float | None = None,
         conversation: Conversation | None = None,
+        tools: Sequence[Tool] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        tool_errors: str = "model",
         **options: Any,
     ) -> TextResult:
         """Run one LLM call to the end and return its text, usage and stop reason.
 
         ``timeout`` bounds the whole call, ``first_token_timeout`` the wait for the first
         output and ``stall_timeout`` any gap between two pieces of output; each raises a
-        subclass of :class:`~agtl.LLMTimeoutError` here, which the workflow may catch.
+        subclass of :class:`~agtl.LLMTimeoutError` here, which the workflow may catch. The
+        per-call budgets apply to each model call of a tool loop.
+
+        With ``tools=``, runs the tool loop: call the model; run the tool calls it asks for
+        (those of one step concurrently), send their results back, and call it again, until
+        it answers with text. ``tool_choice`` ("auto", "required", "none" or a tool's name)
+        applies to the first model call, later ones use "auto"; after ``max_steps`` model
+        calls (default 10) that still ask for tools, :class:`~agtl.ToolLoopError` is raised.
+        A tool that raises is reported to the model as an error, or, with
+        ``tool_errors="raise"``, raises :class:`~agtl.ToolError` here.
         """
+        if tools is not None or tool_choice is not None or max_steps is not None:
+            return await self._tool_loop(
+                prompt=prompt,
+                messages=messages,
+                system=system,
+                model=model,
+                timeouts=(timeout, first_token_timeout, stall_timeout),
+                conversation=conversation,
+                tools=tools,
+                tool_choice=tool_choice,
+                max_steps=max_steps,
+                tool_errors=tool_errors,
+                options=options,
+            )
+        if tool_errors != "model":
+            raise InvalidArgumentError("tool_errors", "only applies to a call with tools=")
         stream = self.stream_text(
             prompt=prompt,
             messages=messages,
@@ -115,6 +176,81 @@ class Session:
             async for _ in stream:
                 pass
         return stream.result
+
+    async def _tool_loop(
+        self,
+        *,
+        prompt: str | None,
+        messages: Any,
+        system: str | None,
+        model: str | None,
+        timeouts: tuple[float | None, float | None, float | None],
+        conversation: Conversation | None,
+        tools: Sequence[Tool] | None,
+        tool_choice: str | None,
+        max_steps: int | None,
+        tool_errors: str,
+        options: dict[str, Any],
+    ) -> TextResult:
+        """The tool loop of :meth:`generate_text` (see there)."""
+        if conversation is not None:
+            raise InvalidArgumentError(
+                "conversation",
+                "a tool loop takes prompt= or messages= for now, not a conversation",
+            )
+        checked = check_tools(tools if tools is not None else [])
+        by_name = {t.name: t for t in checked}
+        choice = _check_tool_choice(tool_choice, by_name)
+        steps_allowed = check_count(
+            "max_steps", DEFAULT_MAX_STEPS if max_steps is None else max_steps, minimum=1
+        )
+        if tool_errors not in _TOOL_ERRORS:
+            raise InvalidArgumentError(
+                "tool_errors", f"must be 'model' or 'raise', not {tool_errors!r}"
+            )
+        history = list(build_messages(prompt=prompt, messages=messages, system=system))
+        specs = tuple(ToolSpec(t.name, t.description, t.parameters) for t in checked)
+        runner = StepRunner(
+            tools=by_name,
+            state=self._state,
+            cancellation=self._cancellation,
+            limits=self._limits,
+            log=self._log,
+            session=self,
+            raise_errors=tool_errors == "raise",
+        )
+        timeout, first_token_timeout, stall_timeout = timeouts
+        steps: list[Step] = []
+        for number in range(steps_allowed):
+            stream = self.stream_text(
+                messages=history,
+                model=model,
+                timeout=timeout,
+                first_token_timeout=first_token_timeout,
+                stall_timeout=stall_timeout,
+                **options,
+            )
+            stream._tools = specs
+            stream._tool_choice = choice if number == 0 else "auto"
+            async with stream:
+                async for _ in stream:
+                    pass
+            reply = stream.result
+            if not reply.tool_calls or choice == "none":
+                steps.append(Step(reply.call_index, reply.text, (), reply.stop_reason, reply.usage))
+                return attrs.evolve(reply, steps=tuple(steps))
+            if number == steps_allowed - 1:
+                steps.append(Step(reply.call_index, reply.text, (), reply.stop_reason, reply.usage))
+                raise ToolLoopError(steps_allowed, tuple(steps), reply.tool_calls)
+            history.append(Message(Role.ASSISTANT, reply.text, tool_calls=reply.tool_calls))
+            outcomes = await runner.run(reply.tool_calls, reply.call_index)
+            for call, outcome in zip(reply.tool_calls, outcomes, strict=True):
+                history.append(Message(Role.TOOL, outcome.message, tool_call_id=call.id))
+            records = tuple(outcome.record for outcome in outcomes)
+            steps.append(
+                Step(reply.call_index, reply.text, records, reply.stop_reason, reply.usage)
+            )
+        raise AssertionError("unreachable: the loop returns or raises")
 
     def stream_text(
         self,
@@ -267,8 +403,9 @@ class Session:
         state = self._state
         if state.tool_calls is None:
             state.tool_calls = []
+        status = ToolCallStatus.OK if message is None else ToolCallStatus.ERROR
         state.tool_calls.append(
-            ToolCall(name, arguments, result, message, seconds, state.elapsed())
+            ToolCall(name, arguments, result, message, seconds, state.elapsed(), status)
         )
 
     def record_cost(
@@ -334,6 +471,9 @@ class TextStream:
         self._last_delta = 0.0
         self._result: TextResult | None = None
         self._entered = False
+        # Set by the tool loop for its model calls: what the model may call, and how.
+        self._tools: tuple[ToolSpec, ...] = ()
+        self._tool_choice: str | None = None
 
     @property
     def text(self) -> str:
@@ -379,7 +519,13 @@ class TextStream:
         if self._first_token_timeout is not None:
             self._first_token_deadline = now + self._first_token_timeout
         request = GenerationRequest(
-            self._model, tuple(self._messages), self._options, state.execution_id, call.index
+            self._model,
+            tuple(self._messages),
+            self._options,
+            state.execution_id,
+            call.index,
+            tools=self._tools,
+            tool_choice=self._tool_choice if self._tools else None,
         )
         try:
             deadline = min(self._call_deadline, self._first_token_deadline)
@@ -512,6 +658,7 @@ class TextStream:
                 model=call.model,
                 call_index=call.index,
                 time_to_first_token=call.time_to_first_token,
+                tool_calls=report.tool_calls,
             )
         if env.limits is not None:
             violation = env.limits.usage_violation(*env.state.usage_and_cost())
@@ -529,6 +676,23 @@ class TextStream:
             self._turn.fail(exc)
         else:
             self._turn.finish()
+
+
+def _check_tool_choice(choice: object, tools: Mapping[str, Tool]) -> str:
+    """``tool_choice``: "auto" (default), "required", "none", or one of the tools' names."""
+    if choice is None:
+        return "auto"
+    if not isinstance(choice, str):
+        raise InvalidArgumentError("tool_choice", f"must be a str, not {type_name(choice)}")
+    if choice in ("auto", "required", "none") or choice in tools:
+        if choice != "none" and not tools:
+            raise InvalidArgumentError("tools", f"tool_choice={choice!r} needs at least one tool")
+        return choice
+    names = ", ".join(sorted(tools)) or "no tools were given"
+    raise InvalidArgumentError(
+        "tool_choice",
+        f"{choice!r} is not 'auto', 'required', 'none' or a tool's name ({names})",
+    )
 
 
 def _check_conversation_call(

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from agtl._vocabulary import StopReason
+from agtl._vocabulary import StopReason, ToolCallStatus
 from agtl.usage import Usage
 
 __all__ = ["CostEntry", "ErrorInfo", "LLMCallSummary", "RecordEntry", "Summary", "ToolCall"]
@@ -60,7 +60,11 @@ class LLMCallSummary:
 
 @attrs.frozen
 class ToolCall:
-    """A tool call the workflow recorded with ``session.record_tool_call``."""
+    """One tool call: run by the tool loop, or recorded with ``session.record_tool_call``.
+
+    ``at`` is when it started (seconds since the execution started); ``step`` the index of
+    the LLM call whose reply asked for it; ``call_id`` the model's id for it.
+    """
 
     name: str
     arguments: Any = None
@@ -68,6 +72,9 @@ class ToolCall:
     error: str | None = None
     duration: float | None = None
     at: float = 0.0
+    status: ToolCallStatus = ToolCallStatus.OK
+    call_id: str | None = None
+    step: int | None = None
 
 
 @attrs.frozen

@@ -15,9 +15,10 @@ import trio
 
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason
 from agtl.errors import InvalidArgumentError, ProviderError
+from agtl.messages import ToolCallRequest
 from agtl.provider import Provider
 from agtl.usage import Provenance, Usage
-from agtl.validation import check_seconds
+from agtl.validation import check_items, check_seconds, type_name
 
 __all__ = ["Reply", "ScriptExhaustedError", "ScriptedProvider"]
 
@@ -36,6 +37,16 @@ def _delay(value: object) -> float:
     return check_seconds("delay", value)
 
 
+def _tool_calls(value: object) -> tuple[ToolCallRequest, ...]:
+    if isinstance(value, ToolCallRequest) or not isinstance(value, Sequence):
+        raise InvalidArgumentError(
+            "tool_calls", f"must be a sequence of agtl.ToolCallRequest, not {type_name(value)}"
+        )
+    return check_items(
+        "tool_calls", value, ToolCallRequest, "an agtl.ToolCallRequest", allow_empty=True
+    )
+
+
 @attrs.frozen
 class Reply:
     """One scripted model reply.
@@ -44,7 +55,9 @@ class Reply:
     ``delay`` is slept before every chunk (``first_delay`` before the first, if given).
     After the chunks, ``error`` is raised if set, else the call hangs if ``hang`` is set,
     else it finishes with ``stop_reason``. ``usage`` replaces the counted usage (and is
-    then reported with provenance ``provider``).
+    then reported with provenance ``provider``). With ``tool_calls``, the reply asks for
+    those tool calls once its text is out (stop reason ``tool_calls``); the tool loop
+    validates their arguments like a real model's.
     """
 
     text: tuple[str, ...] = attrs.field(default=(), converter=_chunks)
@@ -55,6 +68,7 @@ class Reply:
     error: BaseException | None = None
     hang: bool = False
     model: str | None = None
+    tool_calls: tuple[ToolCallRequest, ...] = attrs.field(default=(), converter=_tool_calls)
 
 
 class ScriptExhaustedError(ProviderError):
@@ -156,7 +170,7 @@ class _ScriptedStream(GenerationStream):
             raise reply.error
         if reply.hang:
             await trio.sleep_forever()
-        self._stop = reply.stop_reason
+        self._stop = StopReason.TOOL_CALLS if reply.tool_calls else reply.stop_reason
         await trio.lowlevel.checkpoint()
         return None
 
@@ -171,7 +185,9 @@ class _ScriptedStream(GenerationStream):
                 reasoning_tokens=0,
                 provenance=Provenance.COUNTED,
             )
-        return CallReport(usage, self._stop, self._reply.model)
+        finished = self._stop is StopReason.TOOL_CALLS
+        calls = self._reply.tool_calls if finished else ()
+        return CallReport(usage, self._stop, self._reply.model, tool_calls=calls)
 
     async def aclose(self) -> None:
         self._stop = self._stop or StopReason.CANCELLED

@@ -119,15 +119,18 @@ class CancelSamples:
         )
 
 
-def mid_stream_problem(result: agtl.Result[Any], *, min_deltas: int) -> str | None:
-    """Why ``result`` is not a cancel of its one call mid-stream (None: it is)."""
+def mid_stream_problem(result: agtl.Result[Any], *, delivered: int, after: int) -> str | None:
+    """Why ``result`` is not a cancel of its one call mid-stream (None: it is).
+
+    ``delivered`` is how many deltas the consumer had seen when the cancel was fired: a
+    figure of the harness, not the call's usage (which a remote server may only estimate).
+    """
     if result.status is not agtl.Status.CANCELED:
         return f"status {result.status.value}, not canceled"
     calls = result.summary.llm_calls
     if len(calls) != 1 or calls[0].stop_reason is not agtl.StopReason.CANCELLED:
         return "the call was not the one cancelled"
-    partial = result.partial.text if result.partial is not None else ""
-    if not partial or (calls[0].usage.output_tokens or 0) < min_deltas:
+    if delivered < after or result.partial is None or not result.partial.text:
         return "cancelled before the stream had started"
     return None
 
@@ -175,13 +178,18 @@ def ratio_interval(
 
 async def cancel_mid_stream(
     provider: agtl.Provider, *, after: int, **call: Any
-) -> tuple[float, agtl.Result[Any]]:
-    """Stream one call, cancel once ``after`` deltas arrived; seconds from cancel() to result()."""
+) -> tuple[float, agtl.Result[Any], str | None]:
+    """Stream one call, cancel once ``after`` deltas arrived.
+
+    Returns the seconds from cancel() to result(), the result, and why the sample is not a
+    cancel mid-stream (``None`` when it is).
+    """
     got = trio.Event()
+    count = 0
 
     async def run(session: Session) -> None:
+        nonlocal count
         async with session.stream_text(**call) as stream:
-            count = 0
             async for _ in stream:
                 count += 1
                 if count == after:
@@ -189,7 +197,9 @@ async def cancel_mid_stream(
 
     async with provider.simple_execution(run) as execution:
         await got.wait()
+        delivered = count
         started = time.perf_counter()
         execution.cancel()
         result = await execution.result()
-        return time.perf_counter() - started, result
+        latency = time.perf_counter() - started
+    return latency, result, mid_stream_problem(result, delivered=delivered, after=after)

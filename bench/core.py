@@ -23,7 +23,6 @@ from bench._harness import (
     Comparison,
     cancel_mid_stream,
     interleaved,
-    mid_stream_problem,
 )
 
 
@@ -149,8 +148,8 @@ async def cancel_latency(*, quick: bool) -> Comparison:
     provider = ScriptedProvider(respond=lambda request: Reply("word " * 2000, delay=0.001))
     samples = CancelSamples()
     for _ in range(20 if quick else 300):
-        latency, result = await cancel_mid_stream(provider, after=5, prompt="go")
-        samples.add(latency, mid_stream_problem(result, min_deltas=5))
+        latency, _, problem = await cancel_mid_stream(provider, after=5, prompt="go")
+        samples.add(latency, problem)
     return samples.figure(
         key="scripted-cancel",
         name="scripted cancel latency mid-stream (p99, budget a constant 1 ms)",

@@ -28,7 +28,6 @@ from bench._harness import (
     Comparison,
     abba,
     cancel_mid_stream,
-    mid_stream_problem,
     ratio_interval,
 )
 
@@ -108,10 +107,10 @@ async def cancel_during_decode(provider: LlamaCppProvider, *, quick: bool) -> Co
     step = 1 / statistics.median(raw_rates)
     samples = CancelSamples()
     for _ in range(5 if quick else 30):
-        latency, result = await cancel_mid_stream(
+        latency, _, problem = await cancel_mid_stream(
             provider, after=8, messages=MESSAGES, max_tokens=400
         )
-        samples.add(latency, mid_stream_problem(result, min_deltas=8))
+        samples.add(latency, problem)
     return samples.figure(
         key="local-cancel-decode",
         name="local cancel latency during decode (p99 vs one raw decode step + 5 ms)",

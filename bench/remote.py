@@ -22,7 +22,6 @@ from bench._harness import (
     Comparison,
     abba,
     cancel_mid_stream,
-    mid_stream_problem,
     ratio_interval,
 )
 
@@ -106,10 +105,10 @@ async def cancel_latency(base_url: str, *, quick: bool) -> Comparison:
     samples = CancelSamples()
     try:
         for _ in range(5 if quick else 30):
-            latency, result = await cancel_mid_stream(
+            latency, _, problem = await cancel_mid_stream(
                 provider, after=5, prompt=ESSAY, system=SYSTEM, max_tokens=400
             )
-            samples.add(latency, mid_stream_problem(result, min_deltas=5))
+            samples.add(latency, problem)
     finally:
         await provider.aclose()
     return samples.figure(

@@ -51,8 +51,10 @@ def test_demo_shows_streaming_a_timeout_a_race_and_the_summaries() -> None:
     out = done.stdout
     assert "The capital of France is Paris." in out
     assert "canceled by timeout (timeout=1.5s); kept" in out
+    assert "tool get_weather({'city':" in out
+    assert "(ok," in out
     assert " won " in out
-    assert "canceled" in out.split("3. Racing")[1]
+    assert "canceled" in out.split("4. Racing")[1]
     assert "What each execution did" in out
     assert "counted" in out  # token provenance is shown
     assert done.stderr == ""

@@ -94,6 +94,25 @@ async def test_local_model_example() -> None:
     assert stopped.summary.llm_calls[0].stop_reason is agtl.StopReason.CANCELLED
 
 
+async def test_tool_agent_example() -> None:
+    from examples import tool_agent
+
+    answered, stopped = await tool_agent.main()
+    assert answered.status is agtl.Status.SUCCEEDED
+    [weather] = answered.summary.tool_calls
+    assert weather.name == "get_weather"
+    assert weather.status is agtl.ToolCallStatus.OK
+    assert answered.value
+    assert stopped.status is agtl.Status.CANCELED
+    assert stopped.cancel is not None
+    assert stopped.cancel.source is agtl.CancelSource.TIMEOUT
+    # The timeout lands while the approval tool waits (the model's call takes a second or
+    # two of the eight); the tool is then recorded as cancelled.
+    assert [(c.name, c.status) for c in stopped.summary.tool_calls] == [
+        ("ask_approval", agtl.ToolCallStatus.CANCELLED)
+    ]
+
+
 def test_readme_local_model_example_runs() -> None:
     out = run_readme_block(1).stdout
     assert out.startswith("The capital of France is Paris.")

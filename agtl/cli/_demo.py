@@ -1,4 +1,4 @@
-"""`agtl demo`: the bundled model streaming, a timeout mid-stream, a race, and the summaries."""
+"""`agtl demo`: streaming, a timeout mid-stream, a tool call, a race, and the summaries."""
 
 from __future__ import annotations
 
@@ -11,6 +11,16 @@ import agtl
 from agtl.cli._common import console, make_provider, summary_table
 
 SYSTEM = "You are a helpful assistant."
+
+
+@agtl.tool
+async def get_weather(city: str) -> str:
+    """Current weather of a city.
+
+    Args:
+        city: The city's name.
+    """
+    return f"sunny and 21 degrees in {city}"
 
 
 async def _demo(provider: Any, out: Any) -> list[tuple[str, agtl.Result[Any]]]:
@@ -47,7 +57,28 @@ async def _demo(provider: Any, out: Any) -> list[tuple[str, agtl.Result[Any]]]:
             f"({stopped.cancel.reason}); kept {len(stopped.partial.text)} characters"
         )
 
-    out.rule("[bold]3. Racing two executions: the first to succeed wins, the other is cancelled")
+    out.rule("[bold]3. A tool call: the model asks for the weather, agtl runs the tool")
+
+    async def weather(session: agtl.Session) -> str:
+        reply = await session.generate_text(
+            prompt="What is the weather in Paris?",
+            system=SYSTEM,
+            tools=[get_weather],
+            tool_choice="get_weather",
+            max_tokens=48,
+        )
+        for step in reply.steps:
+            for call in step.tool_calls:
+                out.print(
+                    f"[magenta]tool[/] {call.name}({call.arguments}) -> {call.result!r} "
+                    f"[dim]({call.status.value}, {1000 * (call.duration or 0):.1f} ms)"
+                )
+        out.print(reply.text, style="cyan")
+        return reply.text
+
+    rows.append(("tool call", await provider.simple_execution(weather).result()))
+
+    out.rule("[bold]4. Racing two executions: the first to succeed wins, the other is cancelled")
 
     def quiet(prompt: str, max_tokens: int) -> Any:
         async def run(session: agtl.Session) -> str:
@@ -67,7 +98,7 @@ async def _demo(provider: Any, out: Any) -> list[tuple[str, agtl.Result[Any]]]:
         mark = "[green]won" if result is winner else f"[yellow]{result.status.value}"
         out.print(f"{label:16} {mark}[/] {str(result.value or '')[:70]!r}")
 
-    out.rule("[bold]4. What each execution did (every figure measured in this run)")
+    out.rule("[bold]5. What each execution did (every figure measured in this run)")
     out.print(summary_table(rows))
     return rows
 

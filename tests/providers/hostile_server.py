@@ -4,7 +4,10 @@ The request's ``model`` picks the behaviour: ``ok``, ``rate-limited`` (429 with 
 then ok), ``server-error`` (always 500), ``unauthorized`` (401 echoing the key, as careless
 servers do), ``cut`` (connection dropped mid-stream), ``malformed`` (an unparsable SSE line),
 ``stall`` (silence after the first chunk), ``endless`` (a body that never ends) and
-``no-finish`` (ends without a finish reason).
+``no-finish`` (ends without a finish reason). Tool calls: ``tool-call`` (a get_weather call
+streamed in pieces; answered with text once the request carries a tool result), ``tool-cut``
+(the connection drops inside the arguments), ``tool-bad-json`` (arguments that are not JSON)
+and ``tool-unknown`` (a call to a tool that does not exist).
 
 With ``keep_alive=True`` a connection serves request after request, as real servers do, so
 a client that fails to finish or close a response shows up as a connection left open; a
@@ -25,6 +28,7 @@ class HostileServer:
     def __init__(self, *, keep_alive: bool = False) -> None:
         self.keep_alive = keep_alive
         self.requests: collections.Counter[str] = collections.Counter()
+        self.bodies: list[dict[str, Any]] = []  # every request's JSON body, in order
         self.open_connections = 0
         self.port = 0
         self._idle = trio.Event()
@@ -54,8 +58,13 @@ class HostileServer:
                 if request is None:
                     return
                 headers, body = request
-                model = str(json.loads(body or b"{}").get("model", "ok"))
+                payload = json.loads(body or b"{}")
+                model = str(payload.get("model", "ok"))
                 self.requests[model] += 1
+                self.bodies.append(payload)
+                answered = any(m.get("role") == "tool" for m in payload.get("messages", ()))
+                if model == "tool-call" and answered:
+                    model = "ok"  # the tool's result came back: answer with text
                 reusable = await self._respond(stream, model, headers)
                 if not (self.keep_alive and reusable):
                     return
@@ -88,6 +97,8 @@ class HostileServer:
             + (b"connection: close\r\n" if close else b"")
             + b"\r\n"
         )
+        if model.startswith("tool-"):
+            return await _tool_reply(stream, model)
         if model == "endless":
             while True:
                 await _chunk(stream, _delta("tick "))
@@ -109,6 +120,51 @@ class HostileServer:
         await _chunk(stream, b"data: [DONE]\n\n")
         await stream.send_all(b"0\r\n\r\n")
         return True
+
+
+async def _tool_reply(stream: trio.SocketStream, model: str) -> bool:
+    name = "get_wether" if model == "tool-unknown" else "get_weather"
+    await _chunk(stream, _call_delta(0, id="call_h1", name=name))
+    if model == "tool-cut":
+        await _chunk(stream, _call_delta(0, arguments='{"ci'))
+        await stream.send_all(b'30\r\ndata: {"choices": [{"delta": {"tool_')  # then drops
+        return False
+    pieces = ["{not json"] if model == "tool-bad-json" else ['{"city"', ': "Par', 'is"}']
+    for piece in pieces:
+        await _chunk(stream, _call_delta(0, arguments=piece))
+    await _chunk(stream, _finish("tool_calls"))
+    await _chunk(stream, b"data: [DONE]\n\n")
+    await stream.send_all(b"0\r\n\r\n")
+    return True
+
+
+def _call_delta(
+    index: int, *, id: str | None = None, name: str | None = None, arguments: str | None = None
+) -> bytes:
+    function: dict[str, str] = {}
+    if name is not None:
+        function["name"] = name
+    if arguments is not None:
+        function["arguments"] = arguments
+    call: dict[str, Any] = {"index": index, "function": function}
+    if id is not None:
+        call.update(id=id, type="function")
+    return _event({"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None})
+
+
+def _finish(reason: str) -> bytes:
+    return _event({"index": 0, "delta": {}, "finish_reason": reason})
+
+
+def _event(choice: dict[str, Any]) -> bytes:
+    payload = {
+        "id": "chatcmpl-hostile",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "hostile",
+        "choices": [choice],
+    }
+    return f"data: {json.dumps(payload)}\n\n".encode()
 
 
 async def _silent_until_closed(stream: trio.SocketStream) -> None:
@@ -139,14 +195,7 @@ async def _read_request(stream: trio.SocketStream) -> tuple[dict[str, str], byte
 
 
 def _delta(text: str, *, finish: str | None = None) -> bytes:
-    payload = {
-        "id": "chatcmpl-hostile",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": "hostile",
-        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
-    }
-    return f"data: {json.dumps(payload)}\n\n".encode()
+    return _event({"index": 0, "delta": {"content": text}, "finish_reason": finish})
 
 
 async def _chunk(stream: trio.SocketStream, data: bytes) -> None:

@@ -27,11 +27,13 @@ from agtl import (
     Provenance,
     ProviderError,
     StopReason,
+    ToolCallRequest,
     Usage,
 )
 from agtl_llamacpp._engine import Engine
 from agtl_llamacpp._kv_store import Prepared
 from agtl_llamacpp._stop import StopMatcher
+from agtl_llamacpp._tools import call_grammar, mode_of, parse_call, render_messages
 
 # Sampling defaults when a request leaves a value unset (llama-cpp-python's own defaults).
 _DEFAULT_TEMPERATURE = 0.8
@@ -62,6 +64,12 @@ class LlamaStream(GenerationStream):
         self._prepared: Prepared | None = None
         self._committed = False
         self._kv: dict[str, object] = {}
+        # Tool calls: how this generation treats tools, output held back while it may be a
+        # call, and the calls found once it ended.
+        self._tool_mode = mode_of(request)
+        self._held: list[str] = []
+        self._deciding = self._tool_mode is not None
+        self._tool_calls: tuple[ToolCallRequest, ...] = ()
 
     # -- trio side ----------------------------------------------------------------------------
     async def _start(self) -> None:
@@ -92,6 +100,43 @@ class LlamaStream(GenerationStream):
     async def next_delta(self) -> str | None:
         if not self._started:
             await self._start()
+        if self._tool_mode is None:
+            piece = await self._next_piece()
+        else:
+            piece = await self._next_tool_aware()
+        if piece is None:
+            self._commit()  # the end of the reply is being delivered: the turn's commit point
+        return piece
+
+    async def _next_tool_aware(self) -> str | None:
+        """Pieces, but held back while the output may still be a tool call."""
+        while True:
+            piece = await self._next_piece()
+            if piece is None:
+                return self._settle_held()
+            if not self._deciding:
+                return piece
+            self._held.append(piece)
+            text = "".join(self._held).lstrip()
+            if self._tool_mode == "auto" and text and not text.startswith("{"):
+                # Plain text after all: hand over what was held, then stream as usual.
+                self._deciding = False
+                held, self._held = "".join(self._held), []
+                return held
+
+    def _settle_held(self) -> str | None:
+        """The generation ended: what was held is a tool call, or text still to deliver."""
+        if not self._held:
+            return None
+        held, self._held = "".join(self._held), []
+        call = parse_call(held, self._request.tools, self._request.call_index)
+        if call is not None:
+            self._tool_calls = (call,)
+            return None
+        self._deciding = False
+        return held  # then the next read returns None
+
+    async def _next_piece(self) -> str | None:
         while True:
             if self._pieces:
                 return self._pieces.popleft()
@@ -99,7 +144,6 @@ class LlamaStream(GenerationStream):
                 if self._error is not None:
                     error, self._error = self._error, None
                     raise error
-                self._commit()
                 return None
             await self._lot.park()
 
@@ -121,7 +165,11 @@ class LlamaStream(GenerationStream):
             provenance=Provenance.COUNTED,
         )
         stop = None if self._stop is StopReason.CANCELLED else self._stop
-        return CallReport(usage, stop, self._engine.model_name, details)
+        if self._tool_calls and stop is not None:
+            stop = StopReason.TOOL_CALLS
+        return CallReport(
+            usage, stop, self._engine.model_name, details, tool_calls=self._tool_calls
+        )
 
     async def aclose(self) -> None:
         if self._thread is not None and not self._done:
@@ -158,13 +206,20 @@ class LlamaStream(GenerationStream):
         """Render and tokenize the prompt; runs on the trio thread while holding the turn."""
         engine = self._engine
         llama = engine.llama
-        messages: Any = [m.to_dict() for m in self._request.messages]
+        messages: Any = render_messages(self._request)
         prompt = engine.formatter(messages=messages).prompt
         self._tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         budget = self._request.options.max_tokens or 1
         if len(self._tokens) + min(budget, 1) >= engine.n_ctx:
             raise ContextLengthError(len(self._tokens), engine.n_ctx, model=engine.model_name)
-        self._grammar = _grammar(self._request.options.response_format)
+        if self._tool_mode is not None:
+            if self._request.options.response_format is not None:
+                raise InvalidArgumentError(
+                    "response_format", "cannot be combined with tools on the local model"
+                )
+            self._grammar = call_grammar(self._request)
+        else:
+            self._grammar = _grammar(self._request.options.response_format)
 
     def _publish(self, callback: Any, *args: Any) -> None:
         assert self._token is not None

@@ -67,4 +67,11 @@ def request_arguments(request: GenerationRequest, quirks: ServerQuirks) -> dict[
         arguments["stop"] = list(options.stop)
     if options.top_k is not None:
         arguments["extra_body"] = {"top_k": options.top_k}  # vLLM, llama.cpp server
+    if request.tools:
+        arguments["tools"] = [spec.to_dict() for spec in request.tools]
+        choice = request.tool_choice or "auto"
+        if choice in ("auto", "required", "none"):
+            arguments["tool_choice"] = choice
+        else:
+            arguments["tool_choice"] = {"type": "function", "function": {"name": choice}}
     return arguments

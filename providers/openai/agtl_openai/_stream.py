@@ -16,6 +16,7 @@ from agtl import (
     GenerationStream,
     Provenance,
     StopReason,
+    ToolCallRequest,
     Usage,
     estimate_tokens,
 )
@@ -25,8 +26,8 @@ from agtl_openai._request import ServerQuirks, request_arguments
 _FINISH: dict[str, StopReason] = {
     "stop": StopReason.EOS,
     "length": StopReason.LENGTH,
-    "tool_calls": StopReason.EOS,
-    "function_call": StopReason.EOS,
+    "tool_calls": StopReason.TOOL_CALLS,
+    "function_call": StopReason.TOOL_CALLS,
 }
 # Backoff when the server gave no retry-after hint: 0.5 s, 1 s, 2 s, ... capped.
 _BACKOFF_BASE = 0.5
@@ -58,6 +59,8 @@ class OpenAIStream(GenerationStream):
         self._model: str | None = None
         self._attempts: list[dict[str, object]] = []
         self._ended = False
+        # Streamed tool-call deltas, by their index: [id, name, argument pieces].
+        self._calls: dict[int, list[Any]] = {}
 
     async def next_delta(self) -> str | None:
         if not self._started:
@@ -78,11 +81,44 @@ class OpenAIStream(GenerationStream):
             for choice in chunk.choices or ():
                 if choice.finish_reason:
                     self._finish = choice.finish_reason
+                if choice.delta is not None and choice.delta.tool_calls:
+                    self._add_call_deltas(choice.delta.tool_calls)
                 content = choice.delta.content if choice.delta is not None else None
                 if content:
                     text = str(content)
                     self._text.append(text)
                     return text
+
+    def _add_call_deltas(self, deltas: Any) -> None:
+        """Assemble streamed tool calls: the id and name come first, arguments in pieces."""
+        for delta in deltas:
+            index = getattr(delta, "index", None)
+            index = len(self._calls) if index is None else int(index)
+            entry = self._calls.setdefault(index, [None, None, []])
+            if getattr(delta, "id", None):
+                entry[0] = delta.id
+            function = getattr(delta, "function", None)
+            if function is not None:
+                if getattr(function, "name", None):
+                    entry[1] = function.name
+                if getattr(function, "arguments", None):
+                    entry[2].append(function.arguments)
+
+    def _tool_calls(self) -> tuple[ToolCallRequest, ...]:
+        """The assembled tool calls, once the stream ended (a cut stream has none)."""
+        if not self._ended:
+            return ()
+        calls = []
+        for index in sorted(self._calls):
+            call_id, name, pieces = self._calls[index]
+            calls.append(
+                ToolCallRequest(
+                    id=call_id or f"call_{self._request.call_index}_{index}",
+                    name=name or "",
+                    arguments="".join(pieces) or "{}",
+                )
+            )
+        return tuple(calls)
 
     def _end(self) -> None:
         self._ended = True
@@ -140,6 +176,7 @@ class OpenAIStream(GenerationStream):
 
     def report(self) -> CallReport:
         details: dict[str, object] = {"attempts": list(self._attempts)}
+        calls = self._tool_calls()
         usage = self._usage
         text = "".join(self._text)
         if usage is not None:
@@ -159,17 +196,19 @@ class OpenAIStream(GenerationStream):
         else:
             reported = Usage(
                 input_tokens=_estimate_prompt(self._request),
-                output_tokens=estimate_tokens(text),
+                output_tokens=estimate_tokens(text + "".join(c.arguments for c in calls)),
                 provenance=Provenance.ESTIMATED,
             )
         stop = None
         if self._ended and self._finish is not None:
             stop = _FINISH.get(self._finish, StopReason.EOS)
+            if calls:
+                stop = StopReason.TOOL_CALLS  # some servers say "stop" after tool calls
             if self._finish == "stop" and self._request.options.stop:
                 details["finish_reason"] = "stop"  # a natural end or a stop sequence: unknown
             if self._finish not in _FINISH:
                 details["finish_reason"] = self._finish
-        return CallReport(reported, stop, self._model, details)
+        return CallReport(reported, stop, self._model, details, tool_calls=calls)
 
     async def aclose(self) -> None:
         if self._stream is not None:

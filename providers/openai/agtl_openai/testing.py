@@ -33,12 +33,15 @@ def serve_local_model(
     n_ctx: int = 2048,
     startup_timeout: float = 60.0,
     interrupt_requests: bool = True,
+    chat_format: str | None = None,
 ) -> Iterator[str]:
     """Run llama.cpp's OpenAI-compatible server on 127.0.0.1; yields its base URL.
 
     The server generates one reply at a time. By default (llama.cpp's own) a new request
     interrupts the reply being streamed; ``interrupt_requests=False`` makes it wait for the
-    single slot instead, as a busy serving cluster queues.
+    single slot instead, as a busy serving cluster queues. ``chat_format`` picks one of
+    llama-cpp-python's chat formats instead of the model's own template; for tool calls use
+    ``"chatml-function-calling"``.
     """
     if model_path is None:
         from agtl_llamacpp import bundled_model_path
@@ -64,6 +67,7 @@ def serve_local_model(
             "true",
             "--interrupt_requests",
             "true" if interrupt_requests else "false",
+            *(("--chat_format", chat_format) if chat_format else ()),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

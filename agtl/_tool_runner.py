@@ -1,0 +1,267 @@
+"""Running the tool calls of one step: concurrently, as children of the execution.
+
+Every call of a step runs in one nursery inside the execution's cancel scope, so a cancel of
+the execution (any source) reaches every running tool at once and the step ends only when
+each has ended. Each call ends in exactly one :class:`~agtl.ToolCallStatus`, recorded in the
+summary when it ends, whatever ends it, and produces the message the model is told.
+
+A plain ``def`` tool runs in a worker thread of its own. A thread cannot be interrupted: on a
+cancel (or the tool's timeout) the runner waits for it, shielded, for at most
+``SYNC_TOOL_GRACE`` seconds; a thread still running after that is left to finish and reported
+(in the tool call's error, and a ``tool.thread_abandoned`` warning), never silently leaked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+import trio
+
+from agtl._cancel import Cancellation
+from agtl._state import ExecutionState
+from agtl._vocabulary import CancelSource, Logger, ToolCallStatus
+from agtl.errors import ExecutionClosedError, ToolArgumentsError, ToolError
+from agtl.limits import UsageLimits
+from agtl.messages import ToolCallRequest
+from agtl.summary import ToolCall
+from agtl.tools import Tool
+
+__all__ = ["SYNC_TOOL_GRACE", "StepRunner", "ToolOutcome"]
+
+#: How long a cancelled or timed-out sync tool's thread is waited for before it is reported.
+SYNC_TOOL_GRACE: Final = 1.0
+
+
+@attrs.frozen
+class ToolOutcome:
+    """One tool call of a step: its summary record and what the model is told."""
+
+    record: ToolCall
+    message: str
+
+
+@attrs.define
+class StepRunner:
+    """Runs the tool calls of the loop's steps for one ``generate_text`` call."""
+
+    tools: Mapping[str, Tool]
+    state: ExecutionState
+    cancellation: Cancellation
+    limits: UsageLimits | None
+    log: Logger
+    session: object  # handed to tools that take the Session
+    raise_errors: bool = False
+    #: Invalid-argument replies sent back to the model so far, per tool name.
+    invalid: dict[str, int] = attrs.Factory(dict)
+    #: Calls admitted and not yet recorded (so that a limit counts the calls of a step).
+    _in_flight: int = attrs.field(default=0, init=False)
+
+    async def run(self, calls: Sequence[ToolCallRequest], step: int) -> list[ToolOutcome]:
+        """Run every call of a step concurrently; the outcomes in the calls' order."""
+        state = self.state
+        if state.terminal is not None or state.frozen:
+            raise ExecutionClosedError(
+                "no tool may start after the execution's terminal event was delivered"
+            )
+        outcomes: list[ToolOutcome | None] = [None] * len(calls)
+
+        async def one(index: int, call: ToolCallRequest) -> None:
+            outcomes[index] = await self._call(call, step)
+
+        async with trio.open_nursery() as nursery:
+            for index, call in enumerate(calls):
+                await self._admit()
+                nursery.start_soon(one, index, call, name=f"agtl-tool-{call.name}")
+        done = [outcome for outcome in outcomes if outcome is not None]
+        assert len(done) == len(calls), "a tool call ended without an outcome"
+        self._check_retries(done)
+        return done
+
+    async def _admit(self) -> None:
+        """Start one more tool call, or cancel the execution if a limit forbids it."""
+        if self.limits is None:
+            return
+        started = len(self.state.tool_calls or ()) + self._in_flight
+        refusal = self.limits.tool_call_refusal(started)
+        if refusal is not None:
+            self.cancellation.request(CancelSource.LIMIT, refusal)
+            await trio.lowlevel.checkpoint_if_cancelled()
+            raise ExecutionClosedError(f"tool call refused: {refusal}")
+        self._in_flight += 1
+
+    async def _call(self, call: ToolCallRequest, step: int) -> ToolOutcome:
+        state = self.state
+        started = state.elapsed()
+        clock = trio.current_time()
+        tool = self.tools.get(call.name)
+        arguments: Any = _raw_arguments(call.arguments)
+        status: ToolCallStatus = ToolCallStatus.OK
+        result: Any = None
+        error: str | None = None
+        notes: list[str] = []  # what happened to a sync tool's thread, if worth saying
+        try:
+            if tool is None:
+                status = ToolCallStatus.INVALID
+                known = ", ".join(sorted(self.tools)) or "none"
+                error = f"there is no tool named {call.name!r} (the tools are: {known})"
+                self._count_invalid(call.name)
+            else:
+                try:
+                    arguments = tool.validate(call.arguments)
+                except ToolArgumentsError as exc:
+                    status, error = ToolCallStatus.INVALID, exc.problem
+                    self._count_invalid(call.name)
+                else:
+                    status, result, error = await self._invoke(tool, arguments, notes)
+        except trio.Cancelled:
+            status, error = ToolCallStatus.CANCELLED, "the execution was stopped"
+            raise
+        except ToolError as exc:
+            status, error = ToolCallStatus.ERROR, str(exc.__cause__ or exc)
+            raise
+        finally:
+            if self.limits is not None:
+                self._in_flight -= 1
+            if notes:
+                error = f"{error}; {notes[0]}" if error else notes[0]
+            record = ToolCall(
+                name=call.name,
+                arguments=arguments,
+                result=result,
+                error=error,
+                duration=trio.current_time() - clock,
+                at=started,
+                status=status,
+                call_id=call.id,
+                step=step,
+            )
+            if state.tool_calls is None:
+                state.tool_calls = []
+            state.tool_calls.append(record)
+            self.log.debug("tool_call.finished", tool=call.name, status=status.value, step=step)
+        return ToolOutcome(record, _message_for(record, tool))
+
+    async def _invoke(
+        self, tool: Tool, arguments: dict[str, Any], notes: list[str]
+    ) -> tuple[ToolCallStatus, Any, str | None]:
+        """Run the tool under its timeout: (status, result, error)."""
+        args = (self.session,) if tool.takes_session else ()
+        value: Any = None
+        try:
+            with trio.move_on_after(math.inf if tool.timeout is None else tool.timeout) as scope:
+                if tool.is_async:
+                    value = await tool.function(*args, **arguments)
+                else:
+                    value = await _in_thread(
+                        tool.function, args, arguments, tool.name, notes, self.log
+                    )
+        except Exception as exc:
+            if self.raise_errors:
+                raise ToolError(tool.name, exc) from exc
+            return ToolCallStatus.ERROR, None, f"{type(exc).__name__}: {exc}"
+        if scope.cancelled_caught:
+            return (
+                ToolCallStatus.TIMEOUT,
+                None,
+                f"did not finish within its timeout of {tool.timeout:g}s",
+            )
+        return ToolCallStatus.OK, value, None
+
+    def _count_invalid(self, name: str) -> None:
+        self.invalid[name] = self.invalid.get(name, 0) + 1
+
+    def _check_retries(self, outcomes: Sequence[ToolOutcome]) -> None:
+        """Fail once a tool's invalid arguments were sent back more often than it allows."""
+        for outcome in outcomes:
+            record = outcome.record
+            if record.status is not ToolCallStatus.INVALID:
+                continue
+            tool = self.tools.get(record.name)
+            # A name that matches no tool gets the most patience any of the tools allows.
+            allowed = (
+                tool.retries
+                if tool is not None
+                else max((t.retries for t in self.tools.values()), default=0)
+            )
+            if self.invalid.get(record.name, 0) > allowed:
+                raise ToolArgumentsError(
+                    record.name,
+                    f"{record.error} (still invalid after {allowed} "
+                    f"{'retry' if allowed == 1 else 'retries'})",
+                )
+
+
+async def _in_thread(
+    function: Callable[..., Any],
+    args: tuple[object, ...],
+    kwargs: dict[str, Any],
+    name: str,
+    note: list[str],
+    log: Logger,
+) -> Any:
+    """Run a sync tool in a thread of its own; on a cancel wait a bounded grace for it."""
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = function(*args, **kwargs)
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(done.set)
+
+    thread = threading.Thread(target=work, name=f"agtl-tool-{name}", daemon=True)
+    thread.start()
+    try:
+        await done.wait()
+    except trio.Cancelled:
+        with trio.move_on_after(SYNC_TOOL_GRACE, shield=True):
+            await done.wait()
+        if done.is_set():
+            thread.join()
+        else:
+            note.append(
+                f"its thread was still running {SYNC_TOOL_GRACE:g}s after the stop and was "
+                "left to finish (a thread cannot be interrupted)"
+            )
+            log.warning("tool.thread_abandoned", tool=name, thread=thread.name)
+        raise
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _raw_arguments(text: str) -> Any:
+    """The model's arguments as data for the summary, even when they do not validate."""
+    try:
+        return json.loads(text or "{}")
+    except ValueError:
+        return text
+
+
+def _message_for(record: ToolCall, tool: Tool | None) -> str:
+    """What the model is told of a tool call's outcome."""
+    if record.status is ToolCallStatus.OK:
+        value = record.result
+        if isinstance(value, str):
+            return value
+        try:
+            return json.dumps(value, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):
+            return repr(value)
+    if record.status is ToolCallStatus.INVALID:
+        again = "" if tool is None else " Call it again with valid arguments."
+        return f"Error: invalid call: {record.error}.{again}"
+    if record.status is ToolCallStatus.TIMEOUT:
+        return f"Error: the tool {record.error}."
+    return f"Error: {record.error}"

@@ -1,0 +1,284 @@
+"""Tools the model may call: a typed Python function plus the JSON schema the model sees.
+
+``@agtl.tool`` turns an ``async def`` or a plain ``def`` with type hints and a docstring into
+a :class:`Tool`: its name, description and a JSON schema of its parameters are derived once,
+at definition time, with pydantic (which also validates the arguments the model sends). A
+definition that cannot work (a parameter without a type hint, a type with no JSON schema,
+``*args``) fails right there with :class:`~agtl.InvalidArgumentError`, not when the model
+first calls it.
+
+A tool may take the execution's :class:`~agtl.Session` as its first parameter (annotated
+``Session``) to emit events or record costs; it is not part of the schema.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, overload
+
+import attrs
+import pydantic
+
+from agtl.errors import InvalidArgumentError, ToolArgumentsError
+from agtl.validation import check_count, check_optional_seconds, check_str, type_name
+
+__all__ = ["Tool", "check_tools", "tool"]
+
+#: OpenAI's rule for function names, which every backend we know accepts.
+_NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_DEFAULT_RETRIES: Final = 2
+
+
+@attrs.frozen(eq=False)
+class Tool:
+    """A function the model may call, with what the model is told about it.
+
+    Make one with :func:`tool`. ``parameters`` is the JSON schema of the arguments (an
+    object); ``timeout`` bounds each call in seconds (``None``: no bound); ``retries`` is how
+    many times invalid arguments are sent back to the model before the call fails.
+    """
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    function: Callable[..., Any] = attrs.field(repr=False)
+    timeout: float | None = None
+    retries: int = _DEFAULT_RETRIES
+    #: Whether the function's first parameter receives the Session.
+    takes_session: bool = False
+    #: Whether calling the function returns an awaitable (an ``async def``).
+    is_async: bool = True
+    _model: type[pydantic.BaseModel] = attrs.field(repr=False, alias="model", kw_only=True)
+
+    def validate(self, arguments: str | Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments for the function, from the model's JSON (or a mapping).
+
+        Raises :class:`ToolArgumentsError` with a message meant for the model.
+        """
+        if isinstance(arguments, str):
+            text = arguments.strip() or "{}"
+            try:
+                decoded = json.loads(text)
+            except ValueError as exc:
+                raise ToolArgumentsError(self.name, f"not valid JSON ({exc})") from None
+        else:
+            decoded = arguments
+        if not isinstance(decoded, Mapping):
+            raise ToolArgumentsError(self.name, f"must be a JSON object, not {type_name(decoded)}")
+        try:
+            model = self._model.model_validate(dict(decoded))
+        except pydantic.ValidationError as exc:
+            raise ToolArgumentsError(self.name, _describe_errors(exc)) from None
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
+    def to_schema(self) -> dict[str, Any]:
+        """The tool as OpenAI's ``tools`` entries describe a function."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": dict(self.parameters),
+            },
+        }
+
+
+@overload
+def tool(function: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    retries: int = _DEFAULT_RETRIES,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    function: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    retries: int = _DEFAULT_RETRIES,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Make a :class:`Tool` of a function: ``@tool`` or ``@tool(name=..., timeout=...)``.
+
+    The name defaults to the function's, the description to its docstring's first paragraph;
+    parameter descriptions come from an ``Args:`` section of the docstring.
+    """
+    seconds = check_optional_seconds("timeout", timeout)
+    tries = check_count("retries", retries)
+    if name is not None:
+        _check_name(name)
+    if description is not None:
+        check_str("description", description)
+
+    def make(fn: Callable[..., Any]) -> Tool:
+        return _derive(fn, name=name, description=description, timeout=seconds, retries=tries)
+
+    return make if function is None else make(function)
+
+
+def check_tools(tools: object) -> tuple[Tool, ...]:
+    """A call's ``tools=`` argument: a sequence of distinct-named :class:`Tool` values."""
+    if isinstance(tools, Tool) or not isinstance(tools, Sequence) or isinstance(tools, str):
+        raise InvalidArgumentError(
+            "tools", f"must be a list of agtl.Tool (made with @agtl.tool), not {type_name(tools)}"
+        )
+    seen: set[str] = set()
+    for index, item in enumerate(tools):
+        if not isinstance(item, Tool):
+            hint = " (decorate the function with @agtl.tool)" if callable(item) else ""
+            raise InvalidArgumentError(
+                f"tools[{index}]", f"must be an agtl.Tool, not {type_name(item)}{hint}"
+            )
+        if item.name in seen:
+            raise InvalidArgumentError(
+                f"tools[{index}]", f"a second tool named {item.name!r}: tool names must differ"
+            )
+        seen.add(item.name)
+    return tuple(tools)
+
+
+def _derive(
+    fn: Callable[..., Any],
+    *,
+    name: str | None,
+    description: str | None,
+    timeout: float | None,
+    retries: int,
+) -> Tool:
+    if isinstance(fn, Tool):
+        raise InvalidArgumentError("function", f"{fn.name!r} is already a tool")
+    if not callable(fn):
+        raise InvalidArgumentError("function", f"must be a function, not {type_name(fn)}")
+    label = getattr(fn, "__name__", None) or type_name(fn)
+    tool_name = _check_name(name if name is not None else label)
+    try:
+        signature = inspect.signature(fn)
+        hints = typing.get_type_hints(fn)
+    except (TypeError, ValueError, NameError) as exc:
+        raise InvalidArgumentError(label, f"cannot read its signature or hints: {exc}") from None
+    doc = inspect.getdoc(fn) or ""
+    summary, documented = _parse_doc(doc)
+    parameters = list(signature.parameters.values())
+    takes_session = bool(parameters) and _is_session(parameters[0], hints)
+    if takes_session:
+        parameters = parameters[1:]
+    fields: dict[str, Any] = {}
+    for parameter in parameters:
+        where = f"{label}({parameter.name})"
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            raise InvalidArgumentError(where, "*args and **kwargs cannot be described to a model")
+        if parameter.kind is parameter.POSITIONAL_ONLY:
+            raise InvalidArgumentError(where, "positional-only parameters cannot be named")
+        if parameter.name not in hints:
+            raise InvalidArgumentError(
+                where, "has no type hint: the model is told each parameter's type"
+            )
+        default = ... if parameter.default is parameter.empty else parameter.default
+        fields[parameter.name] = (
+            hints[parameter.name],
+            pydantic.Field(default, description=documented.get(parameter.name)),
+        )
+    try:
+        model = pydantic.create_model(
+            f"{tool_name}_arguments",
+            __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+            **fields,
+        )
+        schema = model.model_json_schema()
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError) as exc:
+        raise InvalidArgumentError(label, f"a parameter type has no JSON schema: {exc}") from None
+    schema.pop("title", None)
+    text = description if description is not None else summary
+    if not text:
+        raise InvalidArgumentError(
+            label, "has no docstring: the model needs a description (or pass description=...)"
+        )
+    return Tool(
+        name=tool_name,
+        description=text,
+        parameters=schema,
+        function=fn,
+        timeout=timeout,
+        retries=retries,
+        takes_session=takes_session,
+        is_async=inspect.iscoroutinefunction(inspect.unwrap(fn)),
+        model=model,
+    )
+
+
+def _check_name(name: object) -> str:
+    text = check_str("name", name)
+    if not _NAME.match(text):
+        raise InvalidArgumentError(
+            "name", f"{text!r}: a tool name is 1-64 letters, digits, '_' or '-'"
+        )
+    return text
+
+
+def _is_session(parameter: inspect.Parameter, hints: Mapping[str, Any]) -> bool:
+    """Whether a first parameter is annotated with agtl's Session (it is not in the schema)."""
+    hint = hints.get(parameter.name)
+    return (
+        isinstance(hint, type) and hint.__name__ == "Session" and hint.__module__ == "agtl.session"
+    )
+
+
+_SECTION: Final = ("args:", "arguments:", "parameters:")
+_ENTRY: Final = re.compile(r"^(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+
+
+def _parse_doc(doc: str) -> tuple[str, dict[str, str]]:
+    """The docstring's first paragraph, and parameter descriptions from an ``Args:`` section.
+
+    The section is Google style: ``name: text`` (or ``name (type): text``) one indent in,
+    continuation lines deeper; it ends at the first line back at the section's own indent.
+    """
+    first = doc.split("\n\n", 1)[0]
+    summary = "" if first.strip().lower() in _SECTION else " ".join(first.split())
+    documented: dict[str, str] = {}
+    lines = doc.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip().lower() in _SECTION), None)
+    if start is None:
+        return summary, documented
+    base = _indent(lines[start])
+    entry_indent: int | None = None
+    current: str | None = None
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            continue
+        indent = _indent(line)
+        if indent <= base:
+            break  # the next section
+        if entry_indent is None:
+            entry_indent = indent
+        match = _ENTRY.match(line.strip())
+        if indent == entry_indent and match:
+            current = match.group(1)
+            documented[current] = match.group(2).strip()
+        elif current is not None:
+            documented[current] = f"{documented[current]} {line.strip()}".strip()
+    return summary, documented
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _describe_errors(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error.get("loc", ())) or "arguments"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)

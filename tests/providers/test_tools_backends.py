@@ -1,0 +1,223 @@
+"""The tool loop on the real backends: the bundled model in-process, a real llama.cpp server,
+and the hostile server's broken tool calls."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import trio
+
+import agtl
+from agtl import Session, Status, StopReason, ToolCallStatus, tool
+from agtl_llamacpp import LlamaCppProvider
+from agtl_openai import OpenAIProvider
+from agtl_openai.testing import serve_local_model
+from tests.providers.hostile_server import HostileServer
+from tests.waiting import wait_for
+
+SYSTEM = "You are a helpful assistant."
+QUESTION = "What is the weather in Paris?"
+calls_seen: list[dict[str, Any]] = []
+
+
+@tool
+async def get_weather(city: str) -> str:
+    """Current weather of a city.
+
+    Args:
+        city: The city's name.
+    """
+    calls_seen.append({"city": city})
+    return f"It is sunny and 21 degrees in {city}."
+
+
+@tool
+async def get_time(city: str) -> str:
+    """The local time in a city."""
+    return f"It is noon in {city}."
+
+
+async def weather(session: Session, **kwargs: Any) -> agtl.TextResult:
+    return await session.generate_text(
+        prompt=QUESTION, system=SYSTEM, tools=[get_weather], max_tokens=48, **kwargs
+    )
+
+
+# -- the bundled model ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local() -> Iterator[LlamaCppProvider]:
+    provider = LlamaCppProvider(n_ctx=2048).with_default_options(temperature=0)
+    yield provider
+    trio.run(provider.aclose)
+
+
+async def test_the_local_model_calls_a_named_tool_and_answers(local: LlamaCppProvider) -> None:
+    result = await local.simple_execution(lambda s: weather(s, tool_choice="get_weather")).result()
+    reply = result.unwrap()
+    first = reply.steps[0]
+    assert first.stop_reason is StopReason.TOOL_CALLS
+    [call] = first.tool_calls
+    assert call.name == "get_weather"
+    assert call.status is ToolCallStatus.OK
+    assert isinstance(call.arguments["city"], str)
+    assert call.arguments["city"]
+    assert reply.text.strip()  # the model answered after the tool's result
+    assert not reply.text.lstrip().startswith("{")
+    assert result.summary.llm_call_count == len(reply.steps) >= 2
+
+
+async def test_required_picks_one_of_several_tools(local: LlamaCppProvider) -> None:
+    async def run(session: Session) -> agtl.TextResult:
+        return await session.generate_text(
+            prompt="What time is it in Rome?",
+            system=SYSTEM,
+            tools=[get_weather, get_time],
+            tool_choice="required",
+            max_tokens=48,
+        )
+
+    reply = (await local.simple_execution(run).result()).unwrap()
+    call = reply.steps[0].tool_calls[0]
+    assert call.name in ("get_weather", "get_time")
+    assert call.status is ToolCallStatus.OK
+
+
+async def test_auto_gives_text_or_a_well_formed_call(local: LlamaCppProvider) -> None:
+    reply = (
+        await local.simple_execution(lambda s: weather(s, tool_choice="auto")).result()
+    ).unwrap()
+    for step in reply.steps:
+        for call in step.tool_calls:
+            assert call.status is ToolCallStatus.OK
+    assert reply.text.strip()
+    assert not reply.text.lstrip().startswith("{")
+
+
+async def test_a_cancel_mid_loop_on_the_real_model(local: LlamaCppProvider) -> None:
+    running = trio.Event()
+    cleaned = trio.Event()
+
+    @tool
+    async def slow_lookup(city: str) -> str:
+        """Look a city up (slowly)."""
+        try:
+            running.set()
+            await trio.sleep_forever()
+        finally:
+            cleaned.set()
+        return ""
+
+    async def run(session: Session) -> agtl.TextResult:
+        return await session.generate_text(
+            prompt=QUESTION, system=SYSTEM, tools=[slow_lookup], tool_choice="slow_lookup"
+        )
+
+    async with local.simple_execution(run) as execution:
+        await wait_for(running, "the tool starting")
+        execution.cancel("stop")
+        result = await execution.result()
+    assert result.status is Status.CANCELED
+    assert cleaned.is_set()
+    assert result.summary.tool_calls[0].status is ToolCallStatus.CANCELLED
+    assert result.summary.llm_calls[0].stop_reason is StopReason.TOOL_CALLS
+    assert not [t for t in threading.enumerate() if t.name.startswith("agtl-")]
+    # the model is free and answers as before
+    again = await local.simple_execution(
+        lambda s: s.generate_text(prompt="What is the capital of France?", system=SYSTEM)
+    ).result()
+    assert "Paris" in again.unwrap().text
+
+
+# -- a real OpenAI-compatible server -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def function_server() -> Iterator[str]:
+    with serve_local_model(chat_format="chatml-function-calling") as url:
+        yield url
+
+
+@pytest.fixture
+async def remote(function_server: str) -> AsyncIterator[OpenAIProvider]:
+    provider = OpenAIProvider(base_url=function_server).with_default_model("smollm2")
+    async with provider.with_pricing({"smollm2": agtl.Price.free()}) as provider:
+        yield provider
+
+
+async def test_a_real_server_calls_the_tool(remote: OpenAIProvider) -> None:
+    calls_seen.clear()
+    result = await remote.simple_execution(
+        lambda s: weather(s, tool_choice="get_weather", temperature=0)
+    ).result()
+    # The forced call streams as tool-call deltas with finish_reason "tool_calls"; agtl
+    # assembles it and the tool runs with the model's string argument.
+    first = result.summary.llm_calls[0]
+    assert first.stop_reason is StopReason.TOOL_CALLS
+    [call] = result.summary.tool_calls
+    assert call.name == "get_weather"
+    assert call.status is ToolCallStatus.OK
+    assert calls_seen == [{"city": call.arguments["city"]}]
+    assert isinstance(calls_seen[0]["city"], str)
+    # The next step asks with tool_choice "auto": llama-cpp-python 0.3.36's server streams
+    # nothing at all for that ("chatml-function-calling"), which agtl reports as a typed error
+    # with both calls in the summary, not as an empty answer.
+    assert result.summary.llm_call_count == 2
+    if result.status is Status.FAILED:
+        assert isinstance(result.error, agtl.IncompleteStreamError)
+    else:
+        assert result.unwrap().text
+
+
+# -- the hostile server --------------------------------------------------------------------------
+@pytest.fixture
+async def hostile() -> AsyncIterator[HostileServer]:
+    server = HostileServer()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+async def run_hostile(server: HostileServer, model: str) -> agtl.Result[agtl.TextResult]:
+    async with OpenAIProvider(base_url=server.base_url, max_retries=0) as provider:
+        return await provider.simple_execution(
+            lambda s: s.generate_text(prompt=QUESTION, model=model, tools=[get_weather])
+        ).result()
+
+
+async def test_streamed_tool_call_pieces_are_assembled(hostile: HostileServer) -> None:
+    result = await run_hostile(hostile, "tool-call")
+    reply = result.unwrap()
+    call = reply.steps[0].tool_calls[0]
+    assert (call.name, call.call_id, call.arguments) == (
+        "get_weather",
+        "call_h1",
+        {"city": "Paris"},
+    )
+    assert reply.text == "Hello there!"
+    sent = hostile.bodies[0]
+    assert sent["tools"][0]["function"]["name"] == "get_weather"
+    assert sent["tool_choice"] == "auto"
+    second = hostile.bodies[1]["messages"]
+    assert second[1]["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'
+    assert second[2] == {"role": "tool", "content": call.result, "tool_call_id": "call_h1"}
+
+
+async def test_arguments_cut_mid_stream_fail_the_call(hostile: HostileServer) -> None:
+    result = await run_hostile(hostile, "tool-cut")
+    assert result.status is Status.FAILED
+    assert isinstance(result.error, agtl.ProviderConnectionError)
+    assert result.summary.tool_calls == ()  # a cut call never runs
+
+
+@pytest.mark.parametrize("model", ["tool-bad-json", "tool-unknown"])
+async def test_bad_calls_go_back_to_the_model_then_fail_typed(
+    hostile: HostileServer, model: str
+) -> None:
+    result = await run_hostile(hostile, model)
+    assert result.status is Status.FAILED
+    assert isinstance(result.error, agtl.ToolArgumentsError)
+    statuses = {c.status for c in result.summary.tool_calls}
+    assert statuses == {ToolCallStatus.INVALID}
+    assert hostile.requests[model] == 3  # the first try and two retries

@@ -1,0 +1,512 @@
+"""Tools: definitions, the tool loop, and its cancellation contract, on both hosts.
+
+The scripted provider plays a model that asks for tool calls (``Reply(tool_calls=...)``);
+the loop validates them like a real model's. Times are virtual (autojump clock) except for
+the sync-tool tests, which run real threads.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+import trio
+
+import agtl
+from agtl import (
+    CancelSource,
+    Session,
+    Status,
+    StopReason,
+    Tool,
+    ToolCallRequest,
+    ToolCallStatus,
+    UsageLimits,
+    tool,
+)
+from agtl.testing import Reply, ScriptedProvider
+from tests.conftest import Host
+from tests.waiting import wait_for, wait_for_thread_event
+
+
+@tool
+async def get_weather(city: str, units: str = "celsius") -> str:
+    """Current weather of a city.
+
+    Args:
+        city: The city's name.
+        units: celsius or fahrenheit.
+    """
+    return f"sunny in {city}, 21 degrees {units}"
+
+
+def call(name: str, arguments: Any, id: str = "c1") -> ToolCallRequest:
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return ToolCallRequest(id, name, text)
+
+
+def asks(*calls: ToolCallRequest, text: str = "") -> Reply:
+    return Reply(text, tool_calls=calls)
+
+
+async def ask_weather(session: Session, **kwargs: Any) -> agtl.TextResult:
+    return await session.generate_text(
+        prompt="What is the weather in Paris?", tools=[get_weather], **kwargs
+    )
+
+
+# -- definitions ---------------------------------------------------------------------------------
+def test_a_tool_derives_name_description_and_schema() -> None:
+    assert isinstance(get_weather, Tool)
+    assert get_weather.name == "get_weather"
+    assert get_weather.description == "Current weather of a city."
+    schema = get_weather.parameters
+    assert schema["required"] == ["city"]
+    assert schema["properties"]["city"]["type"] == "string"
+    assert schema["properties"]["city"]["description"] == "The city's name."
+    assert schema["properties"]["units"]["default"] == "celsius"
+    assert schema["additionalProperties"] is False
+    assert get_weather.is_async
+    assert not get_weather.takes_session
+
+
+def test_options_and_a_session_parameter() -> None:
+    @tool(name="lookup", description="Find a fact.", timeout=2, retries=0)
+    def find(session: Session, query: str, limit: int = 3) -> list[str]:
+        return [query] * limit
+
+    assert (find.name, find.description, find.timeout, find.retries) == (
+        "lookup",
+        "Find a fact.",
+        2.0,
+        0,
+    )
+    assert find.takes_session
+    assert not find.is_async
+    assert set(find.parameters["properties"]) == {"query", "limit"}
+    assert find.validate('{"query": "x"}') == {"query": "x", "limit": 3}
+
+
+def _no_hint(city):  # type: ignore[no-untyped-def]
+    """Doc."""
+
+
+def _no_doc(city: str) -> None:
+    pass
+
+
+def _star(*cities: str) -> None:
+    """Doc."""
+
+
+def _lock(lock: threading.Lock) -> None:
+    """Doc."""
+
+
+@pytest.mark.parametrize(
+    ("fn", "message"),
+    [
+        (_no_hint, "has no type hint"),
+        (_no_doc, "has no docstring"),
+        (_star, "*args and **kwargs"),
+        (_lock, "has no JSON schema"),
+        (lambda x: x, "a tool name is"),
+        (42, "must be a function"),
+    ],
+)
+def test_bad_definitions_fail_at_definition_time(fn: Any, message: str) -> None:
+    with pytest.raises(agtl.InvalidArgumentError, match=message.replace("*", r"\*")):
+        tool(fn)
+
+
+def test_bad_options_and_duplicate_names_fail_at_the_call() -> None:
+    with pytest.raises(agtl.InvalidArgumentError, match="timeout"):
+        tool(timeout=-1)
+    with pytest.raises(agtl.InvalidArgumentError, match="name"):
+        tool(name="has space")
+
+    async def run(session: Session) -> None:
+        await session.generate_text(prompt="hi", tools=[get_weather, get_weather])
+
+    provider = ScriptedProvider("unused")
+    result = trio.run(provider.simple_execution(run).result)
+    assert isinstance(result.error, agtl.InvalidArgumentError)
+    assert "a second tool named 'get_weather'" in str(result.error)
+    assert provider.calls == ()
+
+
+async def test_arguments_are_validated_with_a_message_for_the_model() -> None:
+    with pytest.raises(agtl.ToolArgumentsError, match="city: Input should be a valid string"):
+        get_weather.validate('{"city": 3}')
+    with pytest.raises(agtl.ToolArgumentsError, match="not valid JSON"):
+        get_weather.validate("{city")
+    with pytest.raises(agtl.ToolArgumentsError, match="town: Extra inputs"):
+        get_weather.validate({"city": "Paris", "town": "x"})
+
+
+# -- the loop ------------------------------------------------------------------------------------
+async def test_the_model_calls_a_tool_and_answers(autojump_clock: trio.abc.Clock) -> None:
+    provider = ScriptedProvider(
+        asks(call("get_weather", {"city": "Paris"})), Reply("It is sunny in Paris.")
+    )
+    result = await provider.simple_execution(ask_weather).result()
+    reply = result.unwrap()
+    assert reply.text == "It is sunny in Paris."
+    assert [s.call_index for s in reply.steps] == [0, 1]
+    first = reply.steps[0]
+    assert first.stop_reason is StopReason.TOOL_CALLS
+    [record] = first.tool_calls
+    assert (record.name, record.status, record.call_id, record.step) == (
+        "get_weather",
+        ToolCallStatus.OK,
+        "c1",
+        0,
+    )
+    assert record.arguments == {"city": "Paris", "units": "celsius"}
+    assert record.result == "sunny in Paris, 21 degrees celsius"
+    # the second model call saw the assistant's call and the tool's result
+    second = provider.calls[1]
+    assert [m.role.value for m in second.messages] == ["user", "assistant", "tool"]
+    assert second.messages[1].tool_calls == (call("get_weather", {"city": "Paris"}),)
+    assert second.messages[2].tool_call_id == "c1"
+    assert second.messages[2].content == "sunny in Paris, 21 degrees celsius"
+    assert provider.calls[0].tools[0].name == "get_weather"
+    # the summary: one LLM-call record per step, and the tool call
+    summary = result.summary
+    assert summary.llm_call_count == 2
+    assert summary.llm_calls[0].stop_reason is StopReason.TOOL_CALLS
+    assert summary.tool_calls == (record,)
+
+
+async def test_calls_of_one_step_run_concurrently(autojump_clock: trio.abc.Clock) -> None:
+    @tool
+    async def slow(seconds: float) -> str:
+        """Wait."""
+        await trio.sleep(seconds)
+        return "done"
+
+    provider = ScriptedProvider(
+        asks(call("slow", {"seconds": 5}, "a"), call("slow", {"seconds": 5}, "b")),
+        Reply("both done"),
+    )
+
+    async def run(session: Session) -> float:
+        start = trio.current_time()
+        await session.generate_text(prompt="go", tools=[slow])
+        return trio.current_time() - start
+
+    took = (await provider.simple_execution(run).result()).unwrap()
+    assert took == pytest.approx(5.0)  # not 10: the two calls ran at once
+
+
+async def test_tool_choice_goes_to_the_first_call_then_auto(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    provider = ScriptedProvider(asks(call("get_weather", {"city": "Oslo"})), Reply("Cold."))
+    await provider.simple_execution(lambda s: ask_weather(s, tool_choice="get_weather")).result()
+    assert [r.tool_choice for r in provider.calls] == ["get_weather", "auto"]
+
+
+@pytest.mark.parametrize(
+    ("choice", "message"),
+    [("sometimes", "not 'auto', 'required', 'none'"), (3, "must be a str")],
+)
+async def test_a_bad_tool_choice_is_refused(choice: Any, message: str) -> None:
+    provider = ScriptedProvider("unused")
+    result = await provider.simple_execution(lambda s: ask_weather(s, tool_choice=choice)).result()
+    assert isinstance(result.error, agtl.InvalidArgumentError)
+    assert message in str(result.error)
+    assert provider.calls == ()  # refused before any model call
+
+
+async def test_a_tool_error_is_told_to_the_model_or_raised(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    @tool
+    async def broken(x: int) -> int:
+        """Fails."""
+        raise ValueError("no such thing")
+
+    def provider() -> ScriptedProvider:
+        return ScriptedProvider(asks(call("broken", {"x": 1})), Reply("Sorry."))
+
+    async def run(session: Session, **kwargs: Any) -> agtl.TextResult:
+        return await session.generate_text(prompt="go", tools=[broken], **kwargs)
+
+    told = provider()
+    reply = (await told.simple_execution(run).result()).unwrap()
+    record = reply.steps[0].tool_calls[0]
+    assert record.status is ToolCallStatus.ERROR
+    assert record.error == "ValueError: no such thing"
+    assert told.calls[1].messages[-1].content == "Error: ValueError: no such thing"
+
+    raised = await provider().simple_execution(lambda s: run(s, tool_errors="raise")).result()
+    assert raised.status is Status.FAILED
+    assert isinstance(raised.error, agtl.ToolError)
+    assert isinstance(raised.error.__cause__, ValueError)
+    assert raised.summary.tool_calls[0].status is ToolCallStatus.ERROR
+
+
+async def test_a_tool_timeout_is_told_to_the_model(autojump_clock: trio.abc.Clock) -> None:
+    @tool(timeout=2)
+    async def sleepy() -> str:
+        """Takes long."""
+        await trio.sleep(60)
+        return "late"
+
+    provider = ScriptedProvider(asks(call("sleepy", {})), Reply("It timed out."))
+    reply = (
+        await provider.simple_execution(
+            lambda s: s.generate_text(prompt="go", tools=[sleepy])
+        ).result()
+    ).unwrap()
+    record = reply.steps[0].tool_calls[0]
+    assert record.status is ToolCallStatus.TIMEOUT
+    assert record.duration == pytest.approx(2.0)
+    assert "did not finish within its timeout of 2s" in provider.calls[1].messages[-1].content
+
+
+async def test_invalid_arguments_go_back_to_the_model_then_fail(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    fixed = ScriptedProvider(
+        asks(call("get_weather", {"town": "Paris"})),
+        asks(call("get_weather", {"city": "Paris"}, "c2")),
+        Reply("Sunny."),
+    )
+    reply = (await fixed.simple_execution(ask_weather).result()).unwrap()
+    assert [s.tool_calls[0].status for s in reply.steps[:2]] == [
+        ToolCallStatus.INVALID,
+        ToolCallStatus.OK,
+    ]
+    told = fixed.calls[1].messages[-1].content
+    assert told.startswith("Error: invalid call: city: Field required")
+    assert "Call it again with valid arguments." in told
+
+    stubborn = ScriptedProvider(respond=lambda r: asks(call("get_weather", "not json")))
+    result = await stubborn.simple_execution(ask_weather).result()
+    assert isinstance(result.error, agtl.ToolArgumentsError)
+    assert "still invalid after 2 retries" in str(result.error)
+    assert len(stubborn.calls) == 3  # the first try and two retries
+
+
+async def test_an_unknown_tool_name_is_told_to_the_model(autojump_clock: trio.abc.Clock) -> None:
+    provider = ScriptedProvider(
+        asks(call("get_wether", {"city": "Paris"})),
+        asks(call("get_weather", {"city": "Paris"}, "c2")),
+        Reply("Sunny."),
+    )
+    reply = (await provider.simple_execution(ask_weather).result()).unwrap()
+    assert reply.steps[0].tool_calls[0].status is ToolCallStatus.INVALID
+    assert "there is no tool named 'get_wether'" in provider.calls[1].messages[-1].content
+
+
+async def test_max_steps_is_a_typed_outcome_with_everything_in_the_summary(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    provider = ScriptedProvider(
+        respond=lambda r: asks(call("get_weather", {"city": "Paris"}, f"c{len(r.messages)}"))
+    )
+    result = await provider.simple_execution(lambda s: ask_weather(s, max_steps=3)).result()
+    assert result.status is Status.FAILED
+    error = result.error
+    assert isinstance(error, agtl.ToolLoopError)
+    assert error.max_steps == 3
+    assert len(error.steps) == 3
+    assert [c.name for c in error.pending] == ["get_weather"]
+    assert result.summary.llm_call_count == 3
+    assert len(result.summary.tool_calls) == 2  # the last step's call was not run
+
+
+async def test_a_tool_may_use_the_session(autojump_clock: trio.abc.Clock) -> None:
+    @tool
+    async def search(session: Session, query: str) -> str:
+        """Search the web."""
+        session.record_cost("search API", "0.002", {"query": query})
+        return "found it"
+
+    provider = ScriptedProvider(asks(call("search", {"query": "trio"})), Reply("Here."))
+    result = await provider.simple_execution(
+        lambda s: s.generate_text(prompt="go", tools=[search])
+    ).result()
+    assert result.succeeded
+    assert [c.label for c in result.summary.additional_costs] == ["search API"]
+
+
+async def test_a_tool_that_decides_the_execution_stops_the_loop(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    @tool
+    async def finish(session: Session, answer: str) -> str:
+        """Give the final answer."""
+        await session.done(answer)
+        return "ok"
+
+    provider = ScriptedProvider(asks(call("finish", {"answer": "42"})), Reply("never asked"))
+
+    async def gen(session: Session) -> Any:
+        await session.generate_text(prompt="go", tools=[finish])
+        yield session.emit("after", "never")
+
+    result = await provider.streaming_execution(gen).result()
+    assert result.status is Status.SUCCEEDED
+    assert result.value == "42"
+    assert len(provider.calls) == 1  # auto-abort: no model call after the terminal event
+
+
+# -- cancellation --------------------------------------------------------------------------------
+async def test_a_cancel_stops_every_running_tool_and_records_them(
+    host: Host, autojump_clock: trio.abc.Clock
+) -> None:
+    started = trio.Event()
+    cleaned: list[str] = []
+
+    @tool
+    async def long_job(name: str) -> str:
+        """A long job."""
+        try:
+            started.set()
+            await trio.sleep_forever()
+        finally:
+            cleaned.append(name)
+        return "unreachable"
+
+    provider = ScriptedProvider(
+        asks(call("long_job", {"name": "a"}, "a"), call("long_job", {"name": "b"}, "b"))
+    )
+
+    async def body(session: Session) -> str:
+        return (await session.generate_text(prompt="go", tools=[long_job])).text
+
+    baseline = trio.lowlevel.current_statistics().tasks_living
+    execution = host.execution(provider, body)
+    async with execution:
+        await started.wait()
+        execution.cancel("user pressed stop")
+        result = await execution.result()
+    assert result.status is Status.CANCELED
+    assert result.cancel is not None
+    assert result.cancel.source is CancelSource.HANDLE
+    assert sorted(cleaned) == ["a", "b"]  # every tool's finally ran
+    statuses = {c.call_id: c.status for c in result.summary.tool_calls}
+    assert statuses == {"a": ToolCallStatus.CANCELLED, "b": ToolCallStatus.CANCELLED}
+    assert result.summary.llm_call_count == 1
+    assert trio.lowlevel.current_statistics().tasks_living == baseline
+
+
+@pytest.mark.parametrize("mechanism", ["timeout", "signal", "enclosing"])
+async def test_every_cancel_source_reaches_a_running_tool(
+    host: Host, mechanism: str, autojump_clock: trio.abc.Clock
+) -> None:
+    @tool
+    async def wait_forever() -> str:
+        """Never returns."""
+        await trio.sleep_forever()
+        return ""
+
+    provider = ScriptedProvider(asks(call("wait_forever", {})))
+    signal = agtl.CancelSignal.after(3.0, reason="page closed")
+    kwargs: dict[str, Any] = {}
+    if mechanism == "timeout":
+        kwargs["timeout"] = 3.0
+    elif mechanism == "signal":
+        kwargs["signal"] = signal
+    execution = host.execution(
+        provider,
+        lambda s: s.generate_text(prompt="go", tools=[wait_forever]),
+        **kwargs,
+    )
+    with trio.move_on_after(3.0) as outer:
+        if mechanism != "enclosing":
+            outer.deadline = float("inf")
+        await execution.result()
+    result = execution.outcome
+    assert result is not None
+    assert result.status is Status.CANCELED
+    expected = {
+        "timeout": CancelSource.TIMEOUT,
+        "signal": CancelSource.SIGNAL,
+        "enclosing": CancelSource.ENCLOSING_SCOPE,
+    }[mechanism]
+    assert result.cancel is not None
+    assert result.cancel.source is expected
+    assert result.summary.tool_calls[0].status is ToolCallStatus.CANCELLED
+    assert result.summary.tool_calls[0].duration == pytest.approx(3.0)
+
+
+async def test_max_tool_calls_cancels_with_source_limit(
+    host: Host, autojump_clock: trio.abc.Clock
+) -> None:
+    provider = ScriptedProvider(
+        respond=lambda r: asks(call("get_weather", {"city": "Paris"}, f"c{len(r.messages)}"))
+    )
+    result = await host.execution(
+        provider, ask_weather, limits=UsageLimits(max_tool_calls=2)
+    ).result()
+    assert result.status is Status.CANCELED
+    assert result.cancel is not None
+    assert result.cancel.source is CancelSource.LIMIT
+    assert result.cancel.reason == "max_tool_calls=2 reached"
+    assert len(result.summary.tool_calls) == 2  # the third was never started
+
+
+async def test_a_sync_tool_runs_in_a_thread_that_is_joined() -> None:
+    names: list[str] = []
+
+    @tool
+    def blocking(x: int) -> int:
+        """Blocks a little."""
+        names.append(threading.current_thread().name)
+        return x * 2
+
+    provider = ScriptedProvider(asks(call("blocking", {"x": 21})), Reply("42"))
+    result = await provider.simple_execution(
+        lambda s: s.generate_text(prompt="go", tools=[blocking])
+    ).result()
+    assert result.unwrap().steps[0].tool_calls[0].result == 42
+    assert names == ["agtl-tool-blocking"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("agtl-tool-")]
+
+
+async def test_a_cancelled_sync_tool_is_waited_for_a_bounded_grace_then_reported() -> None:
+    release = threading.Event()
+    running = threading.Event()
+
+    @tool
+    def stuck() -> str:
+        """Blocks until released."""
+        running.set()
+        release.wait(30)
+        return "released"
+
+    provider = ScriptedProvider(asks(call("stuck", {})))
+    try:
+        async with provider.simple_execution(
+            lambda s: s.generate_text(prompt="go", tools=[stuck])
+        ) as execution:
+            await wait_for_thread_event(running, "the sync tool starting")
+            start = trio.current_time()
+            execution.cancel("stop")
+            result = await execution.result()
+        took = trio.current_time() - start
+        assert result.status is Status.CANCELED
+        record = result.summary.tool_calls[0]
+        assert record.status is ToolCallStatus.CANCELLED
+        assert record.error is not None
+        assert "its thread was still running 1s after the stop" in record.error
+        assert 0.9 <= took < 5  # the grace, not the tool's 30 s
+    finally:
+        release.set()
+    thread_gone = trio.Event()
+
+    async def join() -> None:
+        for t in threading.enumerate():
+            if t.name.startswith("agtl-tool-"):
+                await trio.to_thread.run_sync(t.join, 10)
+        thread_gone.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(join)
+        await wait_for(thread_gone, "the released tool thread ending")
