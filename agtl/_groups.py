@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import trio
 
-__all__ = ["contains_cancelled", "is_cancellation", "leaves", "lone_leaf", "unwrap"]
+__all__ = ["collapse", "contains_cancelled", "is_cancellation", "leaves", "lone_leaf", "unwrap"]
 
 
 def leaves(exc: BaseException) -> list[BaseException]:
@@ -43,3 +43,12 @@ def unwrap(exc: BaseException) -> BaseException:
     """A group holding one real error becomes that error; ``Cancelled`` leaves are dropped."""
     real = [leaf for leaf in leaves(exc) if not isinstance(leaf, trio.Cancelled)]
     return real[0] if len(real) == 1 else exc
+
+
+def collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What to raise for a nursery's group: its lone leaf, one ``Cancelled`` for a group made
+    only of them (a caller catching ``trio.Cancelled`` must see one), else the group."""
+    if is_cancellation(group):
+        return leaves(group)[0]
+    leaf = lone_leaf(group)
+    return group if leaf is None else leaf

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -70,14 +69,19 @@ class StepRunner:
                 "no tool may start after the execution's terminal event was delivered"
             )
         outcomes: list[ToolOutcome | None] = [None] * len(calls)
+        if len(calls) == 1:
+            # One call needs no nursery: it runs in this task, inside the same scopes.
+            await self._admit()
+            outcomes[0] = await self._call(calls[0], step)
+        else:
 
-        async def one(index: int, call: ToolCallRequest) -> None:
-            outcomes[index] = await self._call(call, step)
+            async def one(index: int, call: ToolCallRequest) -> None:
+                outcomes[index] = await self._call(call, step)
 
-        async with trio.open_nursery() as nursery:
-            for index, call in enumerate(calls):
-                await self._admit()
-                nursery.start_soon(one, index, call, name=f"agtl-tool-{call.name}")
+            async with trio.open_nursery() as nursery:
+                for index, call in enumerate(calls):
+                    await self._admit()
+                    nursery.start_soon(one, index, call, name=f"agtl-tool-{call.name}")
         done = [outcome for outcome in outcomes if outcome is not None]
         assert len(done) == len(calls), "a tool call ended without an outcome"
         self._check_retries(done)
@@ -153,25 +157,32 @@ class StepRunner:
         """Run the tool under its timeout: (status, result, error)."""
         args = (self.session,) if tool.takes_session else ()
         value: Any = None
+        timed_out = False
         try:
-            with trio.move_on_after(math.inf if tool.timeout is None else tool.timeout) as scope:
-                if tool.is_async:
-                    value = await tool.function(*args, **arguments)
-                else:
-                    value = await _in_thread(
-                        tool.function, args, arguments, tool.name, notes, self.log
-                    )
+            if tool.timeout is None:  # no scope when there is no timeout: it costs per call
+                value = await self._execute(tool, args, arguments, notes)
+            else:
+                with trio.move_on_after(tool.timeout) as scope:
+                    value = await self._execute(tool, args, arguments, notes)
+                timed_out = scope.cancelled_caught
         except Exception as exc:
             if self.raise_errors:
                 raise ToolError(tool.name, exc) from exc
             return ToolCallStatus.ERROR, None, f"{type(exc).__name__}: {exc}"
-        if scope.cancelled_caught:
+        if timed_out:
             return (
                 ToolCallStatus.TIMEOUT,
                 None,
                 f"did not finish within its timeout of {tool.timeout:g}s",
             )
         return ToolCallStatus.OK, value, None
+
+    async def _execute(
+        self, tool: Tool, args: tuple[object, ...], arguments: dict[str, Any], notes: list[str]
+    ) -> Any:
+        if tool.is_async:
+            return await tool.function(*args, **arguments)
+        return await _in_thread(tool.function, args, arguments, tool.name, notes, self.log)
 
     def _count_invalid(self, name: str) -> None:
         self.invalid[name] = self.invalid.get(name, 0) + 1

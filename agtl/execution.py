@@ -27,7 +27,7 @@ import trio
 
 from agtl._cancel import Cancellation
 from agtl._event_log import EventStream
-from agtl._groups import contains_cancelled, is_cancellation, leaves, lone_leaf, unwrap
+from agtl._groups import collapse, contains_cancelled, is_cancellation, leaves, unwrap
 from agtl._runtime import Runtime
 from agtl._state import ExecutionState
 from agtl._vocabulary import CancelInfo, CancelSource, Logger, Partial, Status, StopReason
@@ -178,9 +178,9 @@ class Execution(Generic[T]):
         try:
             await manager.__aexit__(None, None, None)
         except BaseExceptionGroup as group:
-            leaf = lone_leaf(group)
-            if leaf is not None:
-                raise leaf from None
+            collapsed = collapse(group)
+            if collapsed is not group:
+                raise collapsed from None
             raise
 
     def _claim(self) -> None:
@@ -231,6 +231,10 @@ class Execution(Generic[T]):
             error=None if result.error is None else type(result.error).__name__,
         )
         if escaped is not None and _must_propagate(escaped):
+            if isinstance(escaped, BaseExceptionGroup):
+                collapsed = collapse(escaped)
+                if collapsed is not escaped:
+                    raise collapsed from None
             raise escaped
         return result
 
@@ -389,9 +393,9 @@ class StreamingExecution(Execution[T]):
                     nursery.start_soon(self._drive, agen)
         except BaseExceptionGroup as group:
             # The group is an artifact of the driver nursery: surface a lone error as itself.
-            leaf = lone_leaf(group)
-            if leaf is not None:
-                raise leaf from None
+            collapsed = collapse(group)
+            if collapsed is not group:
+                raise collapsed from None
             raise
         return None
 

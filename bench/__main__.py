@@ -21,7 +21,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from bench import core, local, peers, remote, scale
+from bench import core, local, peers, remote, scale, tools
 from bench._charts import write_charts
 from bench._harness import Comparison
 
@@ -55,6 +55,17 @@ def _scale(mode: Mode, names: set[str]) -> list[Comparison]:
     return scale.scale(quick=mode.quick, largest=CHECK_SCALE if mode.check else 10_000)
 
 
+def _tools(mode: Mode, names: set[str]) -> list[Comparison]:
+    results = []
+    if "tools-overhead" in names:
+        results.append(trio.run(lambda: tools.overhead(quick=mode.quick)))
+    if "peer-tools" in names:
+        results.append(tools.peer(quick=mode.quick))
+    if "tools-cancel" in names:
+        results.append(trio.run(lambda: tools.cancel_latency(quick=mode.quick)))
+    return results
+
+
 def _local(mode: Mode, names: set[str]) -> list[Comparison]:
     return trio.run(lambda: local.run_all(quick=mode.quick, only=names))
 
@@ -68,6 +79,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     "core": (("overhead", "streaming", "streaming-bounded", "scripted-cancel"), _core),
     "peers": (("peer-overhead", "peer-streaming"), _peers),
     "scale": (("scale",), _scale),
+    "tools": (("tools-overhead", "peer-tools", "tools-cancel"), _tools),
     "local": (
         ("local-decode", "local-cancel-decode", "local-cancel-prefill", "local-ttft"),
         _local,

@@ -15,6 +15,7 @@ EVERY_FIGURE = {
     *("peer-overhead", "peer-streaming", "scale-memory", "scale-growth"),
     *("local-decode", "local-cancel-decode", "local-cancel-prefill", "local-ttft"),
     *("remote-chunks", "remote-cancel"),
+    *("tools-overhead", "peer-tools", "tools-cancel"),
 }
 
 
@@ -40,6 +41,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "local-cancel-decode",
         "local-cancel-prefill",
         "remote-cancel",
+        "tools-cancel",
     }
     for chart in ("scale.png", "cancel_latency.png"):
         assert (charts / chart).read_bytes().startswith(b"\x89PNG")
