@@ -28,6 +28,7 @@ __all__ = [
     "LLMTimeoutError",
     "ModelNotFoundError",
     "NoTerminalEventError",
+    "OutputValidationError",
     "PermissionDeniedError",
     "ProviderConnectionError",
     "ProviderError",
@@ -263,3 +264,19 @@ class ToolArgumentsError(LLMError):
         self.tool = tool
         self.problem = problem
         super().__init__(f"arguments of tool {tool!r}: {problem}")
+
+
+class OutputValidationError(LLMError):
+    """``generate_object``: the model's reply did not validate into the output type, still
+    after the retries. ``attempts`` is how many replies were tried; ``problem`` is the last
+    validation error and ``text`` the last reply."""
+
+    def __init__(self, output_type: str, attempts: int, problem: str, text: str) -> None:
+        self.output_type = output_type
+        self.attempts = attempts
+        self.problem = problem
+        self.text = text
+        super().__init__(
+            f"the reply did not validate as {output_type} after {attempts} "
+            f"{'attempt' if attempts == 1 else 'attempts'}: {problem}"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -15,6 +16,7 @@ from agtl._cancel import Cancellation
 from agtl._runtime import Runtime
 from agtl._state import CallState, ExecutionState
 from agtl._tool_runner import StepRunner
+from agtl._typed_output import OutputSchema, describe
 from agtl._vocabulary import CancelSource, Logger, ProviderInfo, StopReason, ToolCallStatus
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, ToolSpec
 from agtl.conversation import Conversation, Turn
@@ -24,6 +26,7 @@ from agtl.errors import (
     FirstTokenTimeoutError,
     InvalidArgumentError,
     LLMTimeoutError,
+    OutputValidationError,
     StallTimeoutError,
     ToolLoopError,
     WorkflowFailure,
@@ -176,6 +179,60 @@ class Session:
             async for _ in stream:
                 pass
         return stream.result
+
+    async def generate_object(
+        self,
+        *,
+        output_type: Any,
+        prompt: str | None = None,
+        messages: Any = None,
+        system: str | None = None,
+        model: str | None = None,
+        retries: int = 2,
+        timeout: float | None = None,  # noqa: ASYNC109 - per-call budget, typed error
+        **options: Any,
+    ) -> Any:
+        """Ask for JSON matching ``output_type`` and return it validated, as that type.
+
+        ``output_type`` is a pydantic model, a dataclass, a TypedDict or a plain type. A reply
+        that does not validate is sent back with the errors, up to ``retries`` times; then
+        :class:`~agtl.OutputValidationError` is raised. Every attempt is an LLM call in the
+        summary (and a ``generate_object.invalid`` record for each one that failed).
+        """
+        wanted = OutputSchema.of(output_type)
+        tries = check_count("retries", retries)
+        if "response_format" in options:
+            raise InvalidArgumentError(
+                "response_format", "generate_object sets it from output_type: leave it out"
+            )
+        history = list(build_messages(prompt=prompt, messages=messages, system=system))
+        problem, text = "", ""
+        for attempt in range(tries + 1):
+            reply = await self.generate_text(
+                messages=history,
+                model=model,
+                timeout=timeout,
+                response_format=wanted.response_format(),
+                **options,
+            )
+            text = reply.text
+            try:
+                return wanted.validate(text)
+            except ValueError as exc:  # pydantic's ValidationError, or not JSON at all
+                problem = describe(exc)
+            self.record(
+                "generate_object.invalid",
+                {"attempt": attempt + 1, "call": reply.call_index, "problem": problem},
+            )
+            history += [
+                Message(Role.ASSISTANT, text),
+                Message(
+                    Role.USER,
+                    f"That reply is not valid: {problem}. Reply again with only JSON "
+                    f"matching the schema {json.dumps(wanted.schema)}.",
+                ),
+            ]
+        raise OutputValidationError(wanted.name, tries + 1, problem, text)
 
     async def _tool_loop(
         self,

@@ -142,7 +142,6 @@ class _Crowd:
         if self.running == CONCURRENT_TOOLS:
             self.all_running.set()
         await trio.sleep_forever()
-        return ""
 
 
 async def cancel_latency(*, quick: bool) -> Comparison:

@@ -11,6 +11,7 @@ import json
 import threading
 from typing import Any
 
+import pydantic
 import pytest
 import trio
 
@@ -510,3 +511,58 @@ async def test_a_cancelled_sync_tool_is_waited_for_a_bounded_grace_then_reported
     async with trio.open_nursery() as nursery:
         nursery.start_soon(join)
         await wait_for(thread_gone, "the released tool thread ending")
+
+
+# -- typed output --------------------------------------------------------------------------------
+class City(pydantic.BaseModel):
+    name: str
+    population: int
+
+
+async def test_generate_object_validates_into_the_type(autojump_clock: trio.abc.Clock) -> None:
+    provider = ScriptedProvider(Reply('{"name": "Paris", "population": 2100000}'))
+    result = await provider.simple_execution(
+        lambda s: s.generate_object(output_type=City, prompt="Describe Paris.")
+    ).result()
+    assert result.unwrap() == City(name="Paris", population=2100000)
+    fmt = provider.calls[0].options.response_format
+    assert fmt is not None
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["schema"]["required"] == ["name", "population"]
+
+
+async def test_invalid_output_goes_back_then_fails_typed(autojump_clock: trio.abc.Clock) -> None:
+    fixed = ScriptedProvider(
+        Reply('{"name": "Paris"}'), Reply('{"name": "Paris", "population": 1}')
+    )
+    result = await fixed.simple_execution(
+        lambda s: s.generate_object(output_type=City, prompt="Describe Paris.")
+    ).result()
+    assert result.unwrap().population == 1
+    told = fixed.calls[1].messages[-1].content
+    assert told.startswith("That reply is not valid: population: Field required")
+    assert result.summary.llm_call_count == 2
+    assert [r.kind for r in result.summary.records] == ["generate_object.invalid"]
+
+    stubborn = ScriptedProvider(respond=lambda r: Reply("not json"))
+    failed = await stubborn.simple_execution(
+        lambda s: s.generate_object(output_type=list[int], prompt="Numbers.", retries=1)
+    ).result()
+    assert isinstance(failed.error, agtl.OutputValidationError)
+    assert failed.error.attempts == 2
+    assert failed.summary.llm_call_count == 2
+
+
+async def test_generate_object_refuses_what_cannot_work() -> None:
+    provider = ScriptedProvider("unused")
+    for kwargs, message in [
+        ({"output_type": threading.Lock}, "has no JSON schema"),
+        ({"output_type": int, "response_format": {"type": "text"}}, "sets it from output_type"),
+        ({"output_type": int, "retries": -1}, "retries"),
+    ]:
+        result = await provider.simple_execution(
+            lambda s, kw=kwargs: s.generate_object(prompt="x", **kw)  # type: ignore[misc]
+        ).result()
+        assert isinstance(result.error, agtl.InvalidArgumentError), result
+        assert message in str(result.error)
+    assert provider.calls == ()

@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import pydantic
 import pytest
 import trio
 
@@ -129,6 +130,28 @@ async def test_a_cancel_mid_loop_on_the_real_model(local: LlamaCppProvider) -> N
         lambda s: s.generate_text(prompt="What is the capital of France?", system=SYSTEM)
     ).result()
     assert "Paris" in again.unwrap().text
+
+
+class Capital(pydantic.BaseModel):
+    # Bounded strings: the grammar built from the schema then bounds them too, so a small
+    # model cannot run a string on until max_tokens.
+    country: str = pydantic.Field(max_length=30)
+    city: str = pydantic.Field(max_length=30)
+
+
+async def test_the_local_model_returns_a_typed_object(local: LlamaCppProvider) -> None:
+    result = await local.simple_execution(
+        lambda s: s.generate_object(
+            output_type=Capital,
+            prompt="What is the capital of France? Answer as JSON with country and city.",
+            system=SYSTEM,
+            max_tokens=96,
+        )
+    ).result()
+    capital = result.unwrap()
+    assert isinstance(capital, Capital)  # the grammar kept the reply to the schema
+    assert capital.country
+    assert capital.city
 
 
 # -- a real OpenAI-compatible server -------------------------------------------------------------

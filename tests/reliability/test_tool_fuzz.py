@@ -200,7 +200,7 @@ async def run_case(case: ToolCase) -> bool:
     ended: list[bool] = []
 
     async def consume() -> None:
-        async for _ in execution.stream():  # type: ignore[attr-defined]
+        async for _ in execution.stream():  # type: ignore[union-attr]
             pass
         ended.append(True)
 

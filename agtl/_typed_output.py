@@ -1,0 +1,75 @@
+"""Typed output: JSON the model writes under a schema, validated into a Python value.
+
+``session.generate_object(output_type=T)`` derives T's JSON schema with pydantic, asks for
+JSON matching it (the local model is constrained by a grammar built from the schema, a
+remote server gets ``response_format``), validates the reply, and sends the validation
+errors back to the model up to ``retries`` times. Every attempt is an LLM call of its own in
+the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final
+
+import attrs
+import pydantic
+
+from agtl.errors import InvalidArgumentError
+
+__all__ = ["NotJSONError", "OutputSchema", "describe"]
+
+_NAME: Final = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@attrs.frozen
+class OutputSchema:
+    """A type the model is asked to produce, with its schema and its validator."""
+
+    name: str
+    schema: dict[str, Any]
+    _adapter: pydantic.TypeAdapter[Any] = attrs.field(alias="adapter", repr=False)
+
+    @classmethod
+    def of(cls, output_type: Any) -> OutputSchema:
+        try:
+            adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(output_type)
+            schema = adapter.json_schema()
+        except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError) as exc:
+            first = str(exc).splitlines()[0]
+            raise InvalidArgumentError(
+                "output_type", f"{output_type!r} has no JSON schema: {first}"
+            ) from None
+        except TypeError as exc:
+            raise InvalidArgumentError("output_type", f"not a type: {exc}") from None
+        label = getattr(output_type, "__name__", None) or str(output_type)
+        return cls(_NAME.sub("_", label)[:64] or "output", schema, adapter=adapter)
+
+    def response_format(self) -> dict[str, Any]:
+        return {"type": "json_schema", "json_schema": {"name": self.name, "schema": self.schema}}
+
+    def validate(self, text: str) -> Any:
+        """The value ``text`` holds; raises ``ValueError`` (pydantic's, for a value that does
+        not match) if it does not. Control characters inside strings are accepted: small
+        models write raw newlines there, and the meaning is plain."""
+        try:
+            data = json.loads(text.strip() or "null", strict=False)
+        except ValueError as exc:
+            raise NotJSONError(f"not valid JSON ({exc})") from None
+        return self._adapter.validate_python(data)
+
+
+class NotJSONError(ValueError):
+    """The reply is not JSON at all."""
+
+
+def describe(error: ValueError) -> str:
+    """The validation errors in a line the model can act on."""
+    if not isinstance(error, pydantic.ValidationError):
+        return str(error)
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item.get("loc", ())) or "the value"
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts)
