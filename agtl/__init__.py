@@ -6,6 +6,7 @@ Workflows are coroutines or async generators that receive a :class:`Session`. A
 ends in exactly one frozen :class:`Result` with a :class:`Summary` of usage, cost and timings.
 """
 
+from agtl._tool_loop import TextPart, ToolCallFinished, ToolCallStarted, ToolLoopStream
 from agtl._vocabulary import ToolCallStatus
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason, ToolSpec
 from agtl.conversation import CancelMarker, Conversation, ConversationFileError, Entry, Turn
@@ -113,15 +114,19 @@ __all__ = [
     "StopReason",
     "StreamingExecution",
     "Summary",
+    "TextPart",
     "TextResult",
     "TextStream",
     "Tool",
     "ToolArgumentsError",
     "ToolCall",
+    "ToolCallFinished",
     "ToolCallRequest",
+    "ToolCallStarted",
     "ToolCallStatus",
     "ToolError",
     "ToolLoopError",
+    "ToolLoopStream",
     "ToolSpec",
     "Turn",
     "Usage",

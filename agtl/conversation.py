@@ -263,7 +263,8 @@ class Turn:
     def content(self) -> str:
         return self._splitter.content
 
-    def finish(self) -> Entry | None:
+    def finish(self, tool_calls: tuple[ToolCallRequest, ...] = ()) -> Entry | None:
+        """The reply ended: append it, with the tool calls it asked for (if any)."""
         if self.ended:
             return None
         self.ended = True
@@ -273,6 +274,7 @@ class Turn:
             self._splitter.content,
             reasoning=self._splitter.reasoning,
             truncated=self._truncated,
+            tool_calls=tool_calls,
         )
 
     def stop(self, reason: str | None) -> CancelMarker | None:

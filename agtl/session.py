@@ -7,14 +7,16 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import attrs
 import trio
 
 from agtl._cancel import Cancellation
+from agtl._replies import Step, TextResult
 from agtl._runtime import Runtime
 from agtl._state import CallState, ExecutionState
+from agtl._tool_loop import ToolLoopStream
 from agtl._tool_runner import StepRunner
 from agtl._typed_output import OutputSchema, describe
 from agtl._vocabulary import CancelSource, Logger, ProviderInfo, StopReason, ToolCallStatus
@@ -28,12 +30,11 @@ from agtl.errors import (
     LLMTimeoutError,
     OutputValidationError,
     StallTimeoutError,
-    ToolLoopError,
     WorkflowFailure,
 )
 from agtl.events import COMPLETE, ERROR, RESERVED_EVENT_TYPES, Event
 from agtl.limits import UsageLimits
-from agtl.messages import Message, Role, ToolCallRequest, build_messages
+from agtl.messages import Message, Role, build_messages
 from agtl.options import GenerationOptions
 from agtl.summary import CostEntry, RecordEntry, ToolCall
 from agtl.tools import Tool, check_tools
@@ -55,36 +56,6 @@ CLOSE_GRACE_SECONDS: Final = 5.0
 #: How many model calls a tool loop makes at most, unless ``max_steps=`` says otherwise.
 DEFAULT_MAX_STEPS: Final = 10
 _TOOL_ERRORS: Final = ("model", "raise")
-
-
-@attrs.frozen
-class Step:
-    """One model call of a tool loop: its text and the tool calls it asked for, as they ran."""
-
-    call_index: int
-    text: str
-    tool_calls: tuple[ToolCall, ...]
-    stop_reason: StopReason
-    usage: Usage
-
-
-@attrs.frozen
-class TextResult:
-    """The outcome of one finished LLM call, or of a whole tool loop.
-
-    For a tool loop, ``text``, ``usage``, ``model`` and ``call_index`` are those of the final
-    model call and ``steps`` lists every model call of the loop (the summary has one LLM-call
-    record per step). ``tool_calls`` are the tool calls this (final) call asked for.
-    """
-
-    text: str
-    usage: Usage
-    stop_reason: StopReason
-    model: str
-    call_index: int
-    time_to_first_token: float | None
-    tool_calls: tuple[ToolCallRequest, ...] = ()
-    steps: tuple[Step, ...] = ()
 
 
 class Session:
@@ -149,7 +120,7 @@ class Session:
         ``tool_errors="raise"``, raises :class:`~agtl.ToolError` here.
         """
         if tools is not None or tool_choice is not None or max_steps is not None:
-            return await self._tool_loop(
+            loop = self._tool_loop_stream(
                 prompt=prompt,
                 messages=messages,
                 system=system,
@@ -162,9 +133,13 @@ class Session:
                 tool_errors=tool_errors,
                 options=options,
             )
+            async with loop:
+                async for _ in loop.parts():
+                    pass
+            return loop.result
         if tool_errors != "model":
             raise InvalidArgumentError("tool_errors", "only applies to a call with tools=")
-        stream = self.stream_text(
+        stream = self._text_stream(
             prompt=prompt,
             messages=messages,
             system=system,
@@ -173,7 +148,7 @@ class Session:
             first_token_timeout=first_token_timeout,
             stall_timeout=stall_timeout,
             conversation=conversation,
-            **options,
+            options=options,
         )
         async with stream:
             async for _ in stream:
@@ -234,7 +209,7 @@ class Session:
             ]
         raise OutputValidationError(wanted.name, tries + 1, problem, text)
 
-    async def _tool_loop(
+    def _tool_loop_stream(
         self,
         *,
         prompt: str | None,
@@ -248,13 +223,8 @@ class Session:
         max_steps: int | None,
         tool_errors: str,
         options: dict[str, Any],
-    ) -> TextResult:
-        """The tool loop of :meth:`generate_text` (see there)."""
-        if conversation is not None:
-            raise InvalidArgumentError(
-                "conversation",
-                "a tool loop takes prompt= or messages= for now, not a conversation",
-            )
+    ) -> ToolLoopStream:
+        """The tool loop of :meth:`generate_text` and :meth:`stream_text` (see there)."""
         checked = check_tools(tools if tools is not None else [])
         by_name = {t.name: t for t in checked}
         choice = _check_tool_choice(tool_choice, by_name)
@@ -265,7 +235,11 @@ class Session:
             raise InvalidArgumentError(
                 "tool_errors", f"must be 'model' or 'raise', not {tool_errors!r}"
             )
-        history = list(build_messages(prompt=prompt, messages=messages, system=system))
+        history: list[Message] = []
+        if conversation is None:
+            history = list(build_messages(prompt=prompt, messages=messages, system=system))
+        else:
+            _check_conversation_call(conversation, prompt=prompt, messages=messages, system=system)
         specs = tuple(ToolSpec(t.name, t.description, t.parameters) for t in checked)
         runner = StepRunner(
             tools=by_name,
@@ -277,37 +251,67 @@ class Session:
             raise_errors=tool_errors == "raise",
         )
         timeout, first_token_timeout, stall_timeout = timeouts
-        steps: list[Step] = []
-        for number in range(steps_allowed):
-            stream = self.stream_text(
-                messages=history,
+
+        def open_step(number: int, so_far: list[Message]) -> TextStream:
+            stream = self._text_stream(
+                messages=so_far if conversation is None else None,
+                conversation=conversation,
+                prompt=prompt if conversation is not None and number == 0 else None,
+                system=None,
                 model=model,
                 timeout=timeout,
                 first_token_timeout=first_token_timeout,
                 stall_timeout=stall_timeout,
-                **options,
+                options=options,
             )
-            stream._tools = specs
-            stream._tool_choice = choice if number == 0 else "auto"
-            async with stream:
-                async for _ in stream:
-                    pass
-            reply = stream.result
-            if not reply.tool_calls or choice == "none":
-                steps.append(Step(reply.call_index, reply.text, (), reply.stop_reason, reply.usage))
-                return attrs.evolve(reply, steps=tuple(steps))
-            if number == steps_allowed - 1:
-                steps.append(Step(reply.call_index, reply.text, (), reply.stop_reason, reply.usage))
-                raise ToolLoopError(steps_allowed, tuple(steps), reply.tool_calls)
-            history.append(Message(Role.ASSISTANT, reply.text, tool_calls=reply.tool_calls))
-            outcomes = await runner.run(reply.tool_calls, reply.call_index)
-            for call, outcome in zip(reply.tool_calls, outcomes, strict=True):
-                history.append(Message(Role.TOOL, outcome.message, tool_call_id=call.id))
-            records = tuple(outcome.record for outcome in outcomes)
-            steps.append(
-                Step(reply.call_index, reply.text, records, reply.stop_reason, reply.usage)
-            )
-        raise AssertionError("unreachable: the loop returns or raises")
+            # tool_choice applies to the first model call; later ones may answer in text.
+            stream._offer_tools(specs, choice if number == 0 else "auto")
+            return stream
+
+        return ToolLoopStream(
+            open_step,
+            runner,
+            history=history,
+            conversation=conversation,
+            max_steps=steps_allowed,
+            answer_only=choice == "none",
+            cancellation=self._cancellation,
+        )
+
+    @overload
+    def stream_text(
+        self,
+        *,
+        prompt: str | None = None,
+        messages: Any = None,
+        system: str | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+        first_token_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        conversation: Conversation | None = None,
+        tools: None = None,
+        **options: Any,
+    ) -> TextStream: ...
+
+    @overload
+    def stream_text(
+        self,
+        *,
+        prompt: str | None = None,
+        messages: Any = None,
+        system: str | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+        first_token_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        conversation: Conversation | None = None,
+        tools: Sequence[Tool],
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        tool_errors: str = "model",
+        **options: Any,
+    ) -> ToolLoopStream: ...
 
     def stream_text(
         self,
@@ -320,8 +324,12 @@ class Session:
         first_token_timeout: float | None = None,
         stall_timeout: float | None = None,
         conversation: Conversation | None = None,
+        tools: Sequence[Tool] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        tool_errors: str = "model",
         **options: Any,
-    ) -> TextStream:
+    ) -> TextStream | ToolLoopStream:
         """Start an LLM call whose output arrives as text deltas.
 
         Use it as ``async with session.stream_text(...) as stream: async for delta in
@@ -332,7 +340,53 @@ class Session:
         given) is appended to it as the user's turn when the call starts; the reply is appended
         when it ends, or, if the call is stopped or fails, what was said so far is kept as a
         partial reply followed by a :class:`~agtl.CancelMarker`.
+
+        With ``tools=`` it streams the tool loop of :meth:`generate_text` instead: the text of
+        every model call, and with ``stream.parts()`` the tool calls starting and finishing.
         """
+        if tools is not None:
+            return self._tool_loop_stream(
+                prompt=prompt,
+                messages=messages,
+                system=system,
+                model=model,
+                timeouts=(timeout, first_token_timeout, stall_timeout),
+                conversation=conversation,
+                tools=tools,
+                tool_choice=tool_choice,
+                max_steps=max_steps,
+                tool_errors=tool_errors,
+                options=options,
+            )
+        if tool_choice is not None or max_steps is not None or tool_errors != "model":
+            raise InvalidArgumentError(
+                "tools", "tool_choice, max_steps and tool_errors need tools=[...]"
+            )
+        return self._text_stream(
+            prompt=prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            timeout=timeout,
+            first_token_timeout=first_token_timeout,
+            stall_timeout=stall_timeout,
+            conversation=conversation,
+            options=options,
+        )
+
+    def _text_stream(
+        self,
+        *,
+        prompt: str | None,
+        messages: Any,
+        system: str | None,
+        model: str | None,
+        timeout: float | None,
+        first_token_timeout: float | None,
+        stall_timeout: float | None,
+        conversation: Conversation | None,
+        options: dict[str, Any],
+    ) -> TextStream:
         built: tuple[Message, ...] | None
         if conversation is not None:
             built = None
@@ -532,6 +586,11 @@ class TextStream:
         self._tools: tuple[ToolSpec, ...] = ()
         self._tool_choice: str | None = None
 
+    def _offer_tools(self, tools: tuple[ToolSpec, ...], choice: str) -> None:
+        """Offer the model these tools in this call (the tool loop's steps)."""
+        self._tools = tools
+        self._tool_choice = choice
+
     @property
     def text(self) -> str:
         """The text delivered so far."""
@@ -643,6 +702,8 @@ class TextStream:
         tb: TracebackType | None,
     ) -> None:
         if self._call is not None and not self._call.finished:
+            if isinstance(exc, GeneratorExit):
+                exc = None  # an async generator reading the stream was closed: left early
             await self._finish(exc, abandoned=exc is None)
 
     def _timeout_error(self) -> LLMTimeoutError:
@@ -732,7 +793,7 @@ class TextStream:
             assert exc is not None
             self._turn.fail(exc)
         else:
-            self._turn.finish()
+            self._turn.finish(call.report.tool_calls if call.report is not None else ())
 
 
 def _check_tool_choice(choice: object, tools: Mapping[str, Tool]) -> str:

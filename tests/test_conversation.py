@@ -23,7 +23,8 @@ async def chat(
     enough = trio.Event()
 
     async def turn(session: Session) -> str:
-        async with session.stream_text(conversation=conversation, **call) as stream:
+        stream: agtl.TextStream = session.stream_text(conversation=conversation, **call)
+        async with stream:
             async for delta in stream:
                 seen.append(delta)
                 if stop_after is not None and len(seen) >= stop_after:
@@ -297,6 +298,6 @@ async def test_conversation_arguments_are_checked() -> None:
         with pytest.raises(agtl.InvalidArgumentError, match="system prompt"):
             session.stream_text(conversation=conversation, prompt="x", system="s")
         with pytest.raises(agtl.InvalidArgumentError, match="conversation"):
-            session.stream_text(conversation="history", prompt="x")  # type: ignore[arg-type]
+            session.stream_text(conversation="history", prompt="x")  # type: ignore[call-overload]
 
     assert (await ScriptedProvider().simple_execution(fn).result()).status is Status.SUCCEEDED

@@ -566,3 +566,144 @@ async def test_generate_object_refuses_what_cannot_work() -> None:
         assert isinstance(result.error, agtl.InvalidArgumentError), result
         assert message in str(result.error)
     assert provider.calls == ()
+
+
+# -- conversations -------------------------------------------------------------------------------
+async def test_tool_calls_and_results_are_kept_in_the_conversation(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    conversation = agtl.Conversation(system="You are a helpful assistant.")
+    provider = ScriptedProvider(
+        asks(call("get_weather", {"city": "Paris"})),
+        Reply("It is sunny in Paris."),
+        Reply("You are welcome."),
+    )
+
+    async def turn(session: Session, prompt: str) -> str:
+        reply = await session.generate_text(
+            conversation=conversation, prompt=prompt, tools=[get_weather]
+        )
+        return reply.text
+
+    await provider.simple_execution(lambda s: turn(s, "Weather in Paris?")).result()
+    roles = [e.role.value for e in conversation.entries]
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    assert conversation.entries[2].tool_calls == (call("get_weather", {"city": "Paris"}),)
+    assert conversation.entries[3].tool_call_id == "c1"
+    # the next turn sends the whole history back, calls and results included
+    await provider.simple_execution(lambda s: turn(s, "Thanks!")).result()
+    sent = provider.calls[2].messages
+    assert [m.role.value for m in sent] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
+    assert sent[2].tool_calls[0].id == sent[3].tool_call_id == "c1"
+
+
+async def test_a_turn_stopped_while_tools_run_keeps_the_history_sendable(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    started = trio.Event()
+
+    @tool
+    async def slow(city: str) -> str:
+        """Slow."""
+        started.set()
+        await trio.sleep_forever()
+        return ""
+
+    conversation = agtl.Conversation()
+    provider = ScriptedProvider(asks(call("slow", {"city": "Paris"})))
+    async with provider.simple_execution(
+        lambda s: s.generate_text(conversation=conversation, prompt="go", tools=[slow])
+    ) as execution:
+        await started.wait()
+        execution.cancel("user pressed stop")
+    assert [m.reason for m in conversation.markers] == ["user pressed stop"]
+    # the unanswered call is not sent to the model again
+    assert [m.role.value for m in conversation.to_model_messages()] == ["user"]
+
+
+# -- streaming the loop --------------------------------------------------------------------------
+async def test_stream_text_with_tools_streams_every_step_and_its_tool_calls(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    provider = ScriptedProvider(
+        asks(call("get_weather", {"city": "Paris"}), text="Let me check."),
+        Reply("It is sunny in Paris."),
+    )
+
+    async def gen(session: Session) -> Any:
+        async with session.stream_text(prompt="Weather?", tools=[get_weather]) as stream:
+            async for part in stream.parts():
+                # One line forwards every part to the execution's consumers.
+                yield session.emit(type(part).__name__, part)
+        yield await session.done(stream.result.text)
+
+    seen: list[tuple[str, Any]] = []
+    async with provider.streaming_execution(gen) as execution:
+        async for event in execution.stream():
+            seen.append((event.type, event.data))
+    result = execution.outcome
+    assert result is not None
+    assert result.value == "It is sunny in Paris."
+    kinds = [kind for kind, _ in seen]
+    started = kinds.index("ToolCallStarted")
+    finished = kinds.index("ToolCallFinished")
+    assert kinds[:started] == ["TextPart"] * started  # the first step's text came first
+    assert started < finished
+    assert seen[finished][1].call.status is ToolCallStatus.OK
+    text = "".join(data.text for kind, data in seen if kind == "TextPart")
+    assert text == "Let me check.It is sunny in Paris."
+    assert kinds[-1] == "complete"
+
+
+async def test_iterating_a_tool_loop_stream_gives_text_only(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    provider = ScriptedProvider(
+        asks(call("get_weather", {"city": "Paris"})), Reply("Sunny in Paris.")
+    )
+
+    async def run(session: Session) -> str:
+        async with session.stream_text(prompt="Weather?", tools=[get_weather]) as stream:
+            deltas = [delta async for delta in stream]
+        assert stream.result.steps[0].tool_calls[0].status is ToolCallStatus.OK
+        return "".join(deltas)
+
+    assert (await provider.simple_execution(run).result()).unwrap() == "Sunny in Paris."
+
+
+async def test_leaving_a_tool_loop_stream_early_stops_the_call(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    provider = ScriptedProvider(Reply("one two three four five", delay=1))
+
+    async def run(session: Session) -> str:
+        async with session.stream_text(prompt="Count", tools=[get_weather]) as stream:
+            async for delta in stream:
+                return delta
+        return ""
+
+    result = await provider.simple_execution(run).result()
+    assert result.value == "one "
+    assert result.summary.llm_calls[0].stop_reason is StopReason.CANCELLED
+
+
+async def test_tool_options_without_tools_are_refused() -> None:
+    provider = ScriptedProvider("unused")
+    result = await provider.simple_execution(
+        lambda s: s.generate_text(prompt="x", tool_errors="raise")
+    ).result()
+    assert isinstance(result.error, agtl.InvalidArgumentError)
+
+    async def stream(session: Session) -> None:
+        session.stream_text(prompt="x", max_steps=3)
+
+    refused = await provider.simple_execution(stream).result()
+    assert isinstance(refused.error, agtl.InvalidArgumentError)
+    assert "need tools=" in str(refused.error)

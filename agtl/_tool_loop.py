@@ -1,0 +1,199 @@
+"""The tool loop: model call, tool calls, results back, again, until the model answers.
+
+One implementation serves ``generate_text(tools=...)`` (which runs it to the end) and
+``stream_text(tools=...)`` (whose consumer reads it as it goes). It is an async generator of
+:class:`TextPart`, :class:`ToolCallStarted` and :class:`ToolCallFinished`, driven by whoever
+reads it. It never yields while tools run: the calls of a step run in a nursery (see
+:mod:`agtl._tool_runner`), so their ``started`` parts come just before the step's calls start
+and their ``finished`` parts once all of them ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+import attrs
+
+from agtl._cancel import Cancellation
+from agtl._groups import is_cancellation
+from agtl._replies import Step, TextResult
+from agtl._tool_runner import StepRunner, ToolOutcome
+from agtl.conversation import Conversation
+from agtl.errors import ExecutionClosedError, ToolLoopError
+from agtl.messages import Message, Role, ToolCallRequest
+from agtl.summary import ToolCall
+
+__all__ = ["Part", "TextPart", "ToolCallFinished", "ToolCallStarted", "ToolLoopStream"]
+
+
+class StepStream(Protocol):
+    """One model call of the loop, as the loop reads it (a ``TextStream``)."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    @property
+    def result(self) -> TextResult: ...
+
+
+@attrs.frozen
+class TextPart:
+    """Text of the current model call."""
+
+    text: str
+
+
+@attrs.frozen
+class ToolCallStarted:
+    """The model asked for this call; it is about to run (step = the model call's index)."""
+
+    request: ToolCallRequest
+    step: int
+
+
+@attrs.frozen
+class ToolCallFinished:
+    """A tool call ended; ``call`` is its summary record (status, result or error)."""
+
+    call: ToolCall
+
+
+Part = TextPart | ToolCallStarted | ToolCallFinished
+#: Opens model call ``number`` of the loop on ``history`` (the messages so far).
+OpenStep = Callable[[int, list[Message]], StepStream]
+
+
+class ToolLoopStream:
+    """A tool loop read as it goes: ``stream_text(..., tools=...)``.
+
+    ``async for delta in stream`` gives the text of every model call; ``stream.parts()``
+    gives text and tool calls (:class:`TextPart`, :class:`ToolCallStarted`,
+    :class:`ToolCallFinished`). Read one or the other. Afterwards ``stream.result`` is the
+    final :class:`~agtl.TextResult`, with its ``steps``.
+    """
+
+    def __init__(
+        self,
+        open_step: OpenStep,
+        runner: StepRunner,
+        *,
+        history: list[Message],
+        conversation: Conversation | None,
+        max_steps: int,
+        answer_only: bool,
+        cancellation: Cancellation,
+    ) -> None:
+        self._open_step = open_step
+        self._runner = runner
+        self._history = history
+        self._conversation = conversation
+        self._max_steps = max_steps
+        self._answer_only = answer_only  # tool_choice="none": a call asked for is not run
+        self._cancellation = cancellation
+        self._result: TextResult | None = None
+        self._parts: AsyncIterator[Part] | None = None
+        self._text: list[str] = []
+
+    @property
+    def text(self) -> str:
+        """The text of every model call so far."""
+        return "".join(self._text)
+
+    @property
+    def result(self) -> TextResult:
+        """The final model call's :class:`~agtl.TextResult`, with every step."""
+        if self._result is None:
+            raise ExecutionClosedError(
+                "stream.result is only available after the stream was read to its end"
+            )
+        return self._result
+
+    async def __aenter__(self) -> ToolLoopStream:
+        if self._parts is not None:
+            raise ExecutionClosedError("a tool loop stream can be entered only once")
+        self._parts = self._run()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        parts = self._parts
+        if parts is not None and hasattr(parts, "aclose"):
+            await parts.aclose()
+
+    def parts(self) -> AsyncIterator[Part]:
+        """Every part of the loop: text, tool calls starting, tool calls finished."""
+        if self._parts is None:
+            raise ExecutionClosedError(
+                "iterate a stream inside `async with session.stream_text(...) as stream:`"
+            )
+        return self._parts
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._texts()
+
+    async def _texts(self) -> AsyncIterator[str]:
+        async for part in self.parts():
+            if isinstance(part, TextPart):
+                yield part.text
+
+    async def _run(self) -> AsyncIterator[Part]:
+        steps: list[Step] = []
+        history = self._history
+        for number in range(self._max_steps):
+            stream = self._open_step(number, history)
+            async with stream:
+                async for delta in stream:
+                    self._text.append(delta)
+                    yield TextPart(delta)
+            reply = stream.result
+            if not reply.tool_calls or self._answer_only:
+                steps.append(_step(reply, ()))
+                self._result = attrs.evolve(reply, steps=tuple(steps))
+                return
+            if number == self._max_steps - 1:
+                steps.append(_step(reply, ()))
+                raise ToolLoopError(self._max_steps, tuple(steps), reply.tool_calls)
+            history.append(Message(Role.ASSISTANT, reply.text, tool_calls=reply.tool_calls))
+            for request in reply.tool_calls:
+                yield ToolCallStarted(request, reply.call_index)
+            outcomes = await self._run_tools(reply)
+            for request, outcome in zip(reply.tool_calls, outcomes, strict=True):
+                history.append(Message(Role.TOOL, outcome.message, tool_call_id=request.id))
+                if self._conversation is not None:
+                    self._conversation.add_tool_result(request.id, outcome.message)
+            steps.append(_step(reply, tuple(outcome.record for outcome in outcomes)))
+            for outcome in outcomes:
+                yield ToolCallFinished(outcome.record)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _run_tools(self, reply: TextResult) -> Sequence[ToolOutcome]:
+        try:
+            return await self._runner.run(reply.tool_calls, reply.call_index)
+        except BaseException as exc:
+            if self._conversation is not None:
+                # The calls stay unanswered (the model is not sent them again); a marker says
+                # why the turn stopped.
+                turn = self._conversation.begin_turn(None)
+                if is_cancellation(exc):
+                    turn.stop(self._cancellation.reason or "stopped while tools ran")
+                else:
+                    turn.fail(exc)
+            raise
+
+
+def _step(reply: TextResult, calls: tuple[ToolCall, ...]) -> Step:
+    return Step(reply.call_index, reply.text, calls, reply.stop_reason, reply.usage)
