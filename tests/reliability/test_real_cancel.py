@@ -90,9 +90,10 @@ GRID: tuple[tuple[str, str], ...] = (
     ("enclosing", "mid_stream"),
     ("limit", "between_calls"),
 )
-#: A prompt whose prefill takes long enough (hundreds of ms on the bundled model) that a
-#: cancel aimed at it lands before the first token.
-PREFILL_PROMPT = "Rivers carry water from the mountains down to the sea, shaping valleys. " * 40
+#: A prompt whose prefill takes long enough (about a second on the bundled model) that a
+#: cancel aimed at it lands before the first token, and short enough that a server which
+#: goes on prefilling after the client left (it cannot tell until it sends) is soon free.
+PREFILL_PROMPT = "Rivers carry water from the mountains down to the sea, shaping valleys. " * 20
 
 
 @attrs.frozen
@@ -228,6 +229,9 @@ class Runner:
             prompt, max_tokens = f"Note {case.nonce}.\n{PREFILL_PROMPT}", 8
         elif case.point == "between_calls":
             prompt, max_tokens = CHECK, 8
+        elif case.mechanism == "timeout":
+            # Long enough that the timeout lands mid-stream even on a fast machine.
+            prompt, max_tokens = ESSAY, 400
         else:
             prompt, max_tokens = ESSAY, 160
 
@@ -437,9 +441,10 @@ def _with_timeout(
     provider: agtl.Provider, execution: agtl.Execution[Any], body: Any, case: RealCase
 ) -> agtl.Execution[Any]:
     """The same workflow with ``timeout=``: long enough to reach the call, short of its end."""
-    # Prefill: fires long before the first token of a prompt that takes hundreds of ms.
-    # Mid-stream: after the first token of the short essay prompt, well before its end.
-    timeout = (0.02 if case.point == "prefill" else 0.6) + case.delay
+    # Prefill: fires long before the first token of a prompt that takes about a second.
+    # Mid-stream: after the first token of the short essay prompt even on a busy machine
+    # (a second at most), well before the end of its 400 tokens.
+    timeout = (0.02 if case.point == "prefill" else 2.0) + case.delay
     if case.host == "simple":
         return provider.simple_execution(body, timeout=timeout)
 
