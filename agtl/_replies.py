@@ -40,3 +40,16 @@ class TextResult:
     time_to_first_token: float | None
     tool_calls: tuple[ToolCallRequest, ...] = ()
     steps: tuple[Step, ...] = ()
+
+    def with_steps(self, steps: tuple[Step, ...]) -> TextResult:
+        """This result as the end of a tool loop made of ``steps``."""
+        return TextResult(
+            self.text,
+            self.usage,
+            self.stop_reason,
+            self.model,
+            self.call_index,
+            self.time_to_first_token,
+            self.tool_calls,
+            steps,
+        )

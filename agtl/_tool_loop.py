@@ -162,7 +162,7 @@ class ToolLoopStream:
             reply = stream.result
             if not reply.tool_calls or self._answer_only:
                 steps.append(_step(reply, ()))
-                self._result = attrs.evolve(reply, steps=tuple(steps))
+                self._result = reply.with_steps(tuple(steps))
                 return
             if number == self._max_steps - 1:
                 steps.append(_step(reply, ()))

@@ -117,7 +117,11 @@ class StepRunner:
                 self._count_invalid(call.name)
             else:
                 try:
-                    arguments = tool.validate(call.arguments)
+                    # Parsed once: the raw form (for the summary if it does not validate) is
+                    # what validation starts from.
+                    arguments = tool.validate(
+                        arguments if isinstance(arguments, dict) else call.arguments
+                    )
                 except ToolArgumentsError as exc:
                     status, error = ToolCallStatus.INVALID, exc.problem
                     self._count_invalid(call.name)

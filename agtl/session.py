@@ -240,7 +240,7 @@ class Session:
             history = list(build_messages(prompt=prompt, messages=messages, system=system))
         else:
             _check_conversation_call(conversation, prompt=prompt, messages=messages, system=system)
-        specs = tuple(ToolSpec(t.name, t.description, t.parameters) for t in checked)
+        specs = tuple(t.spec for t in checked)
         runner = StepRunner(
             tools=by_name,
             state=self._state,
@@ -254,7 +254,7 @@ class Session:
 
         def open_step(number: int, so_far: list[Message]) -> TextStream:
             stream = self._text_stream(
-                messages=so_far if conversation is None else None,
+                messages=None,
                 conversation=conversation,
                 prompt=prompt if conversation is not None and number == 0 else None,
                 system=None,
@@ -263,6 +263,8 @@ class Session:
                 first_token_timeout=first_token_timeout,
                 stall_timeout=stall_timeout,
                 options=options,
+                # the history was checked once, and grows only by messages agtl made
+                checked_messages=tuple(so_far) if conversation is None else None,
             )
             # tool_choice applies to the first model call; later ones may answer in text.
             stream._offer_tools(specs, choice if number == 0 else "auto")
@@ -386,9 +388,13 @@ class Session:
         stall_timeout: float | None,
         conversation: Conversation | None,
         options: dict[str, Any],
+        checked_messages: tuple[Message, ...] | None = None,
     ) -> TextStream:
+        """One call's stream; ``checked_messages`` skips checking messages built by agtl."""
         built: tuple[Message, ...] | None
-        if conversation is not None:
+        if checked_messages is not None:
+            built = checked_messages
+        elif conversation is not None:
             built = None
             _check_conversation_call(conversation, prompt=prompt, messages=messages, system=system)
         else:

@@ -23,6 +23,7 @@ from typing import Any, Final, overload
 import attrs
 import pydantic
 
+from agtl.backend import ToolSpec
 from agtl.errors import InvalidArgumentError, ToolArgumentsError
 from agtl.validation import check_count, check_optional_seconds, check_str, type_name
 
@@ -75,16 +76,14 @@ class Tool:
             raise ToolArgumentsError(self.name, _describe_errors(exc)) from None
         return {name: getattr(model, name) for name in type(model).model_fields}
 
+    @property
+    def spec(self) -> ToolSpec:
+        """What the model is told about this tool (as backends receive it)."""
+        return ToolSpec(self.name, self.description, self.parameters)
+
     def to_schema(self) -> dict[str, Any]:
         """The tool as OpenAI's ``tools`` entries describe a function."""
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": dict(self.parameters),
-            },
-        }
+        return self.spec.to_dict()
 
 
 @overload

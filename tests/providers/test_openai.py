@@ -47,15 +47,6 @@ async def provider(server_url: str) -> AsyncIterator[OpenAIProvider]:
         yield provider
 
 
-@pytest.fixture
-async def hostile() -> AsyncIterator[HostileServer]:
-    server = HostileServer()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        yield server
-        nursery.cancel_scope.cancel()
-
-
 def hostile_provider(server: HostileServer, **kwargs: Any) -> OpenAIProvider:
     return OpenAIProvider(api_key=SECRET, base_url=server.base_url, **kwargs)
 

@@ -193,15 +193,6 @@ async def test_a_real_server_calls_the_tool(remote: OpenAIProvider) -> None:
 
 
 # -- the hostile server --------------------------------------------------------------------------
-@pytest.fixture
-async def hostile() -> AsyncIterator[HostileServer]:
-    server = HostileServer()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        yield server
-        nursery.cancel_scope.cancel()
-
-
 async def run_hostile(server: HostileServer, model: str) -> agtl.Result[agtl.TextResult]:
     async with OpenAIProvider(base_url=server.base_url, max_retries=0) as provider:
         return await provider.simple_execution(
