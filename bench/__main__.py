@@ -52,7 +52,9 @@ def _peers(mode: Mode, names: set[str]) -> list[Comparison]:
 
 
 def _scale(mode: Mode, names: set[str]) -> list[Comparison]:
-    return scale.scale(quick=mode.quick, largest=CHECK_SCALE if mode.check else 10_000)
+    if mode.check:
+        return scale.scale(quick=False, largest=CHECK_SCALE, smallest=300, repeats=5)
+    return scale.scale(quick=mode.quick)
 
 
 def _tools(mode: Mode, names: set[str]) -> list[Comparison]:
@@ -90,6 +92,7 @@ BENCHMARKS = [name for names, _ in GROUPS.values() for name in names]
 
 #: ``--check``: the cheap in-process figures, for catching a regression in a couple of minutes.
 CHECK = ("overhead", "streaming", "streaming-bounded", "scripted-cancel", "scale")
+#: The check's scale curve: from 300 (at 100 the CPU time per run is mostly noise) to this.
 CHECK_SCALE = 2_000
 #: How far (relative) a figure may miss its target in ``--check`` before it counts as a
 #: regression: these run on shared machines, where a few percent is noise.
