@@ -166,14 +166,29 @@ def main(argv: list[str] | None = None) -> int:
     for chart in write_charts(results, args.charts):
         console.print(f"wrote {chart}")
     if args.check:
-        missed = [r for r in results if not within_margin(r, CHECK_MARGIN)]
-        for r in missed:
-            console.print(
-                f"[red]regression[/red] {r.key}: ratio {r.ratio:.2f}x, target {r.target} "
-                f"(allowed margin {CHECK_MARGIN:.0%})"
-            )
-        return 1 if missed else 0
+        return _confirm(results, mode, console)
     return 0 if args.quick or all(r.passed for r in results) else 1
+
+
+def _confirm(results: list[Comparison], mode: Mode, console: Console) -> int:
+    """``--check``: a figure that misses its target is measured again; only a miss in both
+    runs is a regression (a shared machine's noise can exceed the margin once)."""
+    missed = [r for r in results if not within_margin(r, CHECK_MARGIN)]
+    confirmed = []
+    for first in missed:
+        bench = "scale" if first.key.startswith("scale-") else first.key  # one run, two figures
+        run = next(run for names, run in GROUPS.values() if bench in names)
+        again = next(r for r in run(mode, {bench}) if r.key == first.key)
+        verdict = "confirmed" if not within_margin(again, CHECK_MARGIN) else "not confirmed"
+        console.print(
+            f"{first.key}: ratio {first.ratio:.2f}x, target {first.target}; measured again: "
+            f"{again.ratio:.2f}x ({verdict}, margin {CHECK_MARGIN:.0%})"
+        )
+        if verdict == "confirmed":
+            confirmed.append(again)
+    for r in confirmed:
+        console.print(f"[red]regression[/red] {r.key}: missed its target twice")
+    return 1 if confirmed else 0
 
 
 def _table(results: list[Comparison], *, quick: bool) -> Table:
