@@ -133,6 +133,9 @@ class StepRunner:
         except ToolError as exc:
             status, error = ToolCallStatus.ERROR, str(exc.__cause__ or exc)
             raise
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: recorded, then on
+            status, error = ToolCallStatus.ERROR, f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             if self.limits is not None:
                 self._in_flight -= 1

@@ -87,6 +87,10 @@ def test_a_check_miss_is_measured_again_before_it_counts() -> None:
         timeout=300,
         check=False,
     )
-    # The quick re-run of the scripted cancel meets its 1 ms budget: not a regression.
-    assert "measured again" in completed.stdout, completed.stdout + completed.stderr
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    # The miss was measured again, and the exit status follows that second measurement (not
+    # its figure: a busy machine may well miss the 1 ms budget again).
+    out = completed.stdout + completed.stderr
+    assert "measured again" in completed.stdout, out
+    confirmed = "(confirmed" in completed.stdout.replace("\n", " ")
+    assert completed.returncode == (1 if confirmed else 0), out
+    assert ("missed its target twice" in completed.stdout) == confirmed, out
