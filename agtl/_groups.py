@@ -7,9 +7,19 @@ holding one real error is that error.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import trio
 
-__all__ = ["collapse", "contains_cancelled", "is_cancellation", "leaves", "lone_leaf", "unwrap"]
+__all__ = [
+    "collapse",
+    "contains_cancelled",
+    "is_cancellation",
+    "leaves",
+    "lone_leaf",
+    "raise_collapsed",
+    "unwrap",
+]
 
 
 def leaves(exc: BaseException) -> list[BaseException]:
@@ -52,3 +62,11 @@ def collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
         return leaves(group)[0]
     leaf = lone_leaf(group)
     return group if leaf is None else leaf
+
+
+def raise_collapsed(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Raise what :func:`collapse` makes of ``group`` (the group itself if nothing simpler)."""
+    collapsed = collapse(group)
+    if collapsed is group:
+        raise group
+    raise collapsed from None

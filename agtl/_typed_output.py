@@ -17,6 +17,7 @@ import attrs
 import pydantic
 
 from agtl.errors import InvalidArgumentError
+from agtl.tools import describe_errors
 
 __all__ = ["NotJSONError", "OutputSchema", "describe"]
 
@@ -68,8 +69,4 @@ def describe(error: ValueError) -> str:
     """The validation errors in a line the model can act on."""
     if not isinstance(error, pydantic.ValidationError):
         return str(error)
-    parts = []
-    for item in error.errors(include_url=False):
-        where = ".".join(str(p) for p in item.get("loc", ())) or "the value"
-        parts.append(f"{where}: {item.get('msg', 'invalid')}")
-    return "; ".join(parts)
+    return describe_errors(error, whole="the value")

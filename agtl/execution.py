@@ -27,7 +27,7 @@ import trio
 
 from agtl._cancel import Cancellation
 from agtl._event_log import EventStream
-from agtl._groups import collapse, contains_cancelled, is_cancellation, leaves, unwrap
+from agtl._groups import contains_cancelled, is_cancellation, leaves, raise_collapsed, unwrap
 from agtl._runtime import Runtime
 from agtl._state import ExecutionState
 from agtl._vocabulary import CancelInfo, CancelSource, Logger, Partial, Status, StopReason
@@ -178,10 +178,7 @@ class Execution(Generic[T]):
         try:
             await manager.__aexit__(None, None, None)
         except BaseExceptionGroup as group:
-            collapsed = collapse(group)
-            if collapsed is not group:
-                raise collapsed from None
-            raise
+            raise_collapsed(group)
 
     def _claim(self) -> None:
         if self._claimed:
@@ -232,9 +229,7 @@ class Execution(Generic[T]):
         )
         if escaped is not None and _must_propagate(escaped):
             if isinstance(escaped, BaseExceptionGroup):
-                collapsed = collapse(escaped)
-                if collapsed is not escaped:
-                    raise collapsed from None
+                raise_collapsed(escaped)
             raise escaped
         return result
 
@@ -393,10 +388,7 @@ class StreamingExecution(Execution[T]):
                     nursery.start_soon(self._drive, agen)
         except BaseExceptionGroup as group:
             # The group is an artifact of the driver nursery: surface a lone error as itself.
-            collapsed = collapse(group)
-            if collapsed is not group:
-                raise collapsed from None
-            raise
+            raise_collapsed(group)
         return None
 
     async def _drive(self, agen: Any) -> None:

@@ -27,7 +27,7 @@ from agtl.backend import ToolSpec
 from agtl.errors import InvalidArgumentError, ToolArgumentsError
 from agtl.validation import check_count, check_optional_seconds, check_str, type_name
 
-__all__ = ["Tool", "check_tools", "tool"]
+__all__ = ["Tool", "check_tools", "describe_errors", "tool"]
 
 #: OpenAI's rule for function names, which every backend we know accepts.
 _NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -73,7 +73,7 @@ class Tool:
         try:
             model = self._model.model_validate(dict(decoded))
         except pydantic.ValidationError as exc:
-            raise ToolArgumentsError(self.name, _describe_errors(exc)) from None
+            raise ToolArgumentsError(self.name, describe_errors(exc)) from None
         return {name: getattr(model, name) for name in type(model).model_fields}
 
     @property
@@ -283,9 +283,13 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
-def _describe_errors(exc: pydantic.ValidationError) -> str:
+def describe_errors(error: pydantic.ValidationError, *, whole: str = "arguments") -> str:
+    """Validation errors in one line the model can act on: ``where: what`` each.
+
+    ``whole`` names the value itself when an error has no location inside it.
+    """
     parts = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in error.get("loc", ())) or "arguments"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item.get("loc", ())) or whole
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
     return "; ".join(parts)

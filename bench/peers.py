@@ -29,7 +29,7 @@ from bench._harness import Comparison, abba
 Timed = Callable[[int], Coroutine[Any, Any, float]]
 
 
-def _alternate(agtl_batch: Timed, peer_batch: Timed, *, n: int, rounds: int) -> tuple[float, float]:
+def alternate(agtl_batch: Timed, peer_batch: Timed, *, n: int, rounds: int) -> tuple[float, float]:
     """Median seconds per iteration: agtl batches under trio, peer batches under asyncio."""
     runs: dict[str, list[float]] = {"agtl": [], "peer": []}
     trio.run(agtl_batch, max(1, n // 10))  # warm up both
@@ -63,7 +63,7 @@ def overhead(*, quick: bool) -> Comparison:
         return time.perf_counter() - start
 
     n, rounds = (100, 3) if quick else (1000, 7)
-    candidate, baseline = _alternate(with_agtl, with_peer, n=n, rounds=rounds)
+    candidate, baseline = alternate(with_agtl, with_peer, n=n, rounds=rounds)
     speedup = baseline / candidate
     return Comparison(
         key="peer-overhead",
@@ -110,7 +110,7 @@ def streaming(*, quick: bool) -> Comparison:
             assert "".join(parts) == text
         return (time.perf_counter() - start) / (n * len(parts))
 
-    candidate, baseline = _alternate(with_agtl, with_peer, n=1, rounds=3 if quick else 7)
+    candidate, baseline = alternate(with_agtl, with_peer, n=1, rounds=3 if quick else 7)
     agtl_rate, peer_rate = 1 / candidate, 1 / baseline
     return Comparison(
         key="peer-streaming",

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import statistics
 import time
 
 import trio
@@ -24,7 +22,8 @@ from pydantic_ai.models.test import TestModel
 import agtl
 from agtl import Session, ToolCallRequest, ToolCallStatus
 from agtl.testing import Reply, ScriptedProvider
-from bench._harness import CancelSamples, Comparison, abba, interleaved
+from bench._harness import CancelSamples, Comparison, interleaved
+from bench.peers import alternate
 
 TOOL_BUDGET_US = 50.0
 CANCEL_BUDGET_MS = 2.0
@@ -107,15 +106,7 @@ def peer(*, quick: bool) -> Comparison:
         return time.perf_counter() - start
 
     n, rounds = (50, 2) if quick else (500, 6)
-    runs: dict[str, list[float]] = {"agtl": [], "peer": []}
-    trio.run(with_agtl, max(1, n // 10))  # warm up both
-    asyncio.run(with_peer(max(1, n // 10)))
-    for side in abba(rounds, "agtl", "peer"):
-        if side == "agtl":
-            runs[side].append(trio.run(with_agtl, n) / n)
-        else:
-            runs[side].append(asyncio.run(with_peer(n)) / n)
-    candidate, baseline = statistics.median(runs["agtl"]), statistics.median(runs["peer"])
+    candidate, baseline = alternate(with_agtl, with_peer, n=n, rounds=rounds)
     speedup = baseline / candidate
     return Comparison(
         key="peer-tools",
