@@ -6,6 +6,8 @@ Workflows are coroutines or async generators that receive a :class:`Session`. A
 ends in exactly one frozen :class:`Result` with a :class:`Summary` of usage, cost and timings.
 """
 
+from agtl import aio
+from agtl._sync import run
 from agtl._tool_loop import TextPart, ToolCallFinished, ToolCallStarted, ToolLoopStream
 from agtl._vocabulary import ToolCallStatus
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason, ToolSpec
@@ -26,6 +28,7 @@ from agtl.errors import (
     LLMTimeoutError,
     ModelNotFoundError,
     NoTerminalEventError,
+    NotInTrioError,
     OutputValidationError,
     PermissionDeniedError,
     ProviderConnectionError,
@@ -91,6 +94,7 @@ __all__ = [
     "Message",
     "ModelNotFoundError",
     "NoTerminalEventError",
+    "NotInTrioError",
     "OutputValidationError",
     "Partial",
     "PermissionDeniedError",
@@ -133,8 +137,10 @@ __all__ = [
     "UsageLimits",
     "WorkflowFailure",
     "__version__",
+    "aio",
     "any_of",
     "estimate_tokens",
     "race",
+    "run",
     "tool",
 ]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
+import sniffio
 import trio
+
+from agtl.errors import NotInTrioError
 
 
 def current_token() -> trio.lowlevel.TrioToken | None:
@@ -16,12 +19,39 @@ def current_token() -> trio.lowlevel.TrioToken | None:
         return None
 
 
+def in_task_of(token: trio.lowlevel.TrioToken) -> bool:
+    """Whether a task of the run of ``token`` is running on this thread right now.
+
+    Not the same as the run being on this thread: a trio guest run on an asyncio loop keeps
+    its run state on the loop's thread between its ticks, while asyncio code runs there.
+    Trio may only be driven directly from inside one of its tasks.
+    """
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return trio.lowlevel.current_trio_token() is token
+
+
+def require_trio(what: str) -> None:
+    """Raise :class:`NotInTrioError` unless called from a trio task."""
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        try:
+            library: str | None = sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            library = None
+        raise NotInTrioError(what, library) from None
+
+
 def call_in_run(token: trio.lowlevel.TrioToken, fn: Callable[[], object]) -> None:
-    """Run ``fn`` on the trio run of ``token``: now if we are on it, else soon from its loop.
+    """Run ``fn`` on the trio run of ``token``: now if a task of it is running here, else
+    soon from its loop (which also wakes a guest run waiting between ticks).
 
     A run that already finished has nothing left to act on, so that case is a no-op.
     """
-    if current_token() is token:
+    if in_task_of(token):
         fn()
         return
     with contextlib.suppress(trio.RunFinishedError):

@@ -28,6 +28,7 @@ __all__ = [
     "LLMTimeoutError",
     "ModelNotFoundError",
     "NoTerminalEventError",
+    "NotInTrioError",
     "OutputValidationError",
     "PermissionDeniedError",
     "ProviderConnectionError",
@@ -65,6 +66,26 @@ class ExecutionClosedError(AgtlError, RuntimeError):
     Raised by ``emit``/``done``/``fail`` after the terminal event and by any LLM call made after
     the execution ended, so no stray (paid) call can slip out after the outcome is decided.
     """
+
+
+class NotInTrioError(AgtlError, RuntimeError):
+    """An agtl coroutine was awaited outside a trio run (under asyncio, or another library).
+
+    agtl runs on trio. The message says how to reach it from where the caller is:
+    :mod:`agtl.aio` from asyncio code, :func:`agtl.run` from synchronous code.
+    """
+
+    def __init__(self, what: str, library: str | None) -> None:
+        self.what = what
+        self.library = library
+        where = f"under {library}" if library else "outside a trio run"
+        super().__init__(
+            f"{what} was awaited {where}, but agtl runs on trio. "
+            "From asyncio code use `await agtl.aio.result(execution)` or "
+            "`async for event in agtl.aio.events(execution)`; from synchronous code "
+            "(scripts, the REPL) use `agtl.run(execution)`; in a trio program, await it "
+            "inside `trio.run(...)`."
+        )
 
 
 class NoTerminalEventError(AgtlError):

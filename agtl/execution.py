@@ -19,7 +19,7 @@ import contextlib
 import inspect
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Final, Generic, Self, TypeVar
 
@@ -30,6 +30,7 @@ from agtl._event_log import EventStream
 from agtl._groups import contains_cancelled, is_cancellation, leaves, raise_collapsed, unwrap
 from agtl._runtime import Runtime
 from agtl._state import ExecutionState
+from agtl._trio_thread import require_trio
 from agtl._vocabulary import CancelInfo, CancelSource, Logger, Partial, Status, StopReason
 from agtl.errors import ExecutionClosedError, InvalidArgumentError, NoTerminalEventError
 from agtl.events import ERROR, Event
@@ -127,6 +128,15 @@ class Execution(Generic[T]):
             raise InvalidArgumentError("reason", f"must be a str or None, not {type_name(reason)}")
         self._cancellation.request(CancelSource.HANDLE, reason)
 
+    def _cancel_from(self, source: CancelSource, reason: str) -> None:
+        """Stop the execution for a cause that is not its handle (the asyncio bridge, Ctrl-C)."""
+        self._cancellation.request(source, reason)
+
+    def _start_in(self, nursery: trio.Nursery) -> None:
+        """Claim the execution and run it as a task of ``nursery`` (the asyncio bridge)."""
+        self._claim()
+        nursery.start_soon(self._run)
+
     async def result(self) -> Result[T]:
         """Wait for and return the Result; runs the execution here if nobody started it.
 
@@ -134,6 +144,7 @@ class Execution(Generic[T]):
         caller's own scope cancels it while it runs here, ``trio.Cancelled`` propagates after
         the execution was finalized as canceled (``enclosing_scope``).
         """
+        require_trio("execution.result()")
         if self._outcome is not None:
             await trio.lowlevel.checkpoint()
             return self._outcome
@@ -145,6 +156,10 @@ class Execution(Generic[T]):
         await self._finished.wait()
         return self._final()
 
+    def __await__(self) -> Generator[Any, None, Result[T]]:
+        """``await execution`` is ``await execution.result()``."""
+        return self.result().__await__()
+
     def _final(self) -> Result[T]:
         assert self._outcome is not None, "finished without an outcome"
         return self._outcome
@@ -153,6 +168,7 @@ class Execution(Generic[T]):
         # The nursery is entered by hand rather than through an AsyncExitStack: the stack's
         # deque costs about 1 KB per execution, over the scale budget (guides/architecture.md).
         # __aexit__ closes it on every path, as the stack's aclose() would.
+        require_trio("`async with execution`")
         self._claim()
         manager = trio.open_nursery()
         nursery = await manager.__aenter__()

@@ -28,8 +28,9 @@ from agtl.execution import SimpleExecution, StreamingExecution
 from agtl.limits import UsageLimits
 from agtl.options import GenerationOptions
 from agtl.pricing import BUNDLED_PRICING, Price, PricingTable
-from agtl.session import Session
+from agtl.session import Session, TextResult
 from agtl.signals import CancelSignal
+from agtl.tools import Tool
 from agtl.usage import Usage
 from agtl.validation import check_str, type_name
 
@@ -225,6 +226,48 @@ class Provider(abc.ABC):
             limits=limits,
             buffer_size=buffer_size,
         )
+
+    def generate_text(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Any = None,
+        system: str | None = None,
+        model: str | None = None,
+        tools: Sequence[Tool] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        signal: CancelSignal | Sequence[CancelSignal] | None = None,
+        timeout: float | None = None,
+        limits: UsageLimits | None = None,
+        **options: Any,
+    ) -> SimpleExecution[TextResult]:
+        """Ask one question: an execution of one ``session.generate_text`` call.
+
+        Its Result's value is the :class:`~agtl.TextResult`. ``await`` it in trio code,
+        pass it to :func:`agtl.run` in synchronous code, or to :func:`agtl.aio.result` in
+        asyncio code. ``timeout`` bounds the whole execution; the other arguments are those of
+        :meth:`Session.generate_text`, checked here.
+        """
+        if prompt is None and messages is None:
+            raise InvalidArgumentError("prompt", "pass prompt=... (or messages=[...])")
+        if prompt is not None:
+            check_str("prompt", prompt)
+        GenerationOptions.from_kwargs(options)  # an unknown or bad option fails here
+
+        async def ask(session: Session) -> TextResult:
+            return await session.generate_text(
+                prompt=prompt,
+                messages=messages,
+                system=system,
+                model=model,
+                tools=tools,
+                tool_choice=tool_choice,
+                max_steps=max_steps,
+                **options,
+            )
+
+        return self.simple_execution(ask, signal=signal, timeout=timeout, limits=limits)
 
     # -- backend --------------------------------------------------------------------------------
     @abc.abstractmethod

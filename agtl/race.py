@@ -6,6 +6,7 @@ from typing import Any
 
 import trio
 
+from agtl._trio_thread import require_trio
 from agtl.errors import InvalidArgumentError
 from agtl.execution import Execution
 from agtl.result import Result, Status
@@ -25,6 +26,7 @@ async def race(*executions: Execution[Any]) -> Result[Any]:
     returned, or, when all were canceled, the first one's: a failure says more than a cancel.
     Executions not yet started run inside ``race``; started ones are awaited.
     """
+    require_trio("agtl.race()")
     check_items("executions", executions, Execution, "an agtl execution")
     if len({id(e) for e in executions}) != len(executions):
         raise InvalidArgumentError("executions", "the same execution was passed twice")

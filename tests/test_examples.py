@@ -163,3 +163,18 @@ def test_getting_started_workflow_runs() -> None:
     assert out.startswith("status drafting")
     assert "complete" in out
     assert "LLM calls 1" in out
+
+
+def test_asyncio_guide_examples_run() -> None:
+    out = run_readme_block(0, "guides/asyncio-and-scripts.md").stdout
+    assert out.split() == ["succeeded", "Paris.", "1"]
+    streamed = run_readme_block(1, "guides/asyncio-and-scripts.md").stdout.splitlines()
+    assert streamed == [
+        "text Once ",
+        "text upon ",
+        "text a ",
+        "text time",
+        "complete Once upon a time",
+        "succeeded",
+        "Paris.",
+    ]
