@@ -53,7 +53,15 @@ from agtl.race import race
 from agtl.result import CancelInfo, CancelSource, Partial, Result, Status
 from agtl.session import Session, Step, TextResult, TextStream
 from agtl.signals import CancelSignal, any_of
-from agtl.summary import CostEntry, ErrorInfo, LLMCallSummary, RecordEntry, Summary, ToolCall
+from agtl.summary import (
+    ChildSummary,
+    CostEntry,
+    ErrorInfo,
+    LLMCallSummary,
+    RecordEntry,
+    Summary,
+    ToolCall,
+)
 from agtl.tools import Tool, tool
 from agtl.usage import Provenance, Usage, estimate_tokens
 
@@ -70,6 +78,7 @@ __all__ = [
     "CancelMarker",
     "CancelSignal",
     "CancelSource",
+    "ChildSummary",
     "ContextLengthError",
     "Conversation",
     "ConversationFileError",

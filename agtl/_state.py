@@ -21,7 +21,15 @@ from agtl._groups import is_cancellation
 from agtl._vocabulary import StopReason
 from agtl.backend import CallReport
 from agtl.events import Event, EventMetrics
-from agtl.summary import CostEntry, ErrorInfo, LLMCallSummary, RecordEntry, Summary, ToolCall
+from agtl.summary import (
+    ChildSummary,
+    CostEntry,
+    ErrorInfo,
+    LLMCallSummary,
+    RecordEntry,
+    Summary,
+    ToolCall,
+)
 from agtl.usage import Provenance, Usage, estimate_tokens
 
 _NOT_STARTED: Final = dt.datetime.fromtimestamp(0, dt.UTC)
@@ -130,12 +138,14 @@ class ExecutionState:
         "_last_event_time",
         "_next_seq",
         "calls",
+        "children",
         "costs",
         "execution_id",
         "frozen",
         "hooks",
         "log",
         "metadata",
+        "parent_id",
         "records",
         "start_time",
         "started_at",
@@ -165,6 +175,8 @@ class ExecutionState:
         self.metadata: dict[str, Any] | None = None
         self.hooks: list[Callable[[Any], object]] | None = None
         self.terminal: Event | None = None
+        self.parent_id: str | None = None
+        self.children: list[ChildSummary] | None = None
         self.start_time: float | None = None  # trio clock; None until the execution began
         self.started_at = _NOT_STARTED
         self.frozen = False
@@ -228,4 +240,14 @@ class ExecutionState:
             records=tuple(self.records or ()),
             additional_costs=tuple(self.costs or ()),
             metadata=dict(self.metadata or {}),
+            parent_id=self.parent_id,
+            children=tuple(self.children or ()),
         )
+
+    def add_child(self, child: ChildSummary) -> None:
+        """A child execution finished: list it (ignored once this summary is frozen)."""
+        if self.frozen:
+            return
+        if self.children is None:
+            self.children = []
+        self.children.append(child)

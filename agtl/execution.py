@@ -16,6 +16,7 @@ limits. The outcome is classified once, when the workflow's task ends, in this o
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import itertools
 import uuid
@@ -47,6 +48,12 @@ T = TypeVar("T")
 #: How long each on_done hook may run, shielded from cancellation, before it is cut off.
 HOOK_GRACE_SECONDS: Final = 5.0
 
+#: The state of the execution whose workflow is running in this context: an execution
+#: started here is its child. trio tasks inherit it from the task that started them.
+_running: contextvars.ContextVar[ExecutionState | None] = contextvars.ContextVar(
+    "agtl_running_execution", default=None
+)
+
 
 class Execution(Generic[T]):
     """The handle of one run of a workflow. Create it with a provider's ``*_execution``.
@@ -67,6 +74,7 @@ class Execution(Generic[T]):
         "_limits",
         "_nursery_manager",
         "_outcome",
+        "_parent",
         "_runtime",
         "_signals",
         "_state",
@@ -106,6 +114,7 @@ class Execution(Generic[T]):
         self._outcome: Result[T] | None = None
         self._claimed = False
         self._began = False
+        self._parent: ExecutionState | None = None
         self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
 
     # -- handle -------------------------------------------------------------------------------
@@ -203,6 +212,10 @@ class Execution(Generic[T]):
                 "(create a new one from the provider to run the workflow again)"
             )
         self._claimed = True
+        parent = _running.get()
+        if parent is not None and not parent.frozen:
+            self._parent = parent
+            self._state.parent_id = parent.execution_id
 
     # -- running ------------------------------------------------------------------------------
     async def _run(self) -> Result[T]:
@@ -212,17 +225,21 @@ class Execution(Generic[T]):
         returned: Any = None
         escaped: BaseException | None = None
         log.debug("execution.started", streaming=self._streaming)
+        running = _running.set(state)
         try:
             returned = await self._scoped(session)
         except BaseException as exc:
             escaped = exc
         finally:
+            _running.reset(running)
             cancellation.end()
         end = state.elapsed()
         state.frozen = True
         cancellation.freeze()
         result = self._classify(escaped, returned, end)
         self._outcome = result
+        if self._parent is not None:
+            self._parent.add_child(result.summary.as_child(result.status))
         sink = runtime.summary_sink
         if sink is not None:
             try:

@@ -14,10 +14,18 @@ from typing import Any
 
 import attrs
 
-from agtl._vocabulary import StopReason, ToolCallStatus
+from agtl._vocabulary import Status, StopReason, ToolCallStatus
 from agtl.usage import Usage
 
-__all__ = ["CostEntry", "ErrorInfo", "LLMCallSummary", "RecordEntry", "Summary", "ToolCall"]
+__all__ = [
+    "ChildSummary",
+    "CostEntry",
+    "ErrorInfo",
+    "LLMCallSummary",
+    "RecordEntry",
+    "Summary",
+    "ToolCall",
+]
 
 
 @attrs.frozen
@@ -97,8 +105,25 @@ class CostEntry:
 
 
 @attrs.frozen
+class ChildSummary:
+    """An execution started inside another execution's workflow, as its parent records it.
+
+    ``usage`` and ``cost`` are the child's whole subtree: its own calls plus its children's.
+    """
+
+    execution_id: str
+    status: Status
+    usage: Usage
+    cost: Decimal | None
+
+
+@attrs.frozen
 class Summary:
-    """What an execution did and what it cost."""
+    """What an execution did and what it cost.
+
+    ``parent_id`` names the execution whose workflow started this one, if any; ``children``
+    lists the executions this one's workflow started that finished before it did.
+    """
 
     execution_id: str
     started_at: dt.datetime
@@ -108,6 +133,8 @@ class Summary:
     records: tuple[RecordEntry, ...] = ()
     additional_costs: tuple[CostEntry, ...] = ()
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    parent_id: str | None = None
+    children: tuple[ChildSummary, ...] = ()
 
     @property
     def llm_call_count(self) -> int:
@@ -140,6 +167,26 @@ class Summary:
         return cost + sum((entry.amount for entry in self.additional_costs), Decimal(0))
 
     @property
+    def children_usage(self) -> Usage:
+        """The usage of every child execution (and theirs), summed."""
+        return Usage.sum(child.usage for child in self.children)
+
+    @property
+    def children_cost(self) -> Decimal | None:
+        """The total cost of every child execution (and theirs); ``None`` if one is unknown."""
+        return _sum_costs(child.cost for child in self.children)
+
+    def as_child(self, status: Status) -> ChildSummary:
+        """This execution as its parent records it: usage and cost of the whole subtree."""
+        usage = self.total_usage
+        cost = self.total_cost
+        if self.children:
+            usage = usage + self.children_usage
+            children_cost = self.children_cost
+            cost = None if cost is None or children_cost is None else cost + children_cost
+        return ChildSummary(self.execution_id, status, usage, cost)
+
+    @property
     def time_to_first_token(self) -> float | None:
         """The first call's time to first token, the figure users feel."""
         for call in self.llm_calls:
@@ -165,6 +212,10 @@ class Summary:
             "tool_calls": [attrs.asdict(c, value_serializer=_json_value) for c in self.tool_calls],
             "records": [attrs.asdict(r, value_serializer=_json_value) for r in self.records],
             "metadata": dict(self.metadata),
+            "parent_id": self.parent_id,
+            "children": [attrs.asdict(c, value_serializer=_json_value) for c in self.children],
+            "children_usage": self.children_usage.to_dict(),
+            "children_cost": self.children_cost,
         }
         return _jsonable(data)  # type: ignore[no-any-return]
 
@@ -199,6 +250,14 @@ class Summary:
             lines.append(f"  + {entry.label}: {_money(entry.amount)}")
         if self.tool_calls:
             lines.append(f"  tool calls {len(self.tool_calls)}")
+        if self.parent_id is not None:
+            lines.append(f"  parent    {self.parent_id}")
+        if self.children:
+            usage = self.children_usage
+            lines.append(
+                f"  children  {len(self.children)}: out={_fig(usage.output_tokens)} "
+                f"total={_fig(usage.total_tokens)} cost={_money(self.children_cost)}"
+            )
         return "\n".join(lines)
 
 

@@ -194,3 +194,85 @@ async def test_with_methods_return_new_providers_and_share_the_backend() -> None
     assert first.options.temperature == 0.2
     assert first.options.max_tokens == 7  # the per-call value wins
     assert repr(configured) == "ScriptedProvider(model='m')"
+
+
+# -- executions started inside a workflow ------------------------------------------------------
+def _usage(output: int) -> Usage:
+    return Usage(input_tokens=10, output_tokens=output, provenance=Provenance.PROVIDER)
+
+
+async def test_executions_started_inside_a_workflow_are_linked_to_their_parent() -> None:
+    provider = ScriptedProvider(
+        Reply("a", usage=_usage(3)),
+        Reply("b", usage=_usage(5)),
+        Reply("c", usage=_usage(7)),
+        model="m",
+    ).with_pricing({"m": Price(input=1, output=1000)})  # $0.001 per output token
+    children: list[agtl.Execution[Any]] = []
+
+    async def grandchild(session: Session) -> str:
+        return (await session.generate_text(prompt="g")).text
+
+    async def child(session: Session) -> str:
+        session.record_cost("search", Decimal("0.002"))
+        inner = provider.simple_execution(grandchild)
+        children.append(inner)
+        await inner
+        return (await session.generate_text(prompt="c")).text
+
+    async def streamed_child(session: Session):  # type: ignore[no-untyped-def]
+        yield await session.done("nothing to say")
+
+    async def parent(session: Session) -> str:
+        first = provider.simple_execution(child)
+        children.append(first)
+        await first
+        async with provider.streaming_execution(streamed_child) as second:
+            children.append(second)
+        return (await session.generate_text(prompt="p")).text
+
+    result = await provider.simple_execution(parent)
+    summary = result.summary
+    first, grand, second = children
+    assert summary.parent_id is None
+    assert [c.execution_id for c in summary.children] == [
+        first.execution_id,
+        second.execution_id,
+    ]
+    assert first.outcome is not None and grand.outcome is not None and second.outcome is not None
+    assert first.outcome.summary.parent_id == result.execution_id
+    assert grand.outcome.summary.parent_id == first.execution_id
+    assert second.outcome.summary.parent_id == result.execution_id
+    # The child's entry counts its own call (b, 5 out), its grandchild's (a, 3) and its $0.002.
+    entry = summary.children[0]
+    assert entry.status is agtl.Status.SUCCEEDED
+    assert entry.usage.output_tokens == 3 + 5
+    # $0.002 recorded, 8 output tokens at $0.001, 20 input tokens at $0.000001.
+    assert entry.cost == Decimal("0.002") + Decimal("0.008") + Decimal("0.00002")
+    assert summary.children_usage.output_tokens == 8
+    assert summary.total_usage.output_tokens == 7  # the parent's own call only
+    data = json.loads(json.dumps(summary.to_dict()))
+    assert [c["execution_id"] for c in data["children"]] == [
+        first.execution_id,
+        second.execution_id,
+    ]
+    assert data["children_usage"]["output_tokens"] == 8
+    assert "children  2" in summary.format()
+
+
+async def test_raced_executions_are_children_and_independent_ones_are_not() -> None:
+    provider = ScriptedProvider(respond=lambda request: Reply("x", delay=0.01))
+
+    async def ask(session: Session) -> str:
+        return (await session.generate_text(prompt="q")).text
+
+    async def racer(session: Session) -> str:
+        won = await agtl.race(provider.simple_execution(ask), provider.simple_execution(ask))
+        return str(won.value)
+
+    result = await provider.simple_execution(racer)
+    statuses = sorted(c.status.value for c in result.summary.children)
+    assert statuses == ["canceled", "succeeded"]
+    alone = await provider.simple_execution(ask)
+    assert alone.summary.parent_id is None
+    assert alone.summary.children == ()
