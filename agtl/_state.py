@@ -30,7 +30,7 @@ from agtl.summary import (
     Summary,
     ToolCall,
 )
-from agtl.usage import Provenance, Usage, estimate_tokens
+from agtl.usage import Provenance, Usage, estimate_tokens_of_length
 
 _NOT_STARTED: Final = dt.datetime.fromtimestamp(0, dt.UTC)
 
@@ -43,7 +43,10 @@ class CallState:
     provider: str
     model: str
     started_at: float
+    #: The request's ``max_tokens``: an estimated output never exceeds it on a length stop.
+    max_tokens: int | None = None
     text_parts: list[str] = attrs.Factory(list)
+    chars: int = 0  # the length of the text so far, kept as it streams
     first_token_at: float | None = None
     ended_at: float | None = None
     stop_reason: StopReason | None = None
@@ -51,6 +54,8 @@ class CallState:
     report: CallReport | None = None
     cost: Decimal | None = None
     usage: Usage | None = None
+    #: Its usage crossed a budget of the execution: its text is kept in the partial.
+    over_budget: bool = False
 
     @property
     def text(self) -> str:
@@ -91,13 +96,40 @@ class CallState:
         """Ended by itself (not cancelled, not failed): it has a TextResult."""
         return self.stop_reason not in (None, StopReason.CANCELLED, StopReason.ERROR)
 
+    def add_text(self, delta: str) -> None:
+        self.text_parts.append(delta)
+        self.chars += len(delta)
+
+    def estimated_output(self) -> int:
+        """The output tokens estimated from the text, never more than a length stop allows."""
+        estimate = estimate_tokens_of_length(self.chars)
+        if self.max_tokens is not None and self.stop_reason is StopReason.LENGTH:
+            estimate = min(estimate, self.max_tokens)
+        return estimate
+
+    def running_usage(self, report: CallReport, input_estimate: int) -> Usage:
+        """Usage while the call streams: the backend's figures, estimated where it has none."""
+        usage = report.usage
+        if usage.output_tokens is not None and usage.input_tokens is not None:
+            return usage
+        return Usage(
+            input_tokens=input_estimate if usage.input_tokens is None else usage.input_tokens,
+            output_tokens=(
+                estimate_tokens_of_length(self.chars)
+                if usage.output_tokens is None
+                else usage.output_tokens
+            ),
+            cached_input_tokens=usage.cached_input_tokens,
+            provenance=Provenance.ESTIMATED,
+        )
+
     def settle_usage(self, report: CallReport) -> Usage:
         """The call's usage: the backend's, with output estimated from text if it has none."""
         usage = report.usage
         if usage.output_tokens is None and self.text_parts:
             usage = attrs.evolve(
                 usage,
-                output_tokens=estimate_tokens(self.text),
+                output_tokens=self.estimated_output(),
                 total_tokens=None,
                 provenance=usage.provenance.weaker(Provenance.ESTIMATED),
             )
@@ -217,8 +249,8 @@ class ExecutionState:
             self._cancellation.stop("terminal event delivered")
 
     # -- calls ------------------------------------------------------------------------------
-    def new_call(self, provider: str, model: str) -> CallState:
-        call = CallState(len(self.calls), provider, model, self.elapsed())
+    def new_call(self, provider: str, model: str, max_tokens: int | None = None) -> CallState:
+        call = CallState(len(self.calls), provider, model, self.elapsed(), max_tokens)
         self.calls.append(call)
         return call
 

@@ -320,11 +320,18 @@ class Execution(Generic[T]):
     def _partial(
         self, status: Status, error: BaseException | None, events: tuple[Event, ...]
     ) -> Partial:
-        """The interrupted calls' delivered text and the events so far."""
+        """The interrupted calls' delivered text (and a finished call's whose usage crossed a
+        budget, so that paid-for text is never lost) and the events so far."""
         interrupted = []
         for call in self._state.calls:
-            if call.stop_reason is StopReason.CANCELLED or (
-                status is Status.FAILED and call.error is not None and _caused_by(error, call.error)
+            if (
+                call.stop_reason is StopReason.CANCELLED
+                or call.over_budget
+                or (
+                    status is Status.FAILED
+                    and call.error is not None
+                    and _caused_by(error, call.error)
+                )
             ):
                 interrupted.append(call)
         text = "".join(call.text for call in interrupted)

@@ -41,10 +41,14 @@ class UsageLimits:
     """Budgets for one execution; ``None`` means no limit.
 
     ``max_requests`` is checked before each LLM call starts, so the call that would exceed
-    it is never sent. Token and cost budgets are checked when each call ends; a call in
-    flight is not cut short by them. A budget on a figure that is unknown (``None``) cannot
-    be enforced and is skipped. ``max_tool_calls`` counts the tool calls the tool loop starts
-    across the execution; the call that would exceed it is never started.
+    it is never sent. Token and cost budgets are checked as each call streams, after every
+    piece of output, and again with the final figures when it ends: the call that crosses one
+    is stopped at that piece and the execution is cancelled (source ``limit``), with the text
+    produced so far kept in the Result's ``partial``. While a call streams, figures the
+    backend has not reported yet (a remote server's usage comes at the end) are estimated from
+    the text; a budget on a figure that is unknown (``None``) cannot be enforced and is
+    skipped. ``max_tool_calls`` counts the tool calls the tool loop starts across the
+    execution; the call that would exceed it is never started.
     """
 
     max_requests: int | None = attrs.field(default=None, converter=_requests)
@@ -53,6 +57,16 @@ class UsageLimits:
     max_total_tokens: int | None = attrs.field(default=None, converter=_total_tokens)
     max_cost: Decimal | None = attrs.field(default=None, converter=_money)
     max_tool_calls: int | None = attrs.field(default=None, converter=_tool_calls)
+
+    @property
+    def watches_usage(self) -> bool:
+        """Whether a token or cost budget is set (checked while calls stream)."""
+        return (
+            self.max_input_tokens is not None
+            or self.max_output_tokens is not None
+            or self.max_total_tokens is not None
+            or self.max_cost is not None
+        )
 
     def request_refusal(self, requests_started: int) -> str | None:
         """Why one more request may not start, or ``None`` if it may."""

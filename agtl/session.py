@@ -38,7 +38,7 @@ from agtl.messages import Message, Role, build_messages
 from agtl.options import GenerationOptions
 from agtl.summary import CostEntry, RecordEntry, ToolCall
 from agtl.tools import Tool, check_tools
-from agtl.usage import Provenance, Usage
+from agtl.usage import Provenance, Usage, estimate_tokens
 from agtl.validation import (
     check_count,
     check_decimal,
@@ -588,6 +588,7 @@ class TextStream:
         self._last_delta = 0.0
         self._result: TextResult | None = None
         self._entered = False
+        self._input_estimate: int | None = None  # made when a budget first needs it
         # Set by the tool loop for its model calls: what the model may call, and how.
         self._tools: tuple[ToolSpec, ...] = ()
         self._tool_choice: str | None = None
@@ -633,7 +634,7 @@ class TextStream:
         if self._conversation is not None:
             self._turn = self._conversation.begin_turn(self._user_turn)
             self._messages = self._conversation.to_model_messages()
-        call = state.new_call(env.runtime.provider_name, self._model)
+        call = state.new_call(env.runtime.provider_name, self._model, self._options.max_tokens)
         self._call = call
         now = trio.current_time()
         if self._timeout is not None:
@@ -696,10 +697,35 @@ class TextStream:
         self._last_delta = trio.current_time()
         if call.first_token_at is None:
             call.first_token_at = self._env.state.elapsed()
-        call.text_parts.append(delta)
+        call.add_text(delta)
         if self._turn is not None:
             self._turn.feed(delta)
+        limits = self._env.limits
+        if limits is not None and limits.watches_usage:
+            self._check_budgets(call, limits, backend)
         return delta
+
+    def _check_budgets(
+        self, call: CallState, limits: UsageLimits, backend: GenerationStream
+    ) -> None:
+        """A token or cost budget crossed by the output so far stops the call at this piece."""
+        env = self._env
+        if env.cancellation.requested:
+            return
+        if self._input_estimate is None:
+            self._input_estimate = estimate_tokens(
+                "".join(m.content or "" for m in self._messages if isinstance(m, Message))
+            )
+        running = call.running_usage(backend.report(), self._input_estimate)
+        settled, settled_cost = env.state.usage_and_cost()
+        cost = env.runtime.cost_of(call.model, running)
+        total_cost = None if cost is None or settled_cost is None else settled_cost + cost
+        violation = limits.usage_violation(settled + running, total_cost)
+        if violation is not None:
+            estimated = " (estimated)" if running.provenance is Provenance.ESTIMATED else ""
+            env.cancellation.request(
+                CancelSource.LIMIT, f"{violation}{estimated} while call #{call.index} streamed"
+            )
 
     async def __aexit__(
         self,
@@ -787,6 +813,7 @@ class TextStream:
         if env.limits is not None:
             violation = env.limits.usage_violation(*env.state.usage_and_cost())
             if violation is not None:
+                call.over_budget = True  # its text is not lost: the partial keeps it
                 env.cancellation.request(CancelSource.LIMIT, violation)
 
     def _close_turn(self, call: CallState, exc: BaseException | None) -> None:

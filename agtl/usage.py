@@ -102,4 +102,9 @@ def estimate_tokens(text: str) -> int:
 
     Used only where a backend reports nothing, and always marked ``estimated``.
     """
-    return math.ceil(len(text) / 4)
+    return estimate_tokens_of_length(len(text))
+
+
+def estimate_tokens_of_length(chars: int) -> int:
+    """:func:`estimate_tokens` of a text of ``chars`` characters."""
+    return math.ceil(chars / 4)

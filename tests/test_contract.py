@@ -599,8 +599,8 @@ class TestLimits:
         assert len(provider.calls) == 2
         assert result.summary.llm_call_count == 2
 
-    async def test_token_budget_cancels_after_the_call(self, host: Host) -> None:
-        provider = ScriptedProvider("one two three four", "five")
+    async def test_token_budget_stops_the_call_where_it_is_crossed(self, host: Host) -> None:
+        provider = ScriptedProvider(Reply(["w "] * 50), "never sent")
 
         async def body(session: Session) -> None:
             await session.generate_text(prompt="x")
@@ -611,13 +611,37 @@ class TestLimits:
         assert result.status is Status.CANCELED
         assert result.cancel is not None
         assert result.cancel.source is CancelSource.LIMIT
-        assert result.cancel.reason == "max_output_tokens=3 exceeded (used 4)"
+        assert (
+            result.cancel.reason == "max_output_tokens=3 exceeded (used 4) while call #0 streamed"
+        )
         assert len(provider.calls) == 1
-        assert result.summary.total_usage.output_tokens == 4
+        [call] = result.summary.llm_calls
+        assert call.stop_reason is StopReason.CANCELLED
+        assert call.usage.output_tokens == 4  # stopped at the piece that crossed, not at 50
+        assert result.partial is not None
+        assert result.partial.text == "w " * 4  # what was paid for is kept
+
+    async def test_a_budget_crossed_by_a_finished_call_keeps_its_text(self, host: Host) -> None:
+        provider = _UsageAtTheEnd("the whole answer", output_tokens=40)
+
+        async def body(session: Session) -> None:
+            await session.generate_text(prompt="x")
+            await session.generate_text(prompt="y")
+
+        result = await host.execution(
+            provider, body, limits=UsageLimits(max_output_tokens=30)
+        ).result()
+        assert result.status is Status.CANCELED
+        assert result.cancel is not None
+        assert result.cancel.reason == "max_output_tokens=30 exceeded (used 40)"
+        assert result.summary.llm_calls[0].stop_reason is StopReason.EOS
+        assert result.partial is not None
+        assert result.partial.text == "the whole answer"
+        assert result.partial.call_indexes == (0,)
 
     async def test_cost_budget(self, host: Host) -> None:
         price = agtl.Price(input="1000000", output="1000000")  # $1 per token
-        provider = ScriptedProvider("a b c", "d").with_pricing({"scripted-model": price})
+        provider = ScriptedProvider("a b c d e f", "g").with_pricing({"scripted-model": price})
 
         async def body(session: Session) -> None:
             await session.generate_text(prompt="x")
@@ -625,9 +649,50 @@ class TestLimits:
 
         result = await host.execution(provider, body, limits=UsageLimits(max_cost="3.5")).result()
         assert result.status is Status.CANCELED
-        assert result.summary.cost == 4
         assert result.cancel is not None
-        assert "max_cost" in (result.cancel.reason or "")
+        assert result.cancel.source is CancelSource.LIMIT
+        assert (result.cancel.reason or "").startswith("max_cost=3.5 exceeded (used 4)")
+        assert result.summary.cost == 4  # one input token and three output tokens: cut there
+        assert result.partial is not None
+        assert result.partial.text == "a b c "
+
+
+class _UsageAtTheEnd(agtl.Provider):
+    """A backend that, like many servers, reports usage only once the reply is complete."""
+
+    def __init__(self, text: str, *, output_tokens: int) -> None:
+        super().__init__()
+        self.text = text
+        self.output_tokens = output_tokens
+
+    def _builtin_model(self) -> str:
+        return "end-usage"
+
+    async def start_generation(self, request: agtl.GenerationRequest) -> agtl.GenerationStream:
+        return _EndUsageStream(self.text, self.output_tokens)
+
+
+class _EndUsageStream(agtl.GenerationStream):
+    def __init__(self, text: str, output_tokens: int) -> None:
+        self.text: str | None = text
+        self.output_tokens = output_tokens
+        self.done = False
+
+    async def next_delta(self) -> str | None:
+        await trio.lowlevel.checkpoint()
+        text, self.text = self.text, None
+        if text is None:
+            self.done = True
+        return text
+
+    def report(self) -> agtl.CallReport:
+        if not self.done:  # nothing known while it streams: 16 chars estimate to 4 tokens
+            return agtl.CallReport(agtl.Usage(provenance=agtl.Provenance.UNKNOWN))
+        usage = agtl.Usage(1, self.output_tokens, provenance=agtl.Provenance.PROVIDER)
+        return agtl.CallReport(usage, StopReason.EOS)
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
 
 
 class TestCallTimeouts:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -239,7 +240,9 @@ async def test_executions_started_inside_a_workflow_are_linked_to_their_parent()
         first.execution_id,
         second.execution_id,
     ]
-    assert first.outcome is not None and grand.outcome is not None and second.outcome is not None
+    assert first.outcome is not None
+    assert grand.outcome is not None
+    assert second.outcome is not None
     assert first.outcome.summary.parent_id == result.execution_id
     assert grand.outcome.summary.parent_id == first.execution_id
     assert second.outcome.summary.parent_id == result.execution_id
@@ -276,3 +279,39 @@ async def test_raced_executions_are_children_and_independent_ones_are_not() -> N
     alone = await provider.simple_execution(ask)
     assert alone.summary.parent_id is None
     assert alone.summary.children == ()
+
+
+class _SilentLengthStop(agtl.Provider):
+    """A backend that reports no output figure and says the length limit ended the call."""
+
+    async def start_generation(self, request: agtl.GenerationRequest) -> agtl.GenerationStream:
+        return _SilentStream()
+
+
+class _SilentStream(agtl.GenerationStream):
+    def __init__(self) -> None:
+        self.sent = False
+
+    async def next_delta(self) -> str | None:
+        await trio.lowlevel.checkpoint()
+        if self.sent:
+            return None
+        self.sent = True
+        return "telecommunications " * 10  # 190 characters: 48 tokens by estimate
+
+    def report(self) -> agtl.CallReport:
+        stop = agtl.StopReason.LENGTH if self.sent else None
+        return agtl.CallReport(Usage(input_tokens=5, provenance=Provenance.PROVIDER), stop)
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def test_estimated_output_is_clamped_to_max_tokens_on_a_length_stop() -> None:
+    async def ask(session: Session) -> agtl.TextResult:
+        return await session.generate_text(prompt="q", model="m", max_tokens=12)
+
+    reply = (await _SilentLengthStop().simple_execution(ask)).unwrap()
+    assert agtl.estimate_tokens(reply.text) == 48
+    assert reply.usage.output_tokens == 12
+    assert reply.usage.provenance is Provenance.ESTIMATED

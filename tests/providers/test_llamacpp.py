@@ -319,3 +319,23 @@ def test_prompts_are_computed_in_passes_of_n_ubatch_tokens(provider: LlamaCppPro
         assert llama_cpp.llama_n_ubatch(small._engine.llama.ctx) == 64
     finally:
         trio.run(small.aclose)
+
+
+async def test_an_output_budget_stops_the_local_model_mid_reply(provider: LlamaCppProvider) -> None:
+    async def story(session: Session) -> agtl.TextResult:
+        return await session.generate_text(prompt="Write a long story about a dragon.")
+
+    result = await provider.simple_execution(
+        story, limits=agtl.UsageLimits(max_output_tokens=10)
+    ).result()
+    assert result.status is Status.CANCELED
+    assert result.cancel is not None
+    assert result.cancel.source is agtl.CancelSource.LIMIT
+    assert (result.cancel.reason or "").startswith("max_output_tokens=10 exceeded (used 11)")
+    [call] = result.summary.llm_calls
+    assert call.stop_reason is StopReason.CANCELLED
+    assert call.usage.provenance is agtl.Provenance.COUNTED
+    assert call.usage.output_tokens is not None
+    assert 11 <= call.usage.output_tokens <= 13  # the worker may be a token or two ahead
+    assert result.partial is not None
+    assert len(result.partial.text) > 20  # the paid-for text is kept

@@ -157,6 +157,41 @@ async def test_structured_output_against_a_real_server(provider: OpenAIProvider)
     assert isinstance(value["city"], str)
 
 
+async def test_estimated_output_never_exceeds_max_tokens_on_a_length_stop(
+    provider: OpenAIProvider,
+) -> None:
+    async def ramble(session: Session) -> agtl.TextResult:
+        return await session.generate_text(
+            prompt="Describe the history of international telecommunications.", max_tokens=48
+        )
+
+    reply = (await provider.simple_execution(ramble).result()).unwrap()
+    assert reply.stop_reason is StopReason.LENGTH
+    assert reply.usage.provenance is Provenance.ESTIMATED
+    # Long words are single tokens: four characters a token over-counts them; clamped.
+    assert agtl.estimate_tokens(reply.text) > 48
+    assert reply.usage.output_tokens == 48
+
+
+async def test_an_output_budget_stops_a_remote_call_mid_stream(provider: OpenAIProvider) -> None:
+    async def story(session: Session) -> agtl.TextResult:
+        return await session.generate_text(prompt="Write a long story about a dragon.")
+
+    result = await provider.simple_execution(
+        story, limits=agtl.UsageLimits(max_output_tokens=10)
+    ).result()
+    assert result.status is Status.CANCELED
+    assert result.cancel is not None
+    assert result.cancel.source is agtl.CancelSource.LIMIT
+    assert "(estimated)" in (result.cancel.reason or "")
+    assert result.partial is not None
+    assert 40 < len(result.partial.text) <= 60  # about ten tokens' worth, kept
+    [call] = result.summary.llm_calls
+    assert call.stop_reason is StopReason.CANCELLED
+    assert call.usage.output_tokens is not None
+    assert call.usage.output_tokens <= 15
+
+
 # -- configuration -----------------------------------------------------------------------------
 
 

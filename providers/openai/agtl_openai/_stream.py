@@ -194,9 +194,13 @@ class OpenAIStream(GenerationStream):
             # Nothing reached the model (cancelled while queued, or every attempt refused).
             reported = Usage(0, 0, provenance=Provenance.COUNTED)
         else:
+            output = estimate_tokens(text + "".join(c.arguments for c in calls))
+            limit = self._request.options.max_tokens
+            if self._ended and self._finish == "length" and limit is not None:
+                output = min(output, limit)  # the server says it stopped at the limit
             reported = Usage(
                 input_tokens=_estimate_prompt(self._request),
-                output_tokens=estimate_tokens(text + "".join(c.arguments for c in calls)),
+                output_tokens=output,
                 provenance=Provenance.ESTIMATED,
             )
         stop = None
