@@ -5,10 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-import sniffio
 import trio
-
-from agtl.errors import NotInTrioError
 
 
 def current_token() -> trio.lowlevel.TrioToken | None:
@@ -31,18 +28,6 @@ def in_task_of(token: trio.lowlevel.TrioToken) -> bool:
     except RuntimeError:
         return False
     return trio.lowlevel.current_trio_token() is token
-
-
-def require_trio(what: str) -> None:
-    """Raise :class:`NotInTrioError` unless called from a trio task."""
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        try:
-            library: str | None = sniffio.current_async_library()
-        except sniffio.AsyncLibraryNotFoundError:
-            library = None
-        raise NotInTrioError(what, library) from None
 
 
 def call_in_run(token: trio.lowlevel.TrioToken, fn: Callable[[], object]) -> None:

@@ -58,10 +58,14 @@ class Entry:
 
 @attrs.frozen
 class CancelMarker:
-    """A record that a turn was stopped (``reason``) or failed (``error``), and when."""
+    """A record that a turn was stopped (``reason``) or failed (``error``), and when.
+
+    ``created_at`` is a Unix time, as on :class:`Entry` (a Result's ``cancel.at`` is seconds
+    since the execution started: a different clock, hence a different name).
+    """
 
     reason: str | None
-    at: float = attrs.field(factory=time.time)
+    created_at: float = attrs.field(factory=time.time)
     error: ErrorInfo | None = None
 
 
@@ -318,6 +322,8 @@ def _item_from_dict(data: dict[str, Any]) -> Item:
     error = fields.pop("error", None)
     error_info = None if error is None else ErrorInfo(**error)
     if kind == "marker":
+        if "at" in fields:  # files saved before the field was named created_at
+            fields["created_at"] = fields.pop("at")
         return CancelMarker(error=error_info, **fields)
     if kind == "entry":
         calls = tuple(ToolCallRequest(**c) for c in fields.pop("tool_calls", ()))

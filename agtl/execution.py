@@ -31,7 +31,6 @@ from agtl._event_log import EventStream
 from agtl._groups import contains_cancelled, is_cancellation, leaves, raise_collapsed, unwrap
 from agtl._runtime import Runtime
 from agtl._state import ExecutionState
-from agtl._trio_thread import require_trio
 from agtl._vocabulary import CancelInfo, CancelSource, Logger, Partial, Status, StopReason
 from agtl.errors import ExecutionClosedError, InvalidArgumentError, NoTerminalEventError
 from agtl.events import ERROR, Event
@@ -39,7 +38,13 @@ from agtl.limits import UsageLimits
 from agtl.result import Result
 from agtl.session import Session
 from agtl.signals import CancelSignal
-from agtl.validation import check_count, check_items, check_optional_seconds, type_name
+from agtl.validation import (
+    check_count,
+    check_items,
+    check_optional_seconds,
+    require_trio,
+    type_name,
+)
 
 __all__ = ["Execution", "SimpleExecution", "StreamingExecution"]
 

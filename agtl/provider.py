@@ -32,7 +32,7 @@ from agtl.session import Session, TextResult
 from agtl.signals import CancelSignal
 from agtl.tools import Tool
 from agtl.usage import Usage
-from agtl.validation import check_str, type_name
+from agtl.validation import check_str, require_trio, type_name
 
 __all__ = ["Provider"]
 
@@ -281,6 +281,7 @@ class Provider(abc.ABC):
         """Release the backend's resources (models, clients). The base has none."""
 
     async def __aenter__(self) -> Self:
+        require_trio("`async with provider`")
         return self
 
     async def __aexit__(

@@ -6,11 +6,10 @@ from typing import Any
 
 import trio
 
-from agtl._trio_thread import require_trio
 from agtl.errors import InvalidArgumentError
 from agtl.execution import Execution
 from agtl.result import Result, Status
-from agtl.validation import check_items
+from agtl.validation import check_items, require_trio
 
 __all__ = ["race"]
 

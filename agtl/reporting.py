@@ -101,9 +101,15 @@ class ModelReport:
     input_tokens: int
     output_tokens: int
     unknown_usage: int  # executions whose token figures were not all known
-    cost: Decimal | None  # None when any execution's cost is unknown
+    cost: Decimal | None  # LLM cost; None when any execution's LLM cost is unknown
+    other_cost: Decimal  # what workflows recorded with session.record_cost
     duration: Mapping[str, float]  # p50 / p90 / p99 seconds
     time_to_first_token: Mapping[str, float]
+
+    @property
+    def total_cost(self) -> Decimal | None:
+        """LLM cost plus the other costs; ``None`` when the LLM cost is unknown."""
+        return None if self.cost is None else self.cost + self.other_cost
 
 
 def aggregate(records: Iterable[Mapping[str, Any]]) -> list[ModelReport]:
@@ -115,6 +121,7 @@ def aggregate(records: Iterable[Mapping[str, Any]]) -> list[ModelReport]:
         by_status: dict[str, int] = {}
         input_tokens = output_tokens = unknown = 0
         cost: Decimal | None = Decimal(0)
+        other_cost = Decimal(0)
         durations: list[float] = []
         ttfts: list[float] = []
         for item in items:
@@ -128,6 +135,8 @@ def aggregate(records: Iterable[Mapping[str, Any]]) -> list[ModelReport]:
             cost = (
                 None if cost is None or summary["cost"] is None else cost + Decimal(summary["cost"])
             )
+            for entry in summary.get("additional_costs") or ():
+                other_cost += Decimal(entry["amount"])
             durations.append(float(summary["duration"]))
             first = next(
                 (
@@ -148,6 +157,7 @@ def aggregate(records: Iterable[Mapping[str, Any]]) -> list[ModelReport]:
                 output_tokens=output_tokens,
                 unknown_usage=unknown,
                 cost=cost,
+                other_cost=other_cost,
                 duration=_percentiles(durations),
                 time_to_first_token=_percentiles(ttfts),
             )

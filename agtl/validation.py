@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
-from agtl.errors import InvalidArgumentError
+import sniffio
+import trio
+
+from agtl.errors import InvalidArgumentError, NotInTrioError
 
 __all__ = [
     "check_count",
@@ -22,6 +25,7 @@ __all__ = [
     "check_optional_seconds",
     "check_seconds",
     "check_str",
+    "require_trio",
     "type_name",
 ]
 
@@ -93,3 +97,19 @@ def check_str(name: str, value: object, *, allow_empty: bool = False) -> str:
     if not allow_empty and not value.strip():
         raise InvalidArgumentError(name, "must not be empty")
     return value
+
+
+def require_trio(what: str) -> None:
+    """Raise :class:`~agtl.NotInTrioError` unless called from a trio task.
+
+    For a provider's own awaitable entry points (``aclose``): from asyncio code they would
+    otherwise fail deep inside trio with an unrelated error.
+    """
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        try:
+            library: str | None = sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            library = None
+        raise NotInTrioError(what, library) from None

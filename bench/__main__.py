@@ -83,7 +83,13 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     "scale": (("scale",), _scale),
     "tools": (("tools-overhead", "peer-tools", "tools-cancel"), _tools),
     "local": (
-        ("local-decode", "local-cancel-decode", "local-cancel-prefill", "local-ttft"),
+        (
+            "local-decode",
+            "local-cancel-decode",
+            "local-cancel-prefill",
+            "local-ttft",
+            "local-ttft-busy",
+        ),
         _local,
     ),
     "remote": (("remote-chunks", "remote-cancel"), _remote),
@@ -241,6 +247,11 @@ def _notes(result: Comparison) -> str:
         return ", ".join(f"{p['n']:,}: {p['agtl_cpu_us']:.0f} us" for p in detail["curve"])
     if "raw_trio_bytes" in detail:
         return f"raw trio {detail['raw_trio_bytes']:,.0f} B; wall {detail['wall_s']:.1f} s"
+    if "idle_default_ms" in detail:
+        return (
+            f"worst busy {detail['busy_max_default_ms']:.0f} vs {detail['busy_max_one_ms']:.0f} ms;"
+            f" idle {detail['idle_default_ms']:.0f} vs {detail['idle_one_ms']:.0f} ms"
+        )
     if "after_cancel_ms" in detail:
         return f"warm {detail['warm_ms']:.1f} ms, after a cancel {detail['after_cancel_ms']:.1f} ms"
     return ""

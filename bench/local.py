@@ -7,11 +7,15 @@
   ~1,800-token prompt (target p99 <= a constant 20 ms). Each sample is checked to have
   cancelled in the phase it claims; invalid samples are counted, never dropped;
 * time to first token with a ~1,500-token history: warm (prefix in the KV cache) vs cold,
-  and warm right after a cancelled turn (target >= 10x).
+  and warm right after a cancelled turn (target >= 10x);
+* time to first token of a short question on a busy machine (a process spinning on one core):
+  the provider's default prompt-processing threads (all cores) vs one thread, with the same
+  figure on the idle machine alongside (target: the default within 1.5x of one thread).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import statistics
 import tempfile
@@ -244,6 +248,81 @@ async def warm_ttft(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
     )
 
 
+def _spin(stop: Any) -> None:
+    """Keep one core busy until ``stop`` is set (another process of the machine)."""
+    while not stop.is_set():
+        sum(range(10_000))
+
+
+async def busy_ttft(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
+    one = LlamaCppProvider(n_ctx=4096, n_threads_batch=1).with_default_options(temperature=0)
+    rounds = 4 if quick else 10
+
+    asked = iter(range(1_000_000))
+
+    async def ask(session: Session) -> TextResult:
+        # A new first line each time: no prefix of the prompt is in the KV cache already.
+        return await session.generate_text(
+            prompt="What is the capital of France? Answer in one short sentence, please.",
+            system=f"Request {next(asked)}. {SYSTEM}",
+            max_tokens=1,
+        )
+
+    async def ttft(side: LlamaCppProvider) -> float:
+        result = await side.simple_execution(ask).result()
+        call = result.summary.llm_calls[0]
+        cached = call.details["cached_tokens"]
+        prompt = call.usage.input_tokens
+        # Only the template's opening and the first characters of the nonce may be reused.
+        assert isinstance(cached, int), cached
+        assert prompt is not None, call
+        assert cached * 4 < prompt, f"{cached} of {prompt} prompt tokens came from the KV cache"
+        first = result.summary.time_to_first_token
+        assert result.status is Status.SUCCEEDED, result
+        assert first is not None, result
+        return first
+
+    async def measure() -> tuple[list[float], list[float]]:
+        times: dict[int, list[float]] = {0: [], 1: []}
+        for side in abba(rounds, 0, 1):
+            times[side].append(await ttft(provider if side == 0 else one))
+        return times[0], times[1]
+
+    try:
+        await ttft(provider)
+        await ttft(one)
+        idle_default, idle_one = await measure()
+        stop = multiprocessing.Event()
+        spinner = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
+        spinner.start()
+        try:
+            busy_default, busy_one = await measure()
+        finally:
+            stop.set()
+            spinner.join(10)
+    finally:
+        await one.aclose()
+    candidate, baseline = statistics.median(busy_default), statistics.median(busy_one)
+    ratio = candidate / baseline
+    return Comparison(
+        key="local-ttft-busy",
+        name="local TTFT of a short question, busy machine: default prefill threads vs one",
+        unit="ms",
+        candidate=candidate * 1000,
+        baseline=baseline * 1000,
+        ratio=ratio,
+        target="<= 1.5x",
+        passed=ratio <= 1.5,
+        detail={
+            "busy_max_default_ms": max(busy_default) * 1000,
+            "busy_max_one_ms": max(busy_one) * 1000,
+            "idle_default_ms": statistics.median(idle_default) * 1000,
+            "idle_one_ms": statistics.median(idle_one) * 1000,
+            "rounds": rounds,
+        },
+    )
+
+
 async def run_all(*, quick: bool, only: set[str] | None = None) -> list[Comparison]:
     with tempfile.TemporaryDirectory(prefix="agtl-bench-kv-") as cache_dir:
         return await _run_all(quick=quick, only=only, cache_dir=cache_dir)
@@ -256,6 +335,7 @@ async def _run_all(*, quick: bool, only: set[str] | None, cache_dir: str) -> lis
         "local-cancel-decode": cancel_during_decode,
         "local-cancel-prefill": cancel_during_prefill,
         "local-ttft": warm_ttft,
+        "local-ttft-busy": busy_ttft,
     }
     try:
         return [

@@ -16,6 +16,7 @@ async def answer(session: agtl.Session) -> str:
         prompt="What is the capital of France?",
         system="You are a helpful assistant.",
         max_tokens=64,  # a bound on every call: a sampled small model can ramble
+        temperature=0,  # greedy: the same answer every run, also on the real model
     )
     return reply.text
 

@@ -82,9 +82,13 @@ def test_awaiting_under_asyncio_raises_a_clear_error() -> None:
     async def raced() -> None:
         await agtl.race(provider.simple_execution(answer))
 
+    async def provider_block() -> None:
+        async with provider:
+            pass
+
     async def main() -> list[agtl.NotInTrioError]:
         errors = []
-        for attempt in (result, awaited, entered, raced):
+        for attempt in (result, awaited, entered, raced, provider_block):
             with pytest.raises(agtl.NotInTrioError) as caught:
                 await attempt()
             errors.append(caught.value)

@@ -13,7 +13,8 @@ BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 EVERY_FIGURE = {
     *("overhead", "streaming", "streaming-bounded", "scripted-cancel"),
     *("peer-overhead", "peer-streaming", "scale-memory", "scale-growth"),
-    *("local-decode", "local-cancel-decode", "local-cancel-prefill", "local-ttft"),
+    *("local-decode", "local-cancel-decode", "local-cancel-prefill"),
+    *("local-ttft", "local-ttft-busy"),
     *("remote-chunks", "remote-cancel"),
     *("tools-overhead", "peer-tools", "tools-cancel"),
 }

@@ -11,9 +11,15 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import trio
+
+from agtl import Price, Session
+from agtl.reporting import JsonlSink, aggregate
+from agtl.testing import ScriptedProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 AGTL = [sys.executable, "-m", "agtl.cli"]
@@ -108,6 +114,77 @@ def test_run_prints_events_and_exits_by_outcome(tmp_path: Path) -> None:
     ]
 
 
+def test_run_shows_tracebacks_with_v_and_the_kept_text_in_json(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.py"
+    flow.write_text(
+        "async def broken(session):\n"
+        "    raise ValueError('bad workflow')\n"
+        "async def essay(session):\n"
+        "    async with session.stream_text(prompt='Write a long essay about the sea.',\n"
+        "            max_tokens=400) as s:\n"
+        "        async for d in s:\n"
+        "            yield session.emit('chunk', d)\n"
+        "    yield await session.done(s.text)\n"
+    )
+    quiet = agtl("run", f"{flow}:broken")
+    assert quiet.returncode == 4
+    assert "Traceback" not in quiet.stderr
+    assert "run with -v for the traceback" in quiet.stdout
+    loud = agtl("-v", "run", f"{flow}:broken")
+    assert loud.returncode == 4
+    assert "Traceback" in loud.stderr
+    assert f'File "{flow}", line 2, in broken' in loud.stderr
+    stopped = agtl("run", f"{flow}:essay", "--timeout", "1", "--json")
+    assert stopped.returncode == 3, stopped.stderr
+    data = json.loads(stopped.stdout)
+    assert data["cancel"]["source"] == "timeout"
+    assert len(data["partial_text"]) > 10  # the stopped text is in the JSON
+
+
+def test_ctrl_c_in_run_cancels_and_still_reports(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.py"
+    flow.write_text(
+        "import trio\n"
+        "async def waits(session):\n"
+        "    print('waiting', flush=True)\n"
+        "    await trio.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [*AGTL, "run", f"{flow}:waits"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "waiting"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 3, err
+    assert "canceled by signal (interrupted (Ctrl-C))" in out
+    assert "What each execution did" in out  # the summary table
+    assert "Traceback" not in err
+
+
+def test_piped_chat_exits_non_zero_after_a_failed_turn() -> None:
+    done = agtl(
+        "chat",
+        "--base-url",
+        "http://127.0.0.1:9/v1",  # nothing listens on port 9 (discard)
+        "--model",
+        "house-model",
+        stdin="hello\n",
+    )
+    assert done.returncode == 4
+    assert "connection to http://127.0.0.1:9/v1 failed" in done.stdout
+    # An unpriced model is said once, up front, not in the middle of a reply.
+    assert "note: no price known for openai/house-model" in done.stderr
+    assert "pricing.unknown_model" not in done.stderr
+
+
 def test_run_on_an_example() -> None:
     done = agtl("run", "examples/quickstart.py:answer", "--json", "--temperature", "0")
     assert done.returncode == 0, done.stderr
@@ -127,6 +204,11 @@ def test_run_on_an_example() -> None:
             "needs --model",
         ),
         (["report", "absent.jsonl"], "no such summary file"),
+        (["report", "README.md", "--html", "missing/dir/r.html"], "no such directory missing/dir"),
+        (
+            ["run", "examples/quickstart.py:answer", "--log-summaries", "missing/runs.jsonl"],
+            "no such directory missing",
+        ),
     ],
 )
 def test_user_mistakes_are_one_line_with_a_hint(args: list[str], message: str) -> None:
@@ -254,7 +336,9 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     done = agtl("report", str(sink), "--html", str(page))
     assert done.returncode == 0, done.stderr
-    assert "<script" in page.read_text()  # the charting library is embedded: works offline
+    text = page.read_text()
+    assert "<script" not in text  # nothing to load or run: works offline
+    assert len(text) < 100_000
 
     browser = next(
         (
@@ -287,8 +371,36 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     )
     assert rendered.returncode == 0, rendered.stderr
     dom = rendered.stdout
-    assert 'class="main-svg"' in dom  # plotly drew the timeline
-    assert "#1 succeeded" in dom
-    assert "#2 canceled" in dom
-    assert "cancel point" in dom
-    assert "llamacpp/SmolLM2-135M-Instruct.Q4_1" in dom
+    assert 'id="timeline"' in dom
+    assert "#1 succeeded  llamacpp/SmolLM2-135M-Instruct.Q4_1" in dom  # rows name the model
+    assert "#2 canceled (timeout)  llamacpp/SmolLM2-135M-Instruct.Q4_1" in dom
+    assert "cancel point: timeout" in dom
+    assert dom.count("<rect") >= 4  # prefill and decode of each call, and the legend
+
+
+def test_report_counts_costs_recorded_by_workflows(tmp_path: Path) -> None:
+    sink = tmp_path / "runs.jsonl"
+    provider = (
+        ScriptedProvider("a b", "c d", model="m")
+        .with_pricing({"m": Price(input=0, output=1000)})  # $0.001 per output token
+        .with_summary_sink(JsonlSink(sink))
+    )
+
+    async def searches(session: Session) -> None:
+        session.record_cost("search API", "0.002")
+        await session.generate_text(prompt="q")
+
+    async def main() -> None:
+        for _ in range(2):
+            await provider.simple_execution(searches)
+
+    trio.run(main)
+    [report] = aggregate(JsonlSink.read(sink)[0])
+    assert report.cost == Decimal("0.004")  # two calls of two output tokens
+    assert report.other_cost == Decimal("0.004")  # two searches
+    assert report.total_cost == Decimal("0.008")
+    done = agtl("report", str(sink))
+    assert done.returncode == 0, done.stderr
+    assert "other cost" in done.stdout
+    assert "$0.004000" in done.stdout
+    assert "$0.008000" in done.stdout

@@ -301,3 +301,15 @@ async def test_conversation_arguments_are_checked() -> None:
             session.stream_text(conversation="history", prompt="x")  # type: ignore[call-overload]
 
     assert (await ScriptedProvider().simple_execution(fn).result()).status is Status.SUCCEEDED
+
+
+def test_a_marker_saved_under_its_old_field_name_loads(tmp_path: Path) -> None:
+    saved = tmp_path / "old.json"
+    conversation = agtl.Conversation(system="s")
+    conversation.save(saved)
+    data = json.loads(saved.read_text())
+    data["items"].append({"kind": "marker", "reason": "stopped", "at": 1700000000.0, "error": None})
+    saved.write_text(json.dumps(data))
+    [marker] = agtl.Conversation.load(saved).markers
+    assert marker.created_at == 1700000000.0
+    assert marker.reason == "stopped"

@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="interactive chat (Ctrl-C stops the reply; again at the prompt exits)",
         description="Chat on the bundled model or an OpenAI-compatible server. Ctrl-C stops the "
         "current reply and keeps what was said; Ctrl-C at the prompt (or Ctrl-D) exits. Commands: "
-        "/save PATH, /load PATH, /summary, /reset. Piped input works too.",
+        "/save PATH, /load PATH, /summary, /reset. Piped input works too (exit status 4 when a "
+        "turn failed).",
         epilog="examples:\n  agtl chat\n  echo 'What is the capital of France?' | agtl chat\n"
         "  agtl chat --base-url http://localhost:8000/v1 --model qwen",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run a workflow from a file: FILE.py:FUNCTION",
         description="Run an async function or async generator that takes a session. Streamed "
-        "events are printed live, then the summary. "
+        "events are printed live, then the summary. Ctrl-C cancels the execution and still "
+        "shows its result; -v shows a failed workflow's traceback. "
         "Exit status: 0 succeeded, 3 canceled, 4 failed.",
         epilog="examples:\n  agtl run examples/quickstart.py:answer\n"
         "  agtl run my_flow.py:research --timeout 60 --json --log-summaries runs.jsonl",

@@ -167,4 +167,6 @@ def run(args: argparse.Namespace) -> int:
         trio.run(chat.main)
     finally:
         trio.run(provider.aclose)
-    return 0
+    # Piped input is a script: a failed turn makes the whole run fail (as `agtl run` does).
+    failed = any(result.status is agtl.Status.FAILED for _, result in chat.results)
+    return 4 if failed and not chat.interactive else 0

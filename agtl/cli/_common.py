@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -32,11 +33,35 @@ def console(*, stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, width=width)
 
 
+#: Models whose unknown price the CLI announced before any output: the library's warning
+#: for them would land in the middle of a streamed reply, so it is dropped.
+_announced_unpriced: set[str] = set()
+
+
+def _drop_announced(_logger: Any, _method: str, event: Any) -> Any:
+    if event.get("event") == "pricing.unknown_model" and event.get("model") in _announced_unpriced:
+        raise structlog.DropEvent
+    return event
+
+
+def announce_unknown_price(provider: Any, model: str | None) -> None:
+    """Say up front, once, that ``model`` has no known price (its cost shows as unknown)."""
+    if model is None or provider.price_for(model) is not None:
+        return
+    key = f"{provider.name}/{model}"
+    _announced_unpriced.add(key)
+    console(stderr=True).print(
+        f"[dim]note: no price known for {key}: its cost shows as unknown "
+        "(in code, set one with provider.with_pricing({...}))[/]"
+    )
+
+
 def configure_logging(verbose: bool, quiet: bool) -> None:
     """The CLI, unlike the library, decides how logs look: human lines on stderr."""
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     structlog.configure(
         processors=[
+            _drop_announced,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%H:%M:%S"),
             structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
@@ -70,6 +95,15 @@ def make_provider(args: argparse.Namespace) -> Any:
     """The local model by default, or an OpenAI-compatible server with --base-url."""
     from agtl.reporting import JsonlSink
 
+    log_summaries = getattr(args, "log_summaries", None)
+    if log_summaries:
+        directory = Path(log_summaries).expanduser().parent
+        if not directory.is_dir():
+            raise CliError(
+                f"--log-summaries {log_summaries}: no such directory {directory}",
+                "create it first, or pick another path",
+            )
+
     if args.base_url:
         try:
             from agtl_openai import OpenAIProvider
@@ -80,6 +114,7 @@ def make_provider(args: argparse.Namespace) -> Any:
         if not args.model:
             raise CliError("--base-url needs --model", "e.g. --model gpt-4o-mini")
         provider: Any = OpenAIProvider(base_url=args.base_url).with_default_model(args.model)
+        announce_unknown_price(provider, args.model)
     else:
         try:
             from agtl_llamacpp import LlamaCppProvider
@@ -98,8 +133,8 @@ def make_provider(args: argparse.Namespace) -> Any:
     temperature = getattr(args, "temperature", None)
     if temperature is not None:
         provider = provider.with_default_options(temperature=temperature)
-    if getattr(args, "log_summaries", None):
-        provider = provider.with_summary_sink(JsonlSink(args.log_summaries))
+    if log_summaries:
+        provider = provider.with_summary_sink(JsonlSink(Path(log_summaries).expanduser()))
     return provider
 
 

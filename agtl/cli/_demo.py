@@ -23,7 +23,7 @@ async def get_weather(city: str) -> str:
     return f"sunny and 21 degrees in {city}"
 
 
-async def _demo(provider: Any, out: Any) -> list[tuple[str, agtl.Result[Any]]]:
+async def _demo(provider: Any, rival: Any, out: Any) -> list[tuple[str, agtl.Result[Any]]]:
     rows: list[tuple[str, agtl.Result[Any]]] = []
 
     def streamer(prompt: str, max_tokens: int = 400) -> Any:
@@ -78,7 +78,12 @@ async def _demo(provider: Any, out: Any) -> list[tuple[str, agtl.Result[Any]]]:
 
     rows.append(("tool call", await provider.simple_execution(weather).result()))
 
-    out.rule("[bold]4. Racing two executions: the first to succeed wins, the other is cancelled")
+    out.rule("[bold]4. Racing two providers: the first to succeed wins, the other is cancelled")
+    out.print(
+        "[dim]Two copies of the model, one per provider, answer at the same time: a brief "
+        "answer (40 tokens at most) against a thorough one (300). The brief one finishes "
+        "first; the thorough one is stopped where it is, and costs no more.[/]"
+    )
 
     def quiet(prompt: str, max_tokens: int) -> Any:
         async def run(session: agtl.Session) -> str:
@@ -89,14 +94,20 @@ async def _demo(provider: Any, out: Any) -> list[tuple[str, agtl.Result[Any]]]:
         return run
 
     brief = provider.simple_execution(quiet("In one sentence: what is the capital of Italy?", 40))
-    thorough = provider.simple_execution(quiet("Describe the history of Rome in detail.", 300))
+    thorough = rival.simple_execution(quiet("Describe the history of Rome in detail.", 300))
     winner = await agtl.race(brief, thorough)
     for label, execution in (("race: brief", brief), ("race: thorough", thorough)):
         result = execution.outcome
         assert result is not None
         rows.append((label, result))
-        mark = "[green]won" if result is winner else f"[yellow]{result.status.value}"
-        out.print(f"{label:16} {mark}[/] {str(result.value or '')[:70]!r}")
+        out_tokens = result.summary.total_usage.output_tokens
+        if result is winner:
+            mark = f"[green]won[/] after {result.summary.duration:.2f} s"
+            said = str(result.value or "")
+        else:
+            mark = f"[yellow]{result.status.value}[/] after {result.summary.duration:.2f} s"
+            said = "" if result.partial is None else result.partial.text
+        out.print(f"{label:16} {mark}, {out_tokens} tokens: {said[:60]!r}")
 
     out.rule("[bold]5. What each execution did (every figure measured in this run)")
     out.print(summary_table(rows))
@@ -110,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
         f"[bold]agtl demo[/] on [cyan]{provider.default_model}[/] "
         f"({provider.name}, in-process, no network)\n"
     )
-    rows = trio.run(_demo, provider, out)
-    trio.run(provider.aclose)
+    rival = make_provider(args)  # a second copy of the model, for the race
+    try:
+        rows = trio.run(_demo, provider, rival, out)
+    finally:
+        trio.run(provider.aclose)
+        trio.run(rival.aclose)
     return 0 if rows[0][1].succeeded else 1

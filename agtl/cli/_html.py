@@ -1,6 +1,8 @@
 """`agtl report --html`: one self-contained page with the tables and a timeline per execution.
 
-Charts are drawn with plotly; its JavaScript is embedded, so the page works offline.
+The timeline is inline SVG drawn here, with native hover titles: no script and no charting
+library, so the page works offline and weighs kilobytes, not the megabytes an embedded
+charting bundle costs.
 """
 
 from __future__ import annotations
@@ -8,99 +10,111 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from agtl.cli._common import CliError, money
 from agtl.reporting import aggregate
 
-_COLORS = {
+_COLORS: Final = {
     "queue wait": "#c7c7c7",
     "prefill / first token": "#f2a541",
     "decode": "#3c8dbc",
     "no output": "#e07b7b",
 }
+_LABEL_WIDTH: Final = 430  # room for "#12 canceled (timeout)  provider/model"
+_PLOT_WIDTH: Final = 640
+_ROW: Final = 26
+_TOP: Final = 40  # the legend
+_AXIS: Final = 36
 
 
 def write_html(records: Sequence[Mapping[str, Any]], path: Path) -> None:
+    page = _PAGE.format(count=len(records), table=_table(records), chart=_timeline(records))
     try:
-        import plotly.graph_objects as go
-        import plotly.io
-    except ImportError:
-        raise CliError("--html needs plotly", "pip install plotly") from None
-    timeline = _timeline(records, go)
-    chart = plotly.io.to_html(timeline, include_plotlyjs=True, full_html=False, div_id="timeline")
-    page = _PAGE.format(
-        count=len(records),
-        table=_table(records),
-        chart=chart,
-    )
-    path.write_text(page, encoding="utf-8")
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            "check that its directory exists and is writable",
+        ) from None
 
 
-def _timeline(records: Sequence[Mapping[str, Any]], go: Any) -> Any:
-    figure = go.Figure()
-    seen: set[str] = set()
-    labels = []
-    for number, record in enumerate(records, start=1):
-        label = f"#{number} {record['status']}"
-        labels.append(label)
+def _label(number: int, record: Mapping[str, Any]) -> str:
+    status = record["status"]
+    if record.get("cancel"):
+        status += f" ({record['cancel']['source']})"
+    return f"#{number} {status}  {record.get('model') or 'no LLM call'}"
+
+
+def _timeline(records: Sequence[Mapping[str, Any]]) -> str:
+    span = max((float(r["summary"]["duration"]) for r in records), default=0.0) or 1.0
+    height = _TOP + _ROW * len(records) + _AXIS
+
+    def x(seconds: float) -> float:
+        return _LABEL_WIDTH + max(0.0, seconds) / span * _PLOT_WIDTH
+
+    width = _LABEL_WIDTH + _PLOT_WIDTH + 20
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" id="timeline" width="{width}"'
+        f' height="{height}" font-size="12" font-family="system-ui, sans-serif">'
+    ]
+    legend_x = _LABEL_WIDTH
+    for name, color in [*_COLORS.items(), ("cancel point", "#d62728")]:
+        parts.append(
+            f'<rect x="{legend_x}" y="12" width="12" height="12" fill="{color}"/>'
+            f'<text x="{legend_x + 16}" y="22">{html.escape(name)}</text>'
+        )
+        legend_x += 28 + 7 * len(name)
+    for row, record in enumerate(records):
+        top = _TOP + row * _ROW
+        middle = top + _ROW / 2
+        label = _label(row + 1, record)
+        parts.append(
+            f'<text class="row" x="{_LABEL_WIDTH - 8}" y="{middle + 4}" text-anchor="end">'
+            f"{html.escape(label)}</text>"
+        )
         for call in record["summary"]["llm_calls"]:
             for name, start, end in _segments(call):
-                figure.add_trace(
-                    go.Bar(
-                        x=[end - start],
-                        base=[start],
-                        y=[label],
-                        orientation="h",
-                        name=name,
-                        legendgroup=name,
-                        showlegend=name not in seen,
-                        marker_color=_COLORS[name],
-                        hovertemplate=f"{name}: %{{base:.3f}}s + %{{x:.3f}}s"
-                        f"<extra>{call['model']}<br>{record['execution_id']}</extra>",
-                    )
+                tip = (
+                    f"{name}: {start:.3f}s + {end - start:.3f}s\n"
+                    f"{call['provider']}/{call['model']}\n{record['execution_id']}"
                 )
-                seen.add(name)
-        events = record.get("events") or []
-        if events:
-            figure.add_trace(
-                go.Scatter(
-                    x=[e["elapsed"] for e in events],
-                    y=[label] * len(events),
-                    mode="markers",
-                    marker={"symbol": "line-ns-open", "size": 10, "color": "#333"},
-                    name="events",
-                    legendgroup="events",
-                    showlegend="events" not in seen,
-                    text=[e["type"] for e in events],
-                    hovertemplate="%{text} at %{x:.3f}s<extra></extra>",
+                left, right = x(start), x(end)
+                parts.append(
+                    f'<rect x="{left:.1f}" y="{top + 5}" width="{max(1.0, right - left):.1f}"'
+                    f' height="{_ROW - 10}" fill="{_COLORS[name]}">'
+                    f"<title>{html.escape(tip)}</title></rect>"
                 )
+        for event in record.get("events") or []:
+            at = x(float(event["elapsed"]))
+            parts.append(
+                f'<line x1="{at:.1f}" x2="{at:.1f}" y1="{top + 3}" y2="{top + _ROW - 3}"'
+                f' stroke="#333" stroke-width="1">'
+                f"<title>{html.escape(str(event['type']))} at {float(event['elapsed']):.3f}s"
+                "</title></line>"
             )
-            seen.add("events")
-        if record.get("cancel"):
-            figure.add_trace(
-                go.Scatter(
-                    x=[record["cancel"]["at"]],
-                    y=[label],
-                    mode="markers",
-                    marker={"symbol": "x", "size": 14, "color": "#d62728"},
-                    name="cancel point",
-                    legendgroup="cancel",
-                    showlegend="cancel" not in seen,
-                    text=[f"{record['cancel']['source']}: {record['cancel']['reason']}"],
-                    hovertemplate="%{text} at %{x:.3f}s<extra></extra>",
-                )
+        cancel = record.get("cancel")
+        if cancel:
+            at = x(float(cancel["at"]))
+            tip = f"cancel point: {cancel['source']}: {cancel['reason']} at {cancel['at']:.3f}s"
+            parts.append(
+                f'<text class="cancel" x="{at:.1f}" y="{middle + 5}" text-anchor="middle"'
+                f' font-size="16" fill="#d62728">&#215;<title>{html.escape(tip)}</title></text>'
             )
-            seen.add("cancel")
-    figure.update_layout(
-        barmode="overlay",
-        height=max(240, 42 * len(labels) + 120),
-        xaxis_title="seconds since the execution started",
-        yaxis={"categoryorder": "array", "categoryarray": labels[::-1]},
-        margin={"l": 120, "r": 20, "t": 60, "b": 50},
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+    axis_y = _TOP + _ROW * len(records) + 4
+    parts.append(
+        f'<line x1="{_LABEL_WIDTH}" x2="{_LABEL_WIDTH + _PLOT_WIDTH}" y1="{axis_y}" y2="{axis_y}"'
+        ' stroke="#999"/>'
     )
-    return figure
+    for tick in range(6):
+        seconds = span * tick / 5
+        at = x(seconds)
+        parts.append(
+            f'<line x1="{at:.1f}" x2="{at:.1f}" y1="{axis_y}" y2="{axis_y + 4}" stroke="#999"/>'
+            f'<text x="{at:.1f}" y="{axis_y + 16}" text-anchor="middle">{seconds:.2f}s</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)
 
 
 def _segments(call: Mapping[str, Any]) -> list[tuple[str, float, float]]:
@@ -135,6 +149,8 @@ def _table(records: Sequence[Mapping[str, Any]]) -> str:
             report.by_status.get("failed", 0),
             f"{report.input_tokens} / {report.output_tokens}",
             money(report.cost),
+            money(report.other_cost) if report.other_cost else "-",
+            money(report.total_cost),
             pct(report.duration),
             pct(report.time_to_first_token),
         ]
@@ -150,18 +166,20 @@ table {{ border-collapse: collapse; margin-bottom: 2em; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}
 th {{ background: #f3f3f3; }}
+svg rect:hover, svg line:hover {{ opacity: 0.7; }}
 </style></head>
 <body>
 <h1>agtl report</h1>
 <p>{count} executions. Times are seconds; percentiles are p50 / p90 / p99.</p>
 <table id="models">
 <tr><th>provider/model</th><th>runs</th><th>succeeded</th><th>canceled</th><th>failed</th>
-<th>tokens in / out</th><th>cost</th><th>duration</th><th>time to first token</th></tr>
+<th>tokens in / out</th><th>LLM cost</th><th>other cost</th><th>total cost</th>
+<th>duration</th><th>time to first token</th></tr>
 {table}
 </table>
 <h2>Timeline of each execution</h2>
 <p>Queue wait, prompt processing until the first token, decoding, events (ticks) and the
-point where a cancel landed (&times;).</p>
+point where a cancel landed (&times;). Hover for details.</p>
 {chart}
 </body></html>
 """

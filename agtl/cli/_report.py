@@ -14,6 +14,12 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.is_file():
         raise CliError(f"no such summary file: {path}", "write one with --log-summaries PATH")
+    html_path = Path(args.html) if args.html else None
+    if html_path is not None and not html_path.parent.is_dir():
+        raise CliError(
+            f"cannot write {html_path}: no such directory {html_path.parent}",
+            "create it first, or pick another path for --html",
+        )
     records, skipped = JsonlSink.read(path)
     if not records:
         raise CliError(
@@ -22,42 +28,38 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     out = console()
-    table = Table(title=f"{len(records)} executions in {path}", title_justify="left")
-    table.add_column("provider/model", no_wrap=True)
-    for column in (
-        "runs",
-        "succeeded",
-        "canceled",
-        "failed",
-        "tokens in/out",
-        "cost",
-        "duration p50/p90/p99",
-        "TTFT p50/p90/p99",
-    ):
-        table.add_column(column)
+    out.print(f"[bold]{len(records)} executions in {path}[/]")
+    # One small table per provider/model, figures down the side: it fits any terminal width
+    # (eleven columns side by side did not fit 80, and rich squeezed the headers).
     for report in aggregate(records):
-        tokens = f"{report.input_tokens}/{report.output_tokens}"
+        table = Table(title=report.model, title_justify="left", show_header=False)
+        table.add_column("figure", style="dim", no_wrap=True)
+        table.add_column("value")
+        tokens = f"{report.input_tokens} / {report.output_tokens}"
         if report.unknown_usage:
-            tokens += f" ({report.unknown_usage} unknown)"
-        table.add_row(
-            report.model,
-            str(report.executions),
-            str(report.by_status.get("succeeded", 0)),
-            str(report.by_status.get("canceled", 0)),
-            str(report.by_status.get("failed", 0)),
-            tokens,
-            money(report.cost),
-            _seconds(report.duration),
-            _seconds(report.time_to_first_token),
+            tokens += f" ({report.unknown_usage} with unknown usage)"
+        statuses = ", ".join(
+            f"{report.by_status.get(status, 0)} {status}"
+            for status in ("succeeded", "canceled", "failed")
         )
-    out.print(table)
+        for figure, value in (
+            ("executions", f"{report.executions} ({statuses})"),
+            ("tokens in / out", tokens),
+            ("LLM cost", money(report.cost)),
+            ("other cost", money(report.other_cost) if report.other_cost else "-"),
+            ("total cost", money(report.total_cost)),
+            ("duration p50 / p90 / p99", _seconds(report.duration)),
+            ("TTFT p50 / p90 / p99", _seconds(report.time_to_first_token)),
+        ):
+            table.add_row(figure, value)
+        out.print(table)
     if skipped:
         out.print(f"[yellow]{skipped} unreadable line(s) skipped (a write cut short by a crash?)")
-    if args.html:
+    if html_path is not None:
         from agtl.cli._html import write_html
 
-        write_html(records, Path(args.html))
-        out.print(f"wrote {args.html}")
+        write_html(records, html_path)
+        out.print(f"wrote {html_path}")
     return 0
 
 

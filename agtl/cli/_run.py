@@ -6,13 +6,17 @@ import argparse
 import importlib.util
 import inspect
 import json
+import signal
 import sys
+import traceback
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import trio
 
 import agtl
+from agtl._sync import INTERRUPT_REASON
 from agtl.cli._common import CliError, console, make_provider, summary_table
 from agtl.reporting import record_of
 
@@ -55,10 +59,36 @@ def load_workflow(target: str) -> Any:
 async def _execute(
     provider: Any, workflow: Any, args: argparse.Namespace, out: Any
 ) -> agtl.Result[Any]:
+    """Run the workflow; the first Ctrl-C cancels it (source ``signal``), a second one exits."""
+    interrupted = agtl.CancelSignal()
+    # The receiver is in place before the workflow starts: no Ctrl-C falls between the two.
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_ctrl_c, signals, interrupted)
+            result = await _execute_once(provider, workflow, args, out, interrupted)
+            nursery.cancel_scope.cancel()
+    return result
+
+
+async def _watch_ctrl_c(signals: AsyncIterator[int], interrupted: agtl.CancelSignal) -> None:
+    async for _ in signals:
+        if interrupted.cancelled:
+            raise KeyboardInterrupt
+        interrupted.cancel(INTERRUPT_REASON)
+
+
+async def _execute_once(
+    provider: Any,
+    workflow: Any,
+    args: argparse.Namespace,
+    out: Any,
+    interrupted: agtl.CancelSignal,
+) -> agtl.Result[Any]:
     streaming = inspect.isasyncgenfunction(workflow)
+    options = {"timeout": args.timeout, "signal": interrupted}
     if not streaming:
-        return await provider.simple_execution(workflow, timeout=args.timeout).result()  # type: ignore[no-any-return]
-    async with provider.streaming_execution(workflow, timeout=args.timeout) as execution:
+        return await provider.simple_execution(workflow, **options).result()  # type: ignore[no-any-return]
+    async with provider.streaming_execution(workflow, **options) as execution:
         async for event in execution.stream():
             if args.json:
                 continue
@@ -81,12 +111,25 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         record = record_of(result)
         record["value"] = _jsonable(result.value)
+        record["partial_text"] = None if result.partial is None else result.partial.text
         print(json.dumps(record, indent=2))
     else:
         out.print()
         out.print(summary_table([(args.target, result)]))
         if result.error is not None:
+            if args.verbose:
+                trace = "".join(traceback.format_exception(result.error))
+                console(stderr=True).print(trace, markup=False, end="")
             out.print(f"[red]failed:[/] {type(result.error).__name__}: {result.error}")
+            if not args.verbose:
+                out.print("[dim]run with -v for the traceback[/]")
+        elif result.cancel is not None:
+            out.print(
+                f"[yellow]canceled[/] by {result.cancel.source.value}"
+                f" ({result.cancel.reason or 'no reason given'})"
+            )
+            if result.partial is not None and result.partial.text:
+                out.print(f"[yellow]kept:[/] {result.partial.text!r}"[:2000])
         elif result.value is not None:
             out.print(f"[green]value:[/] {result.value!r}"[:2000])
     return EXIT_CODES[result.status]

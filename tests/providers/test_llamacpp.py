@@ -339,3 +339,37 @@ async def test_an_output_budget_stops_the_local_model_mid_reply(provider: LlamaC
     assert 11 <= call.usage.output_tokens <= 13  # the worker may be a token or two ahead
     assert result.partial is not None
     assert len(result.partial.text) > 20  # the paid-for text is kept
+
+
+async def test_the_bundled_model_gets_a_system_message_when_there_is_none(
+    provider: LlamaCppProvider,
+) -> None:
+    async def bare(session: Session) -> agtl.TextResult:
+        return await session.generate_text(prompt=QUESTION, max_tokens=32)
+
+    answered = (await provider.simple_execution(bare).result()).unwrap()
+    assert answered.text == "The capital of France is Paris."
+    assert provider.default_system == "You are a helpful assistant."
+    with_system = (await provider.simple_execution(ask).result()).unwrap()
+    assert answered.usage.input_tokens == with_system.usage.input_tokens  # the same prompt
+
+
+def test_default_system_is_off_for_your_own_model_files_and_can_be_set() -> None:
+    path = bundled_model_path()
+    assert path is not None
+    own = LlamaCppProvider(path, n_ctx=256)
+    assert own.default_system is None
+    trio.run(own.aclose)
+    chosen = LlamaCppProvider(n_ctx=256, default_system="Answer in French.")
+    assert chosen.default_system == "Answer in French."
+    trio.run(chosen.aclose)
+    with pytest.raises(agtl.InvalidArgumentError, match="default_system"):
+        LlamaCppProvider(n_ctx=256, default_system=3)  # type: ignore[arg-type]
+
+
+def test_a_cache_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    occupied = tmp_path / "kv"
+    occupied.write_text("not a directory")
+    with pytest.raises(agtl.InvalidArgumentError, match="exists and is not a directory") as info:
+        LlamaCppProvider(n_ctx=256, cache_dir=occupied)
+    assert info.value.argument == "cache_dir"

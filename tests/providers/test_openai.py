@@ -192,6 +192,30 @@ async def test_an_output_budget_stops_a_remote_call_mid_stream(provider: OpenAIP
     assert call.usage.output_tokens <= 15
 
 
+async def test_concurrent_calls_to_the_test_server_queue_and_all_finish(
+    provider: OpenAIProvider,
+) -> None:
+    results: list[agtl.Result[agtl.TextResult]] = []
+
+    async def one() -> None:
+        results.append(await provider.simple_execution(ask).result())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(one)
+    assert [r.status for r in results] == [Status.SUCCEEDED] * 3
+    assert {r.unwrap().text for r in results} == {"The capital of France is Paris."}
+
+
+async def test_a_wrong_base_path_names_the_url_and_the_likely_fix(server_url: str) -> None:
+    root = server_url.removesuffix("/v1")
+    async with OpenAIProvider(base_url=f"{root}/api").with_default_model("smollm2") as wrong:
+        result = await wrong.simple_execution(ask).result()
+    assert isinstance(result.error, agtl.ModelNotFoundError)
+    assert f"{root}/api/chat/completions" in str(result.error)
+    assert "usually .../v1" in str(result.error)
+
+
 # -- configuration -----------------------------------------------------------------------------
 
 
@@ -271,6 +295,9 @@ async def test_broken_streams_fail_with_partial_output(
     result = await run(hostile_provider(hostile), model, timeout=10)
     assert result.status is Status.FAILED
     assert isinstance(result.error, error)
+    assert hostile.base_url.rstrip("/") in str(result.error)  # the error says which server
+    if model == "no-finish":
+        assert "context window" in str(result.error)  # the likely cause on llama.cpp
     assert result.partial is not None
     assert result.partial.text.startswith("Hello there")
     assert hostile.requests[model] == 1  # nothing is retried after the first byte
@@ -306,10 +333,13 @@ async def test_an_endless_body_is_cancelled_and_the_connection_closed(
 
 
 async def test_connection_refused_is_retryable_and_counted() -> None:
-    provider = OpenAIProvider(base_url=f"http://127.0.0.1:{_free_port()}/v1", max_retries=1)
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    provider = OpenAIProvider(base_url=url, max_retries=1)
     result = await run(provider, "any")
     assert isinstance(result.error, agtl.ProviderConnectionError)
     assert result.error.is_retryable
+    assert f"connection to {url} failed" in str(result.error)
+    assert "is the server running there?" in str(result.error)
     attempts = result.summary.llm_calls[0].details["attempts"]
     assert [a["error"] for a in attempts] == ["ProviderConnectionError"] * 2  # type: ignore[attr-defined]
 

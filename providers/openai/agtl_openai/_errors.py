@@ -36,14 +36,23 @@ def retry_after(error: openai.APIStatusError) -> float | None:
         return None
 
 
-def translate(error: BaseException, secret: str | None) -> agtl.LLMError:
-    """The agtl error for an exception raised by the SDK or its HTTP transport."""
+def translate(
+    error: BaseException, secret: str | None, url: str, model: str | None = None
+) -> agtl.LLMError:
+    """The agtl error for an exception raised by the SDK or its HTTP transport.
+
+    Every message names the server's URL (never the key): a wrong base path or a closed port
+    is then obvious from the error alone.
+    """
     message = redact(str(error), secret)
     if isinstance(error, openai.APIStatusError):
         status = error.status_code
         if status == 429:
             return agtl.RateLimitError(
-                message, retry_after=retry_after(error), provider=PROVIDER, status_code=status
+                f"{message} (from {url})",
+                retry_after=retry_after(error),
+                provider=PROVIDER,
+                status_code=status,
             )
         lowered = message.lower()
         if (
@@ -51,7 +60,7 @@ def translate(error: BaseException, secret: str | None) -> agtl.LLMError:
             and "context" in lowered
             and ("length" in lowered or "maximum" in lowered)
         ):
-            return agtl.ContextLengthError(None, None, detail=message)
+            return agtl.ContextLengthError(None, None, detail=f"{message} (from {url})")
         kind: type[agtl.ProviderError] = {
             401: agtl.AuthenticationError,
             403: agtl.PermissionDeniedError,
@@ -60,11 +69,25 @@ def translate(error: BaseException, secret: str | None) -> agtl.LLMError:
             413: agtl.BadRequestError,
             422: agtl.BadRequestError,
         }.get(status, agtl.ServerError if status >= 500 else agtl.ProviderError)
-        return kind(message, provider=PROVIDER, status_code=status)
+        text = f"{message} (from {url})"
+        if status == 404:
+            text = (
+                f"{message}: {url}/chat/completions or the model {model!r} was not found; check "
+                "the model name, and that base_url ends where the server's API starts "
+                "(usually .../v1)"
+            )
+        return kind(text, provider=PROVIDER, status_code=status)
     if isinstance(error, openai.APITimeoutError):
-        return agtl.ProviderTimeoutError(f"request timed out: {message}", provider=PROVIDER)
+        return agtl.ProviderTimeoutError(
+            f"request to {url} timed out: {message}", provider=PROVIDER
+        )
     if isinstance(error, openai.APIConnectionError):
-        return agtl.ProviderConnectionError(f"connection failed: {message}", provider=PROVIDER)
+        cause = error.__cause__ or error.__context__
+        detail = f"{message} ({redact(str(cause), secret)})" if cause is not None else message
+        return agtl.ProviderConnectionError(
+            f"connection to {url} failed: {detail}; is the server running there?",
+            provider=PROVIDER,
+        )
     return agtl.ProviderConnectionError(
-        f"the stream broke: {type(error).__name__}: {message}", provider=PROVIDER
+        f"the stream from {url} broke: {type(error).__name__}: {message}", provider=PROVIDER
     )

@@ -44,6 +44,11 @@ class Connection:
     max_retries: int
     quirks: ServerQuirks
 
+    @property
+    def url(self) -> str:
+        """The server's base URL, for error messages (it never holds the key)."""
+        return str(self.client.base_url).rstrip("/")
+
 
 class OpenAIStream(GenerationStream):
     def __init__(self, connection: Connection, request: GenerationRequest) -> None:
@@ -73,7 +78,7 @@ class OpenAIStream(GenerationStream):
                 self._end()
                 return None
             except Exception as exc:
-                raise translate(exc, self._connection.secret) from None
+                raise self._translate(exc) from None
             if getattr(chunk, "model", None):
                 self._model = chunk.model
             if getattr(chunk, "usage", None) is not None:
@@ -120,11 +125,19 @@ class OpenAIStream(GenerationStream):
             )
         return tuple(calls)
 
+    def _translate(self, error: BaseException) -> agtl.LLMError:
+        connection = self._connection
+        return translate(error, connection.secret, connection.url, self._request.model)
+
     def _end(self) -> None:
         self._ended = True
         if self._finish is None:
+            so_far = _estimate_prompt(self._request) + estimate_tokens("".join(self._text))
             raise agtl.IncompleteStreamError(
-                "the stream ended without a finish reason: the reply is probably cut off",
+                f"the stream from {self._connection.url} ended without a finish reason: the "
+                "reply is probably cut off. A llama.cpp server does this when the context "
+                f"window fills up (prompt and reply were about {so_far} tokens): shorten the "
+                "conversation, lower max_tokens, or start the server with a larger context",
                 provider="openai",
             )
 
@@ -159,9 +172,9 @@ class OpenAIStream(GenerationStream):
                     kwargs = request_arguments(self._request, quirks)
                     self._attempts.append({"attempt": attempt, "error": "json_schema refused"})
                     continue
-                error = translate(exc, connection.secret)
+                error = self._translate(exc)
             except Exception as exc:
-                error = translate(exc, connection.secret)
+                error = self._translate(exc)
             record: dict[str, object] = {"attempt": attempt, "error": type(error).__name__}
             if isinstance(error, agtl.ProviderError) and error.status_code is not None:
                 record["status"] = error.status_code

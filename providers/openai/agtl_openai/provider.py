@@ -8,7 +8,7 @@ from typing import Final
 import openai
 
 from agtl import GenerationRequest, GenerationStream, InvalidArgumentError, Provider
-from agtl.validation import check_count, check_seconds
+from agtl.validation import check_count, check_seconds, require_trio
 from agtl_openai._request import ServerQuirks
 from agtl_openai._stream import Connection, OpenAIStream
 
@@ -84,6 +84,7 @@ class OpenAIProvider(Provider):
         return OpenAIStream(self._connection, request)
 
     async def aclose(self) -> None:
+        require_trio("OpenAIProvider.aclose()")
         await self.client.close()
 
     def __repr__(self) -> str:

@@ -32,14 +32,15 @@ def serve_local_model(
     *,
     n_ctx: int = 2048,
     startup_timeout: float = 60.0,
-    interrupt_requests: bool = True,
+    interrupt_requests: bool = False,
     chat_format: str | None = None,
 ) -> Iterator[str]:
     """Run llama.cpp's OpenAI-compatible server on 127.0.0.1; yields its base URL.
 
-    The server generates one reply at a time. By default (llama.cpp's own) a new request
-    interrupts the reply being streamed; ``interrupt_requests=False`` makes it wait for the
-    single slot instead, as a busy serving cluster queues. ``chat_format`` picks one of
+    The server generates one reply at a time; concurrent requests queue for it, as they do on
+    a busy serving cluster. ``interrupt_requests=True`` restores llama-cpp-python's own
+    default, where a new request cuts off the reply being streamed (the cut request then
+    fails with :class:`~agtl.IncompleteStreamError`). ``chat_format`` picks one of
     llama-cpp-python's chat formats instead of the model's own template; for tool calls use
     ``"chatml-function-calling"``.
     """
