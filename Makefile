@@ -28,7 +28,7 @@ $(STAMPS)/venv: | prereqs
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
 	mkdir -p $(STAMPS) && touch $@
 
-DEV_REQUIREMENTS := requirements/dev.txt requirements/llamacpp.txt requirements/openai.txt
+DEV_REQUIREMENTS := requirements/dev.txt requirements/llamacpp.txt requirements/openai.txt requirements/serve.txt
 
 $(STAMPS)/dev: $(STAMPS)/venv requirements/*.txt requirements/check_pins.py pyproject.toml providers/*/pyproject.toml
 	$(PY) -m pip install --quiet --build-constraint requirements/build.txt $(addprefix -r ,$(DEV_REQUIREMENTS))
@@ -50,13 +50,14 @@ $(STAMPS)/bench: $(STAMPS)/dev requirements/bench.txt
 	$(BENCH_PY) requirements/check_pins.py requirements/bench.txt
 	touch $@
 
-# A headless browser for the HTML report's rendering test: one already on PATH, else Debian's
-# package (needs root).
+# A headless browser for the HTML report's rendering test and the chat page's test (driven by
+# selenium through chromedriver): already on PATH, else Debian's packages (needs root).
 BROWSERS := chromium chromium-browser google-chrome google-chrome-stable
 $(STAMPS)/chromium: $(STAMPS)/venv
-	@for b in $(BROWSERS); do command -v $$b >/dev/null 2>&1 && exit 0; done; \
-	  command -v apt-get >/dev/null 2>&1 || { echo "no browser found ($(BROWSERS)) and no apt-get to install chromium: install one"; exit 1; }; \
-	  apt-get update -qq && apt-get install -y -qq chromium
+	@found=; for b in $(BROWSERS); do command -v $$b >/dev/null 2>&1 && found=1; done; \
+	  if [ -n "$$found" ] && command -v chromedriver >/dev/null 2>&1; then exit 0; fi; \
+	  command -v apt-get >/dev/null 2>&1 || { echo "need a browser ($(BROWSERS)) and chromedriver, and there is no apt-get to install chromium and chromium-driver: install them"; exit 1; }; \
+	  apt-get update -qq && apt-get install -y -qq chromium chromium-driver
 	touch $@
 
 lint: install $(STAMPS)/bench

@@ -17,6 +17,7 @@ _EPILOG = """examples:
   agtl chat --base-url http://host:8000/v1 --model qwen
   agtl run examples/quickstart.py:answer --timeout 30 --json
   agtl report summaries.jsonl --html report.html
+  agtl serve examples/serve_app.py:research --port 8000
 """
 
 
@@ -77,6 +78,35 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the result and summary as JSON")
     run.set_defaults(handler="run")
 
+    serve = commands.add_parser(
+        "serve",
+        help="serve a workflow over HTTP (server-sent events) with a chat page",
+        description="Start executions of FUNCTION(session, input) with POST /executions, "
+        "stream their events (GET /executions/ID/events), cancel them, and chat at /. "
+        "Binds 127.0.0.1 by default; elsewhere every API call needs the bearer token printed "
+        "at start (or set in AGTL_SERVE_TOKEN). See guides/serving.md.",
+        epilog="examples:\n  agtl serve examples/serve_app.py:research\n"
+        "  agtl serve --port 8080             (the chat page only)\n"
+        "  agtl serve flow.py:fn --host 0.0.0.0 --base-url http://gpu:8000/v1 --model qwen",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("target", nargs="?", metavar="FILE.py:FUNCTION")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--max-running", type=int, default=16, help="executions at once; beyond: 429 (default 16)"
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        help="seconds an execution outlives its last client, for a reconnect (default 5)",
+    )
+    serve.add_argument("--conversations", metavar="DIR", help="keep chat histories in DIR")
+    serve.add_argument("--system", default=None, help="the chat's system prompt")
+    add_provider_arguments(serve)
+    serve.set_defaults(handler="serve")
+
     report = commands.add_parser(
         "report",
         help="aggregate a summary file written by --log-summaries",
@@ -101,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agtl.cli._chat import run as handler
         elif args.handler == "run":
             from agtl.cli._run import run as handler
+        elif args.handler == "serve":
+            from agtl.cli._serve import run as handler
         else:
             from agtl.cli._report import run as handler
         return handler(args)

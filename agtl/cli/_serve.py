@@ -1,0 +1,100 @@
+"""`agtl serve FILE.py:FUNCTION`: executions over HTTP with server-sent events, and a chat page."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import ipaddress
+import os
+import secrets
+import signal
+from typing import Any
+
+import trio
+
+from agtl.cli._common import CliError, console, make_provider
+from agtl.cli._run import load_workflow
+
+#: Where the bearer token comes from, when set; otherwise one is made and printed.
+TOKEN_ENV = "AGTL_SERVE_TOKEN"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from agtl.serve import create_app, serve
+    except ImportError:
+        raise CliError("agtl serve needs its extra", "pip install 'agtl[serve]'") from None
+    workflow = load_workflow(args.target) if args.target else None
+    provider = _provider(workflow, args)
+    token = _token(args.host)
+    app = create_app(
+        workflow,
+        provider,
+        token=token,
+        max_running=args.max_running,
+        disconnect_grace=args.grace,
+        conversations=args.conversations,
+        system=args.system,
+    )
+    out = console()
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+            async def shutdown() -> None:
+                async for _ in signals:
+                    return
+
+            async with trio.open_nursery() as nursery:
+                start = functools.partial(
+                    serve, app, host=args.host, port=args.port, shutdown=shutdown
+                )
+                await nursery.start(start)
+                host = f"[{args.host}]" if ":" in args.host else args.host
+                url = f"http://{host}:{args.port}/"
+                served = f"{args.target} and chat" if args.target else "chat only"
+                out.print(f"agtl serve: listening on {url} ({served}; Ctrl-C stops)")
+                if token is not None:
+                    out.print(f"bearer token: {token}")
+                    out.print(f"chat page: {url}#token={token}")
+
+    try:
+        trio.run(main)
+    finally:
+        trio.run(provider.aclose)
+    out.print("agtl serve: stopped")
+    return 0
+
+
+def _provider(workflow: Any, args: argparse.Namespace) -> Any:
+    """The served file's own ``agtl_provider`` if it defines one, else the CLI's choice."""
+    own = None if workflow is None else workflow.__globals__.get("agtl_provider")
+    if own is None:
+        return make_provider(args)
+    provider = own() if callable(own) and not hasattr(own, "simple_execution") else own
+    if getattr(args, "log_summaries", None):
+        from agtl.reporting import JsonlSink
+
+        provider = provider.with_summary_sink(JsonlSink(args.log_summaries))
+    return provider
+
+
+def _token(host: str) -> str | None:
+    """From the environment; else, when reachable beyond this machine, a new one."""
+    given = os.environ.get(TOKEN_ENV)
+    if given:
+        if len(given) < 16:
+            raise CliError(f"{TOKEN_ENV} is too short", "use at least 16 characters")
+        return given
+    if _loopback(host):
+        return None
+    return secrets.token_urlsafe(24)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,410 @@
+"""The HTTP API and chat page: a Starlette app whose executions run on the server's trio loop."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import json
+import math
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+import structlog
+import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agtl.errors import InvalidArgumentError
+from agtl.events import Event
+from agtl.execution import StreamingExecution
+from agtl.provider import Provider
+from agtl.serve._conversations import ConversationStore, valid_id
+from agtl.serve._registry import Busy, Registry, Served
+from agtl.serve._wire import end_event, event_message, result_record
+from agtl.session import Session
+from agtl.signals import CancelSignal
+from agtl.validation import check_count, check_seconds, type_name
+
+__all__ = ["create_app"]
+
+#: Seconds between keep-alive comments on an idle event stream (proxies close silent ones).
+KEEPALIVE: Final = 15.0
+#: The longest ``?wait=`` a client may ask for.
+MAX_WAIT: Final = 300.0
+
+Workflow = Callable[[Session, Any], Any]
+_log = structlog.get_logger("agtl.serve")
+
+
+class _Problem(Exception):
+    """A request that cannot be served: the status, a one-line message, and headers."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+        super().__init__(message)
+
+
+def create_app(
+    workflow: Workflow | None,
+    provider: Provider,
+    *,
+    token: str | None = None,
+    max_running: int = 16,
+    keep_finished: int = 1000,
+    keep_seconds: float = 3600.0,
+    disconnect_grace: float = 5.0,
+    max_body_bytes: int = 1 << 20,
+    conversations: Any = None,
+    system: str | None = None,
+) -> Starlette:
+    """The ASGI app serving ``workflow(session, input)`` and chat turns on ``provider``.
+
+    Run it on a trio server (Hypercorn's trio worker): its executions are tasks of the
+    server's own trio loop, opened and closed with the app's lifespan. ``token``: every API
+    call must carry ``Authorization: Bearer <token>``. ``conversations``: a directory to keep
+    conversations in as JSON files (default: in memory). See guides/serving.md.
+    """
+    if workflow is not None:
+        _check_workflow(workflow)
+    if not isinstance(provider, Provider):
+        raise InvalidArgumentError(
+            "provider", f"must be an agtl provider, not {type_name(provider)}"
+        )
+    if token is not None and (not isinstance(token, str) or len(token) < 16):
+        raise InvalidArgumentError("token", "must be a str of at least 16 characters")
+    registry = Registry(
+        max_running=check_count("max_running", max_running, minimum=1),
+        keep_finished=check_count("keep_finished", keep_finished),
+        keep_seconds=check_seconds("keep_seconds", keep_seconds),
+        disconnect_grace=check_seconds("disconnect_grace", disconnect_grace),
+    )
+    limit = check_count("max_body_bytes", max_body_bytes, minimum=1)
+    store = ConversationStore(_directory(conversations), system)
+    api = _Api(workflow, provider, registry, store, limit)
+    routes = [
+        Route("/", _chat_page, methods=["GET"]),
+        Route("/executions", api.start, methods=["POST"]),
+        Route("/executions/{id}", api.status, methods=["GET"]),
+        Route("/executions/{id}/events", api.events, methods=["GET"]),
+        Route("/executions/{id}/cancel", api.cancel, methods=["POST"]),
+        Route("/conversations/{id}", api.conversation, methods=["GET"]),
+        Route("/conversations/{id}/turns", api.turn, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lambda _app: _Lifespan(registry),
+        exception_handlers={_Problem: _problem_response},  # type: ignore[dict-item]
+    )
+    if token is not None:
+        app.add_middleware(_BearerToken, token=token)
+    return app
+
+
+class _Lifespan:
+    """Opens the nursery the executions run in; at shutdown cancels them and waits."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
+        self._nursery: trio.Nursery | None = None
+
+    async def __aenter__(self) -> None:
+        self._manager = trio.open_nursery()
+        self._nursery = await self._manager.__aenter__()
+        self.registry.open(self._nursery)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.registry.close()
+        assert self._manager is not None
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()  # grace timers still waiting
+        await self._manager.__aexit__(None, None, None)
+
+
+class _Api:
+    def __init__(
+        self,
+        workflow: Workflow | None,
+        provider: Provider,
+        registry: Registry,
+        store: ConversationStore,
+        limit: int,
+    ) -> None:
+        self.workflow = workflow
+        self.provider = provider
+        self.registry = registry
+        self.store = store
+        self.limit = limit
+
+    # -- executions ---------------------------------------------------------------------------
+    async def start(self, request: Request) -> Response:
+        body = await _json_body(request, self.limit, {"input", "timeout", "detach"})
+        workflow = self.workflow
+        if workflow is None:
+            raise _Problem(404, "this server runs no workflow (start it with FILE:FUNCTION)")
+        timeout = body.get("timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout < math.inf
+        ):
+            raise _Problem(422, f"timeout: must be a positive number of seconds, not {timeout!r}")
+        detach = body.get("detach", False)
+        if not isinstance(detach, bool):
+            raise _Problem(422, f"detach: must be true or false, not {detach!r}")
+        value = body.get("input")
+
+        def make(signal: CancelSignal) -> StreamingExecution[Any]:
+            gen = functools.partial(_as_events, workflow, value)
+            return self.provider.streaming_execution(gen, signal=signal, timeout=timeout)
+
+        served = self._start(make, detach)
+        return JSONResponse({"id": served.id}, status_code=201)
+
+    def _start(
+        self, make: Callable[[CancelSignal], StreamingExecution[Any]], detach: bool
+    ) -> Served:
+        try:
+            served = self.registry.start(make, detached=detach)
+        except Busy:
+            raise _Problem(
+                429,
+                f"{self.registry.max_running} executions are running, the most this server "
+                "runs at once: retry later",
+                {"Retry-After": "1"},
+            ) from None
+        _log.info("serve.started", execution_id=served.id, detached=detach)
+        return served
+
+    def _served(self, request: Request) -> Served:
+        served = self.registry.get(request.path_params["id"])
+        if served is None:
+            raise _Problem(404, "no such execution (never started here, or already forgotten)")
+        return served
+
+    async def status(self, request: Request) -> Response:
+        served = self._served(request)
+        wait = request.query_params.get("wait")
+        if wait is not None:
+            try:
+                seconds = float(wait)
+            except ValueError:
+                raise _Problem(422, f"wait: must be a number of seconds, not {wait!r}") from None
+            if not 0 <= seconds <= MAX_WAIT:
+                raise _Problem(422, f"wait: must be between 0 and {MAX_WAIT:g} seconds")
+            with trio.move_on_after(seconds):
+                await served.finished.wait()
+        record = result_record(served.execution.outcome)
+        return JSONResponse({"id": served.id, **record})
+
+    async def events(self, request: Request) -> Response:
+        served = self._served(request)
+        after = _last_event_id(request)
+        return StreamingResponse(
+            self._sse(served, after),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def _sse(self, served: Served, after: int) -> AsyncIterator[bytes]:
+        last = after
+        async with contextlib.aclosing(
+            self.registry.events(served, after, idle=KEEPALIVE)
+        ) as events:
+            async for event in events:
+                if event is None:
+                    yield b": keep-alive\n\n"
+                    continue
+                last = event.metrics.seq
+                yield event_message(event)
+        await served.finished.wait()  # the log closes just before the Result is frozen
+        outcome = served.execution.outcome
+        assert outcome is not None
+        end_id = outcome.events[-1].metrics.seq + 1 if outcome.events else 0
+        if end_id > last:
+            yield end_event(end_id, outcome)
+
+    async def cancel(self, request: Request) -> Response:
+        served = self._served(request)
+        body = await _json_body(request, self.limit, {"reason"})
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise _Problem(422, f"reason: must be a string, not {reason!r}")
+        served.execution.cancel(reason)
+        outcome = served.execution.outcome
+        return JSONResponse(
+            {"id": served.id, "status": None if outcome is None else outcome.status.value},
+            status_code=202,
+        )
+
+    # -- conversations ------------------------------------------------------------------------
+    def _conversation_id(self, request: Request) -> str:
+        conversation_id: str = request.path_params["id"]
+        if not valid_id(conversation_id):
+            raise _Problem(422, "conversation id: 1 to 64 letters, digits, '-' or '_'")
+        return conversation_id
+
+    async def conversation(self, request: Request) -> Response:
+        conversation_id = self._conversation_id(request)
+        conversation = self.store.get(conversation_id)
+        if conversation is None:
+            raise _Problem(404, f"no conversation {conversation_id!r} yet")
+        return JSONResponse({"id": conversation_id, **conversation.to_dict()})
+
+    async def turn(self, request: Request) -> Response:
+        conversation_id = self._conversation_id(request)
+        body = await _json_body(request, self.limit, {"prompt", "max_tokens"})
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise _Problem(422, "prompt: must be a non-empty string")
+        max_tokens = body.get("max_tokens", 512)
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise _Problem(422, f"max_tokens: must be a positive integer, not {max_tokens!r}")
+        conversation = self.store.open_turn(conversation_id)
+        if conversation is None:
+            raise _Problem(409, f"conversation {conversation_id!r} is answering already")
+        store = self.store
+
+        async def chat_turn(session: Session) -> AsyncIterator[Event]:
+            session.on_done(lambda _result: store.close_turn(conversation_id, conversation))
+            async with session.stream_text(
+                conversation=conversation, prompt=prompt, max_tokens=max_tokens
+            ) as reply:
+                async for piece in reply:
+                    yield session.emit("text", piece)
+            yield await session.done(reply.text)
+
+        def make(signal: CancelSignal) -> StreamingExecution[Any]:
+            return self.provider.streaming_execution(chat_turn, signal=signal)
+
+        try:
+            served = self._start(make, detach=False)
+        except BaseException:
+            store.release(conversation_id)
+            raise
+        return JSONResponse({"id": served.id, "conversation": conversation_id}, status_code=201)
+
+
+async def _as_events(workflow: Workflow, value: Any, session: Session) -> AsyncIterator[Event]:
+    """The served function as a streaming workflow: a generator's events, or a coroutine's
+    value as the terminal event."""
+    if inspect.isasyncgenfunction(workflow):
+        async with contextlib.aclosing(workflow(session, value)) as events:
+            async for event in events:
+                yield event
+        return
+    result = await workflow(session, value)
+    yield await session.done(result)
+
+
+def _check_workflow(workflow: object) -> None:
+    target = getattr(workflow, "func", workflow)
+    if callable(target):
+        target = inspect.unwrap(target)
+    if not (inspect.isasyncgenfunction(target) or inspect.iscoroutinefunction(target)):
+        raise InvalidArgumentError(
+            "workflow",
+            f"must be an async generator or `async def` function taking (session, input), "
+            f"not {type_name(workflow)}",
+        )
+
+
+def _directory(conversations: Any) -> Path | None:
+    if conversations is None:
+        return None
+    if not isinstance(conversations, str | os.PathLike):
+        raise InvalidArgumentError(
+            "conversations", f"must be a directory path, not {type_name(conversations)}"
+        )
+    directory = Path(conversations).expanduser()
+    if directory.exists() and not directory.is_dir():
+        raise InvalidArgumentError("conversations", f"{directory} is not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _last_event_id(request: Request) -> int:
+    text = request.headers.get("last-event-id") or request.query_params.get("after")
+    if text is None:
+        return -1
+    try:
+        return int(text)
+    except ValueError:
+        raise _Problem(
+            422, f"Last-Event-ID: must be an event id (an integer), not {text!r}"
+        ) from None
+
+
+async def _json_body(request: Request, limit: int, allowed: set[str]) -> dict[str, Any]:
+    """The request's JSON object (``{}`` when empty), size-limited and checked for keys."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _Problem(413, f"the request body is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _Problem(413, f"the request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise _Problem(400, f"the request body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _Problem(422, f"the request body must be a JSON object, not {type(body).__name__}")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise _Problem(
+            422, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+    return body
+
+
+async def _problem_response(_request: Request, problem: _Problem) -> Response:
+    return JSONResponse({"error": problem.message}, problem.status, headers=problem.headers)
+
+
+async def _chat_page(_request: Request) -> Response:
+    page = resources.files("agtl.serve").joinpath("chat.html").read_text(encoding="utf-8")
+    return HTMLResponse(page)
+
+
+class _BearerToken:
+    """Every API call needs ``Authorization: Bearer <token>`` (the page itself does not)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] != "/":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not secrets.compare_digest(given, self._expected):
+                response = JSONResponse(
+                    {"error": "missing or wrong bearer token (Authorization: Bearer <token>)"},
+                    401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

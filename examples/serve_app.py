@@ -1,0 +1,25 @@
+"""A workflow to serve over HTTP: `agtl serve examples/serve_app.py:research`.
+
+POST /executions with {"input": {"question": "..."}} starts it; GET /executions/ID/events
+streams its events as server-sent events; POST /executions/ID/cancel stops it. The chat page
+at / talks to the same server. See guides/serving.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import agtl
+
+
+async def research(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
+    question = input.get("question") if isinstance(input, dict) else None
+    if not isinstance(question, str) or not question.strip():
+        yield await session.fail('the input must be {"question": "..."}')
+        return
+    yield session.emit("status", "answering")
+    async with session.stream_text(prompt=question, max_tokens=200, temperature=0) as reply:
+        async for piece in reply:
+            yield session.emit("text", piece)
+    yield await session.done(reply.text)

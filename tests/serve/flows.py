@@ -1,0 +1,44 @@
+"""Workflows the serve tests start over HTTP, on a scripted provider (deterministic timing)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+
+import agtl
+from agtl.testing import Reply, ScriptedProvider
+
+
+def _reply(request: agtl.GenerationRequest) -> Reply:
+    prompt = request.messages[-1].content
+    if prompt.startswith("slow"):
+        return Reply(["word "] * 2000, delay=0.01)
+    return Reply(["Hello ", "from ", "the ", "server."], delay=0.01)
+
+
+#: `agtl serve` uses a served file's own provider when it defines one.
+agtl_provider = ScriptedProvider(respond=_reply)
+
+
+async def talk(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
+    prompt = str(input.get("prompt", "hi")) if isinstance(input, dict) else "hi"
+    async with session.stream_text(prompt=prompt) as reply:
+        async for piece in reply:
+            yield session.emit("text", piece)
+    yield await session.done(reply.text)
+
+
+async def ticks(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
+    """``input`` events, one every 20 ms: a stream long enough to drop and resume."""
+    for n in range(int(input)):
+        await trio.sleep(0.02)
+        yield session.emit("tick", n)
+    yield await session.done(int(input))
+
+
+async def add(session: agtl.Session, input: Any) -> int:
+    """A coroutine: its value becomes the terminal event."""
+    await trio.lowlevel.checkpoint()
+    return int(input["a"]) + int(input["b"])
