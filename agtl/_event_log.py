@@ -91,6 +91,11 @@ class EventStream(AsyncIterator[Event]):
     def __aiter__(self) -> EventStream:
         return self
 
+    @property
+    def ready(self) -> int:
+        """How many events this consumer can read now without waiting."""
+        return len(self._log.events) - self.position
+
     async def __anext__(self) -> Event:
         log = self._log
         while True:

@@ -21,7 +21,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from bench import core, local, peers, remote, scale, tools
+from bench import core, local, peers, remote, scale, serve, tools
 from bench._charts import write_charts
 from bench._harness import Comparison
 
@@ -72,6 +72,10 @@ def _local(mode: Mode, names: set[str]) -> list[Comparison]:
     return trio.run(lambda: local.run_all(quick=mode.quick, only=names))
 
 
+def _serve(mode: Mode, names: set[str]) -> list[Comparison]:
+    return trio.run(lambda: serve.run_all(quick=mode.quick, only=names))
+
+
 def _remote(mode: Mode, names: set[str]) -> list[Comparison]:
     return trio.run(lambda: remote.run_all(quick=mode.quick, only=names))
 
@@ -93,6 +97,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
         _local,
     ),
     "remote": (("remote-chunks", "remote-cancel"), _remote),
+    "serve": (("serve-events", "serve-stop"), _serve),
 }
 BENCHMARKS = [name for names, _ in GROUPS.values() for name in names]
 

@@ -17,6 +17,7 @@ EVERY_FIGURE = {
     *("local-ttft", "local-ttft-busy"),
     *("remote-chunks", "remote-cancel"),
     *("tools-overhead", "peer-tools", "tools-cancel"),
+    *("serve-events", "serve-stop"),
 }
 
 
@@ -43,6 +44,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "local-cancel-prefill",
         "remote-cancel",
         "tools-cancel",
+        "serve-stop",
     }
     for chart in ("scale.png", "cancel_latency.png"):
         assert (charts / chart).read_bytes().startswith(b"\x89PNG")

@@ -15,7 +15,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-import structlog
 import trio
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -42,7 +41,6 @@ KEEPALIVE: Final = 15.0
 MAX_WAIT: Final = 300.0
 
 Workflow = Callable[[Session, Any], Any]
-_log = structlog.get_logger("agtl.serve")
 
 
 class _Problem(Exception):
@@ -189,7 +187,7 @@ class _Api:
                 "runs at once: retry later",
                 {"Retry-After": "1"},
             ) from None
-        _log.info("serve.started", execution_id=served.id, detached=detach)
+        self.provider.logger.debug("serve.started", execution_id=served.id, detached=detach)
         return served
 
     def _served(self, request: Request) -> Served:
@@ -227,12 +225,12 @@ class _Api:
         async with contextlib.aclosing(
             self.registry.events(served, after, idle=KEEPALIVE)
         ) as events:
-            async for event in events:
-                if event is None:
+            async for batch in events:
+                if not batch:
                     yield b": keep-alive\n\n"
                     continue
-                last = event.metrics.seq
-                yield event_message(event)
+                last = batch[-1].metrics.seq
+                yield b"".join(event_message(event) for event in batch)
         await served.finished.wait()  # the log closes just before the Result is frozen
         outcome = served.execution.outcome
         assert outcome is not None

@@ -30,6 +30,10 @@ SHUTTING_DOWN: Final = "server shutting down"
 SHUTDOWN_GRACE: Final = 10.0
 
 
+#: The most events sent in one write when a client has fallen behind.
+_BATCH: Final = 256
+
+
 class Busy(Exception):
     """As many executions run as the server allows."""
 
@@ -142,12 +146,13 @@ class Registry:
     # -- clients ------------------------------------------------------------------------------
     async def events(
         self, served: Served, after: int, *, idle: float = math.inf
-    ) -> AsyncGenerator[Event | None, None]:
-        """The execution's events with ``seq > after``, counted as one client while iterated.
+    ) -> AsyncGenerator[list[Event], None]:
+        """The execution's events with ``seq > after``, in batches of those ready together,
+        counted as one client while iterated.
 
-        ``None`` comes after ``idle`` seconds with no event (for a keep-alive). When the last
-        client stops (it went away, or the stream ended), the grace period starts; a client
-        that comes back within it keeps the execution alive.
+        An empty batch comes after ``idle`` seconds with no event (for a keep-alive). When
+        the last client stops (it went away, or the stream ended), the grace period starts; a
+        client that comes back within it keeps the execution alive.
         """
         served.clients += 1
         stream = served.execution.stream()
@@ -156,13 +161,18 @@ class Registry:
                 # The scope wraps one plain method call (resumable), never a yield.
                 with trio.move_on_after(idle) as waited:
                     try:
-                        event = await stream.__anext__()
+                        first = await stream.__anext__()
                     except StopAsyncIteration:
                         return
                 if waited.cancelled_caught:
-                    yield None
-                elif event.metrics.seq > after:
-                    yield event
+                    yield []
+                    continue
+                batch = [first]
+                while stream.ready and len(batch) < _BATCH:
+                    batch.append(await stream.__anext__())
+                batch = [event for event in batch if event.metrics.seq > after]
+                if batch:
+                    yield batch
         finally:
             served.clients -= 1
             if served.clients == 0:
