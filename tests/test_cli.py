@@ -18,6 +18,7 @@ import pytest
 import trio
 
 from agtl import Price, Session
+from agtl.cli._serve import _token
 from agtl.reporting import JsonlSink, aggregate
 from agtl.testing import ScriptedProvider
 
@@ -42,10 +43,10 @@ def agtl(
 def test_help_lists_commands_with_examples() -> None:
     done = agtl("--help")
     assert done.returncode == 0
-    for command in ("demo", "chat", "run", "report"):
+    for command in ("demo", "chat", "run", "report", "serve"):
         assert command in done.stdout
     assert "examples:" in done.stdout
-    for command in ("demo", "chat", "run", "report"):
+    for command in ("demo", "chat", "run", "report", "serve"):
         sub = agtl(command, "--help")
         assert sub.returncode == 0
         assert "example" in sub.stdout
@@ -404,3 +405,15 @@ def test_report_counts_costs_recorded_by_workflows(tmp_path: Path) -> None:
     assert "other cost" in done.stdout
     assert "$0.004000" in done.stdout
     assert "$0.008000" in done.stdout
+
+
+def test_serve_needs_a_token_only_beyond_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGTL_SERVE_TOKEN", raising=False)
+    for loopback in ("127.0.0.1", "::1", "localhost"):
+        assert _token(loopback) is None
+    made = _token("0.0.0.0")
+    assert made is not None
+    assert len(made) >= 32
+    assert _token("0.0.0.0") != made  # a new one each start
+    monkeypatch.setenv("AGTL_SERVE_TOKEN", "from-the-environment-123")
+    assert _token("127.0.0.1") == "from-the-environment-123"
