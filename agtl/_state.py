@@ -56,6 +56,8 @@ class CallState:
     usage: Usage | None = None
     #: Its usage crossed a budget of the execution: its text is kept in the partial.
     over_budget: bool = False
+    #: The telemetry observer and its handle for this call, when one is installed.
+    trace: tuple[Any, Any] | None = None
 
     @property
     def text(self) -> str:
@@ -184,6 +186,7 @@ class ExecutionState:
         "streaming",
         "terminal",
         "tool_calls",
+        "trace",
     )
 
     def __init__(
@@ -208,6 +211,8 @@ class ExecutionState:
         self.hooks: list[Callable[[Any], object]] | None = None
         self.terminal: Event | None = None
         self.parent_id: str | None = None
+        #: The telemetry observer and its handle for this execution, when one is installed.
+        self.trace: tuple[Any, Any] | None = None
         self.children: list[ChildSummary] | None = None
         self.start_time: float | None = None  # trio clock; None until the execution began
         self.started_at = _NOT_STARTED

@@ -14,6 +14,7 @@ cancel (or the tool's timeout) the runner waits for it, shielded, for at most
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -109,6 +110,12 @@ class StepRunner:
         result: Any = None
         error: str | None = None
         notes: list[str] = []  # what happened to a sync tool's thread, if worth saying
+        traced = state.trace
+        span = activated = None
+        if traced is not None:
+            # The tool's span is current while it runs: spans the tool makes nest under it.
+            span = traced[0].tool_started(traced[1], call.name, call.id, arguments)
+            activated = traced[0].activate(span)
         try:
             if tool is None:
                 status = ToolCallStatus.INVALID
@@ -155,6 +162,9 @@ class StepRunner:
             if state.tool_calls is None:
                 state.tool_calls = []
             state.tool_calls.append(record)
+            if traced is not None:
+                traced[0].deactivate(activated)
+                traced[0].tool_finished(span, record)
             self.log.debug("tool_call.finished", tool=call.name, status=status.value, step=step)
         return ToolOutcome(record, _message_for(record, tool))
 
@@ -223,14 +233,19 @@ async def _in_thread(
     note: list[str],
     log: Logger,
 ) -> Any:
-    """Run a sync tool in a thread of its own; on a cancel wait a bounded grace for it."""
+    """Run a sync tool in a thread of its own; on a cancel wait a bounded grace for it.
+
+    The thread runs in a copy of this task's context, as ``trio.to_thread`` would: the tool
+    sees the current tracing span and any other context variable.
+    """
     token = trio.lowlevel.current_trio_token()
     done = trio.Event()
     box: dict[str, Any] = {}
+    context = contextvars.copy_context()
 
     def work() -> None:
         try:
-            box["value"] = function(*args, **kwargs)
+            box["value"] = context.run(function, *args, **kwargs)
         except BaseException as exc:
             box["error"] = exc
         finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import math
 import weakref
@@ -23,6 +24,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import outcome
+import sniffio
 import trio
 
 from agtl._groups import is_cancellation
@@ -124,13 +126,18 @@ class _Host:
             raise GuestRunError("agtl's trio guest run has ended") from None
 
     def spawn(self, fn: Callable[[], Awaitable[object]], future: asyncio.Future[Any]) -> None:
-        """Start ``fn()`` as a task of the guest run; ``future`` fails if it cannot start."""
+        """Start ``fn()`` as a task of the guest run; ``future`` fails if it cannot start.
+
+        The task sees the asyncio caller's context variables (the current tracing span, a
+        structlog context): a trio task started from a callback would otherwise see none.
+        """
         nursery = self.nursery
         assert nursery is not None
+        caller = contextvars.copy_context()
 
         def start() -> None:
             try:
-                nursery.start_soon(fn)
+                nursery.start_soon(_in_context, caller, fn)
             except RuntimeError:  # the nursery closed: the guest run is ending
                 _fail(future, GuestRunError("agtl's trio guest run is shutting down"))
 
@@ -329,6 +336,14 @@ async def shutdown() -> None:
     await asyncio.shield(host.finished)
     if host.keeper is not None:
         host.keeper.cancel()
+
+
+async def _in_context(caller: contextvars.Context, fn: Callable[[], Awaitable[object]]) -> None:
+    """Run ``fn()`` with the caller's context variables, but trio's own view of the world."""
+    for variable, value in caller.items():
+        if variable is not sniffio.current_async_library_cvar:  # this task runs on trio
+            variable.set(value)
+    await fn()
 
 
 def _settle(future: asyncio.Future[Any], value: object) -> None:

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Final, Generic, Self, TypeVar
 
 import trio
 
+from agtl import _observe
 from agtl._cancel import Cancellation
 from agtl._event_log import EventStream
 from agtl._groups import contains_cancelled, is_cancellation, leaves, raise_collapsed, unwrap
@@ -230,6 +231,14 @@ class Execution(Generic[T]):
         returned: Any = None
         escaped: BaseException | None = None
         log.debug("execution.started", streaming=self._streaming)
+        observer = _observe.current()
+        activated = None
+        if observer is not None:
+            handle = observer.execution_started(
+                self.execution_id, _workflow_name(self._workflow), self._streaming
+            )
+            state.trace = (observer, handle)
+            activated = observer.activate(handle)
         running = _running.set(state)
         try:
             returned = await self._scoped(session)
@@ -237,6 +246,8 @@ class Execution(Generic[T]):
             escaped = exc
         finally:
             _running.reset(running)
+            if observer is not None:
+                observer.deactivate(activated)
             cancellation.end()
         end = state.elapsed()
         state.frozen = True
@@ -245,6 +256,9 @@ class Execution(Generic[T]):
         self._outcome = result
         if self._parent is not None:
             self._parent.add_child(result.summary.as_child(result.status))
+        if state.trace is not None:
+            traced_by, handle = state.trace
+            traced_by.execution_finished(handle, result)
         sink = runtime.summary_sink
         if sink is not None:
             try:
@@ -535,6 +549,12 @@ def _caused_by(error: BaseException | None, candidate: BaseException) -> bool:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return False
+
+
+def _workflow_name(workflow: object) -> str:
+    """The workflow's qualified name (a partial's function's), for telemetry."""
+    target = getattr(workflow, "func", workflow)
+    return str(getattr(target, "__qualname__", None) or type(target).__name__)
 
 
 def _describe(hook: object) -> str:

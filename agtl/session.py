@@ -650,6 +650,10 @@ class TextStream:
             tools=self._tools,
             tool_choice=self._tool_choice if self._tools else None,
         )
+        if state.trace is not None:
+            observer, parent = state.trace
+            handle = observer.call_started(parent, env.runtime.provider_name, request)
+            call.trace = (observer, handle)
         try:
             deadline = min(self._call_deadline, self._first_token_deadline)
             if deadline == math.inf:
@@ -788,6 +792,9 @@ class TextStream:
         )
         call.end(report, exc, abandoned=abandoned, at=env.state.elapsed())
         call.settle(env.runtime.cost_of)
+        if call.trace is not None:
+            observer, handle = call.trace
+            observer.call_finished(handle, call.freeze(env.state.elapsed()), call.text)
         if self._turn is not None:
             self._close_turn(call, exc)
         assert call.stop_reason is not None

@@ -21,7 +21,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from bench import core, local, peers, remote, scale, serve, tools
+from bench import core, local, otel, peers, remote, scale, serve, tools
 from bench._charts import write_charts
 from bench._harness import Comparison
 
@@ -72,6 +72,10 @@ def _local(mode: Mode, names: set[str]) -> list[Comparison]:
     return trio.run(lambda: local.run_all(quick=mode.quick, only=names))
 
 
+def _otel(mode: Mode, names: set[str]) -> list[Comparison]:
+    return [trio.run(lambda: otel.overhead(quick=mode.quick))]
+
+
 def _serve(mode: Mode, names: set[str]) -> list[Comparison]:
     return trio.run(lambda: serve.run_all(quick=mode.quick, only=names))
 
@@ -86,6 +90,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     "peers": (("peer-overhead", "peer-streaming"), _peers),
     "scale": (("scale",), _scale),
     "tools": (("tools-overhead", "peer-tools", "tools-cancel"), _tools),
+    "otel": (("otel",), _otel),
     "local": (
         (
             "local-decode",
@@ -252,6 +257,11 @@ def _notes(result: Comparison) -> str:
         return ", ".join(f"{p['n']:,}: {p['agtl_cpu_us']:.0f} us" for p in detail["curve"])
     if "raw_trio_bytes" in detail:
         return f"raw trio {detail['raw_trio_bytes']:,.0f} B; wall {detail['wall_s']:.1f} s"
+    if "off_hook_ns" in detail:
+        return (
+            f"SDK floor (2 bare spans, 5 points) {detail['sdk_floor_us']:.0f} us; off: the hook "
+            f"reads cost {detail['off_hook_ns']:.0f} ns per execution ({detail['off_share']:.2%})"
+        )
     if "idle_default_ms" in detail:
         return (
             f"worst busy {detail['busy_max_default_ms']:.0f} vs {detail['busy_max_one_ms']:.0f} ms;"

@@ -18,6 +18,7 @@ EVERY_FIGURE = {
     *("remote-chunks", "remote-cancel"),
     *("tools-overhead", "peer-tools", "tools-cancel"),
     *("serve-events", "serve-stop"),
+    "otel",
 }
 
 

@@ -178,3 +178,20 @@ def test_asyncio_guide_examples_run() -> None:
         "succeeded",
         "Paris.",
     ]
+
+
+async def test_otel_console_example_prints_the_span_tree() -> None:
+    from examples import otel_console
+
+    result, lines = await otel_console.main()
+    assert result.status is agtl.Status.SUCCEEDED
+    assert lines[0] == "handle request"
+    assert lines[1].startswith("  agtl.execution weather  (agtl.status=succeeded")
+    names = [line.strip().split("  (")[0] for line in lines[2:]]
+    chat = "chat SmolLM2-135M-Instruct.Q4_1"
+    assert names == [chat, "execute_tool get_weather", chat]
+    assert all(line.startswith("    ") for line in lines[2:])  # children of the execution
+    call = result.summary.llm_calls[0]
+    assert f"gen_ai.usage.input_tokens={call.usage.input_tokens}" in lines[2]
+    assert f"gen_ai.usage.output_tokens={call.usage.output_tokens}" in lines[2]
+    assert "agtl.tool.status=ok" in lines[3]

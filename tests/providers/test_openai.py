@@ -10,9 +10,13 @@ from typing import Any
 
 import pytest
 import trio
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from structlog.testing import capture_logs
 
 import agtl
+import agtl.otel
 from agtl import Provenance, Session, Status, StopReason
 from agtl_openai import OpenAIProvider
 from agtl_openai.testing import serve_local_model
@@ -348,3 +352,26 @@ async def test_connection_refused_is_retryable_and_counted() -> None:
 def _no_ambient_key(monkeypatch: pytest.MonkeyPatch) -> None:
     if "OPENAI_API_KEY" in os.environ:
         monkeypatch.delenv("OPENAI_API_KEY")
+
+
+async def test_telemetry_never_holds_the_key_even_with_content_captured(server_url: str) -> None:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    agtl.otel.instrument(tracer_provider, capture_content=True)
+    try:
+        keyed_provider = OpenAIProvider(api_key=SECRET, base_url=server_url)
+        async with keyed_provider.with_default_model("smollm2").with_default_options(
+            temperature=0
+        ) as keyed:
+            result = await keyed.simple_execution(ask).result()
+    finally:
+        agtl.otel.uninstrument()
+    assert result.status is Status.SUCCEEDED
+    spans = exporter.get_finished_spans()
+    chat = next(s for s in spans if s.name == "chat smollm2")
+    assert (chat.attributes or {})["gen_ai.provider.name"] == "openai"
+    assert (chat.attributes or {})["agtl.usage.provenance"] == "estimated"
+    assert "Paris" in str((chat.attributes or {})["gen_ai.output.messages"])
+    everything = json.dumps([json.loads(s.to_json()) for s in spans])
+    assert SECRET not in everything
