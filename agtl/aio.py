@@ -195,13 +195,7 @@ async def call(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
             _settle(done, value)
 
     host.spawn(run, done)
-    try:
-        return await host.wait(asyncio.shield(done))
-    except asyncio.CancelledError:
-        host.soon(scope.cancel)
-        with contextlib.suppress(BaseException):
-            await host.wait(asyncio.shield(done))
-        raise
+    return await _wait(host, done, lambda: host.soon(scope.cancel))
 
 
 async def result(execution: Execution[T]) -> Result[T]:
@@ -230,14 +224,11 @@ async def result(execution: Execution[T]) -> Result[T]:
         _settle(done, outcome_)
 
     host.spawn(run, done)
-    try:
-        return await host.wait(asyncio.shield(done))
-    except asyncio.CancelledError:
-        if owned:
-            execution._cancel_from(CancelSource.SIGNAL, CANCELLED_REASON)
-            with contextlib.suppress(BaseException):  # a second cancel stops the wait only
-                await host.wait(asyncio.shield(done))
-        raise
+
+    def stop() -> None:
+        execution._cancel_from(CancelSource.SIGNAL, CANCELLED_REASON)
+
+    return await _wait(host, done, stop if owned else None)
 
 
 async def events(execution: StreamingExecution[Any]) -> AsyncGenerator[Event, None]:
@@ -284,6 +275,19 @@ async def events(execution: StreamingExecution[Any]) -> AsyncGenerator[Event, No
             host.soon(forwarding.cancel)  # CancelScope.cancel never raises
         with contextlib.suppress(BaseException):
             await host.wait(asyncio.shield(finished))
+
+
+async def _wait(host: _Host, done: asyncio.Future[T], stop: Callable[[], None] | None) -> T:
+    """Wait for ``done``. If the waiting asyncio task is cancelled, ``stop()`` what runs and
+    wait for its end before the ``CancelledError`` goes on (a second cancel ends the wait)."""
+    try:
+        return await host.wait(asyncio.shield(done))
+    except asyncio.CancelledError:
+        if stop is not None:
+            stop()
+            with contextlib.suppress(BaseException):
+                await host.wait(asyncio.shield(done))
+        raise
 
 
 def _ask(send: trio.MemorySendChannel[asyncio.Future[Any]], want: asyncio.Future[Any]) -> None:

@@ -7,13 +7,13 @@ ends; ``to_dict()`` gives a JSON-safe form and ``format()`` a readable one.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import attrs
 
+from agtl._jsonable import jsonable
 from agtl._vocabulary import Status, StopReason, ToolCallStatus
 from agtl.usage import Usage
 
@@ -217,7 +217,7 @@ class Summary:
             "children_usage": self.children_usage.to_dict(),
             "children_cost": self.children_cost,
         }
-        return _jsonable(data)  # type: ignore[no-any-return]
+        return jsonable(data)  # type: ignore[no-any-return]
 
     def format(self) -> str:
         """A readable multi-line report of the summary."""
@@ -282,24 +282,3 @@ def _json_value(_inst: object, _field: object, value: Any) -> Any:
     if isinstance(value, Usage):
         return value.to_dict()
     return value
-
-
-def _jsonable(value: Any) -> Any:
-    """Turn a nested structure into JSON-safe values; unknown objects become their repr."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    if attrs.has(type(value)):
-        return _jsonable(attrs.asdict(value, recurse=False))
-    if isinstance(value, BaseException):
-        return {"type": type(value).__name__, "message": str(value)}
-    return repr(value)

@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 import agtl
+from agtl._jsonable import jsonable
 from agtl._sync import INTERRUPT_REASON
 from agtl.cli._common import CliError, console, make_provider, summary_table
 from agtl.reporting import record_of
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         trio.run(provider.aclose)
     if args.json:
         record = record_of(result)
-        record["value"] = _jsonable(result.value)
+        record["value"] = jsonable(result.value)
         record["partial_text"] = None if result.partial is None else result.partial.text
         print(json.dumps(record, indent=2))
     else:
@@ -133,11 +134,3 @@ def run(args: argparse.Namespace) -> int:
         elif result.value is not None:
             out.print(f"[green]value:[/] {result.value!r}"[:2000])
     return EXIT_CODES[result.status]
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
