@@ -79,6 +79,9 @@ class CancelInfo:
     reason: str | None
     at: float  # seconds since the execution started
 
+    def to_dict(self) -> dict[str, object]:
+        return {"source": self.source.value, "reason": self.reason, "at": self.at}
+
 
 @attrs.frozen
 class Partial:

@@ -35,13 +35,7 @@ def record_of(result: Result[Any]) -> dict[str, Any]:
         "execution_id": result.execution_id,
         "status": result.status.value,
         "model": calls[0].model_key if calls else None,
-        "cancel": None
-        if result.cancel is None
-        else {
-            "source": result.cancel.source.value,
-            "reason": result.cancel.reason,
-            "at": result.cancel.at,
-        },
+        "cancel": None if result.cancel is None else result.cancel.to_dict(),
         "error": None
         if result.error is None
         else {"type": type(result.error).__name__, "message": str(result.error)},

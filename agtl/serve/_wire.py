@@ -35,13 +35,7 @@ def result_record(result: Result[Any] | None, *, summary: bool = True) -> dict[s
         "status": result.status.value,
         "value": jsonable(result.value),
         "error": jsonable(result.error),
-        "cancel": None
-        if result.cancel is None
-        else {
-            "source": result.cancel.source.value,
-            "reason": result.cancel.reason,
-            "at": result.cancel.at,
-        },
+        "cancel": None if result.cancel is None else result.cancel.to_dict(),
         "partial": None if result.partial is None else result.partial.text,
     }
     if summary:
