@@ -41,7 +41,7 @@ class Server:
         assert self.process.stderr is not None
         for line in self.process.stderr:
             self.log.append(line)
-            if "Application startup complete" in line:
+            if "Uvicorn running on" in line:  # bound and accepting (after the lifespan)
                 self._ready.set()
 
     def wait_ready(self) -> None:
