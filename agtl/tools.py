@@ -53,7 +53,48 @@ class Tool:
     takes_session: bool = False
     #: Whether calling the function returns an awaitable (an ``async def``).
     is_async: bool = True
-    _model: type[pydantic.BaseModel] = attrs.field(repr=False, alias="model", kw_only=True)
+    #: Checks decoded arguments and returns the keyword arguments; raises ``ValueError``
+    #: with a message for the model when they do not fit ``parameters``.
+    _check: Callable[[dict[str, Any]], dict[str, Any]] = attrs.field(
+        repr=False, alias="check", kw_only=True
+    )
+
+    @classmethod
+    def from_schema(
+        cls,
+        name: str,
+        description: str,
+        parameters: Mapping[str, Any],
+        function: Callable[..., Any],
+        *,
+        check: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        timeout: float | None = None,
+        retries: int = _DEFAULT_RETRIES,
+        takes_session: bool = False,
+    ) -> Tool:
+        """A tool whose schema comes from elsewhere (an MCP server, an API description).
+
+        ``function`` is called with the arguments as keywords (after the Session if
+        ``takes_session``). ``check`` validates them (raising ``ValueError`` with a message for
+        the model); without it any JSON object is passed on, for the function to judge.
+        """
+        if not isinstance(parameters, Mapping):
+            raise InvalidArgumentError(
+                "parameters", f"must be a JSON schema (a mapping), not {type_name(parameters)}"
+            )
+        if not callable(function):
+            raise InvalidArgumentError("function", f"must be callable, not {type_name(function)}")
+        return cls(
+            name=_check_name(name),
+            description=check_str("description", description),
+            parameters=dict(parameters),
+            function=function,
+            timeout=check_optional_seconds("timeout", timeout),
+            retries=check_count("retries", retries),
+            takes_session=takes_session,
+            is_async=inspect.iscoroutinefunction(inspect.unwrap(function)),
+            check=check if check is not None else dict,
+        )
 
     def validate(self, arguments: str | Mapping[str, Any]) -> dict[str, Any]:
         """The keyword arguments for the function, from the model's JSON (or a mapping).
@@ -71,10 +112,9 @@ class Tool:
         if not isinstance(decoded, Mapping):
             raise ToolArgumentsError(self.name, f"must be a JSON object, not {type_name(decoded)}")
         try:
-            model = self._model.model_validate(dict(decoded))
-        except pydantic.ValidationError as exc:
-            raise ToolArgumentsError(self.name, describe_errors(exc)) from None
-        return {name: getattr(model, name) for name in type(model).model_fields}
+            return self._check(dict(decoded))
+        except ValueError as exc:
+            raise ToolArgumentsError(self.name, str(exc)) from None
 
     @property
     def spec(self) -> ToolSpec:
@@ -221,8 +261,21 @@ def _derive(
         retries=retries,
         takes_session=takes_session,
         is_async=inspect.iscoroutinefunction(inspect.unwrap(fn)),
-        model=model,
+        check=_pydantic_check(model),
     )
+
+
+def _pydantic_check(model: type[pydantic.BaseModel]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Validate with the model derived from the function's signature."""
+
+    def check(arguments: dict[str, Any]) -> dict[str, Any]:
+        try:
+            validated = model.model_validate(arguments)
+        except pydantic.ValidationError as exc:
+            raise ValueError(describe_errors(exc)) from None
+        return {name: getattr(validated, name) for name in type(validated).model_fields}
+
+    return check
 
 
 def _check_name(name: object) -> str:

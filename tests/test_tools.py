@@ -707,3 +707,35 @@ async def test_tool_options_without_tools_are_refused() -> None:
     refused = await provider.simple_execution(stream).result()
     assert isinstance(refused.error, agtl.InvalidArgumentError)
     assert "need tools=" in str(refused.error)
+
+
+async def test_a_tool_from_a_schema_of_elsewhere() -> None:
+    schema = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
+
+    def needs_q(arguments: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(arguments.get("q"), str):
+            raise ValueError("q: a string is required")
+        return arguments
+
+    async def search(q: str) -> str:
+        await trio.lowlevel.checkpoint()
+        return f"found {q}"
+
+    checked = agtl.Tool.from_schema("search", "Search.", schema, search, check=needs_q)
+    assert checked.spec.parameters == schema
+    assert checked.validate('{"q": "trio"}') == {"q": "trio"}
+    with pytest.raises(agtl.ToolArgumentsError, match="q: a string is required"):
+        checked.validate('{"q": 3}')
+    unchecked = agtl.Tool.from_schema("search", "Search.", schema, search)
+    assert unchecked.validate('{"anything": 1}') == {"anything": 1}  # for the function to judge
+    with pytest.raises(agtl.InvalidArgumentError, match="a tool name"):
+        agtl.Tool.from_schema("a.b/c", "Bad name.", schema, search)
+    provider = ScriptedProvider(
+        Reply(tool_calls=[agtl.ToolCallRequest("c1", "search", '{"q": "nurseries"}')]), "Done."
+    )
+
+    async def agent(session: Session) -> str:
+        return (await session.generate_text(prompt="go", tools=[checked])).text
+
+    result = await provider.simple_execution(agent)
+    assert result.summary.tool_calls[0].result == "found nurseries"
