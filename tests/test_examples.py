@@ -195,3 +195,21 @@ async def test_otel_console_example_prints_the_span_tree() -> None:
     assert f"gen_ai.usage.input_tokens={call.usage.input_tokens}" in lines[2]
     assert f"gen_ai.usage.output_tokens={call.usage.output_tokens}" in lines[2]
     assert "agtl.tool.status=ok" in lines[3]
+
+
+async def test_mcp_agent_example() -> None:
+    from examples import mcp_agent
+
+    answered, stopped = await mcp_agent.main()
+    assert answered.status is agtl.Status.SUCCEEDED
+    [weather] = answered.summary.tool_calls
+    assert (weather.name, weather.status) == ("get_weather", agtl.ToolCallStatus.OK)
+    assert stopped.status is agtl.Status.CANCELED
+    assert stopped.cancel is not None
+    assert stopped.cancel.source is agtl.CancelSource.TIMEOUT
+    # The timeout landed while the slow tool ran (or, on a slow machine, while the model
+    # was still writing the call): whichever, nothing is left running and it is recorded.
+    assert [c.status for c in stopped.summary.tool_calls] in (
+        [agtl.ToolCallStatus.CANCELLED],
+        [],
+    )
