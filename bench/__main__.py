@@ -21,7 +21,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from bench import core, local, otel, peers, remote, scale, serve, tools
+from bench import core, local, mcp, otel, peers, remote, scale, serve, tools
 from bench._charts import write_charts
 from bench._harness import Comparison
 
@@ -72,6 +72,10 @@ def _local(mode: Mode, names: set[str]) -> list[Comparison]:
     return trio.run(lambda: local.run_all(quick=mode.quick, only=names))
 
 
+def _mcp(mode: Mode, names: set[str]) -> list[Comparison]:
+    return trio.run(lambda: mcp.run_all(quick=mode.quick, only=names))
+
+
 def _otel(mode: Mode, names: set[str]) -> list[Comparison]:
     return [trio.run(lambda: otel.overhead(quick=mode.quick))]
 
@@ -91,6 +95,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     "scale": (("scale",), _scale),
     "tools": (("tools-overhead", "peer-tools", "tools-cancel"), _tools),
     "otel": (("otel",), _otel),
+    "mcp": (("mcp-call", "mcp-cancel"), _mcp),
     "local": (
         (
             "local-decode",

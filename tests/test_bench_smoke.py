@@ -19,6 +19,7 @@ EVERY_FIGURE = {
     *("tools-overhead", "peer-tools", "tools-cancel"),
     *("serve-events", "serve-stop"),
     "otel",
+    *("mcp-call", "mcp-cancel"),
 }
 
 
@@ -46,6 +47,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "remote-cancel",
         "tools-cancel",
         "serve-stop",
+        "mcp-cancel",
     }
     for chart in ("scale.png", "cancel_latency.png"):
         assert (charts / chart).read_bytes().startswith(b"\x89PNG")
