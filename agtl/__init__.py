@@ -9,6 +9,7 @@ ends in exactly one frozen :class:`Result` with a :class:`Summary` of usage, cos
 from agtl import aio
 from agtl._sync import run
 from agtl._tool_loop import TextPart, ToolCallFinished, ToolCallStarted, ToolLoopStream
+from agtl._tool_runner import ToolProgress
 from agtl._vocabulary import ToolCallStatus
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason, ToolSpec
 from agtl.conversation import CancelMarker, Conversation, ConversationFileError, Entry, Turn
@@ -62,7 +63,7 @@ from agtl.summary import (
     Summary,
     ToolCall,
 )
-from agtl.tools import Tool, tool
+from agtl.tools import Tool, report_progress, tool
 from agtl.usage import Provenance, Usage, estimate_tokens
 
 __version__ = "0.1.0"
@@ -140,6 +141,7 @@ __all__ = [
     "ToolError",
     "ToolLoopError",
     "ToolLoopStream",
+    "ToolProgress",
     "ToolSpec",
     "Turn",
     "Usage",
@@ -150,6 +152,7 @@ __all__ = [
     "any_of",
     "estimate_tokens",
     "race",
+    "report_progress",
     "run",
     "tool",
 ]

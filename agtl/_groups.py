@@ -69,4 +69,6 @@ def raise_collapsed(group: BaseExceptionGroup[BaseException]) -> NoReturn:
     collapsed = collapse(group)
     if collapsed is group:
         raise group
-    raise collapsed from None
+    # Hide the group as context, but keep the error's own cause (``raise ... from None``
+    # would erase it).
+    raise collapsed from collapsed.__cause__

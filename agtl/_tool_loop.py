@@ -2,30 +2,42 @@
 
 One implementation serves ``generate_text(tools=...)`` (which runs it to the end) and
 ``stream_text(tools=...)`` (whose consumer reads it as it goes). It is an async generator of
-:class:`TextPart`, :class:`ToolCallStarted` and :class:`ToolCallFinished`, driven by whoever
-reads it. It never yields while tools run: the calls of a step run in a nursery (see
-:mod:`agtl._tool_runner`), so their ``started`` parts come just before the step's calls start
-and their ``finished`` parts once all of them ended.
+:class:`TextPart`, :class:`ToolCallStarted`, :class:`ToolProgress` and
+:class:`ToolCallFinished`, driven by whoever reads it. A step's tool calls run as one task of
+the nursery the stream opens when it is entered (see :mod:`agtl._tool_runner`); while they
+run, the generator yields the progress they report, read from a channel, and it never opens a
+nursery or cancel scope of its own. The ``started`` parts come just before the step's calls
+start and the ``finished`` parts once all of them ended.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
 import attrs
+import trio
 
 from agtl._cancel import Cancellation
-from agtl._groups import is_cancellation
+from agtl._groups import is_cancellation, raise_collapsed
 from agtl._replies import Step, TextResult
-from agtl._tool_runner import StepRunner, ToolOutcome
+from agtl._tool_runner import StepRunner, ToolOutcome, ToolProgress
 from agtl.conversation import Conversation
 from agtl.errors import ExecutionClosedError, ToolLoopError
 from agtl.messages import Message, Role, ToolCallRequest
 from agtl.summary import ToolCall
 
-__all__ = ["Part", "TextPart", "ToolCallFinished", "ToolCallStarted", "ToolLoopStream"]
+__all__ = [
+    "Part",
+    "TextPart",
+    "ToolCallFinished",
+    "ToolCallStarted",
+    "ToolLoopStream",
+    "ToolProgress",
+]
 
 
 class StepStream(Protocol):
@@ -68,7 +80,7 @@ class ToolCallFinished:
     call: ToolCall
 
 
-Part = TextPart | ToolCallStarted | ToolCallFinished
+Part = TextPart | ToolCallStarted | ToolProgress | ToolCallFinished
 #: Opens model call ``number`` of the loop on ``history`` (the messages so far).
 OpenStep = Callable[[int, list[Message]], StepStream]
 
@@ -103,6 +115,9 @@ class ToolLoopStream:
         self._result: TextResult | None = None
         self._parts: AsyncIterator[Part] | None = None
         self._text: list[str] = []
+        # The nursery a step's tool calls run in, entered with the stream.
+        self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
+        self._nursery: trio.Nursery | None = None
 
     @property
     def text(self) -> str:
@@ -121,6 +136,10 @@ class ToolLoopStream:
     async def __aenter__(self) -> ToolLoopStream:
         if self._parts is not None:
             raise ExecutionClosedError("a tool loop stream can be entered only once")
+        # Entered by hand, and closed on every path by __aexit__ (as Execution does).
+        manager = trio.open_nursery()
+        self._nursery = await manager.__aenter__()
+        self._nursery_manager = manager
         self._parts = self._run()
         return self
 
@@ -130,9 +149,20 @@ class ToolLoopStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        parts = self._parts
-        if parts is not None and hasattr(parts, "aclose"):
-            await parts.aclose()
+        manager, self._nursery_manager = self._nursery_manager, None
+        assert manager is not None, "__aexit__ without __aenter__"
+        try:
+            parts = self._parts
+            if parts is not None and hasattr(parts, "aclose"):
+                await parts.aclose()
+        finally:
+            if self._result is None and self._nursery is not None:
+                # Left early, or an error: a step still running has no reader any more.
+                self._nursery.cancel_scope.cancel()
+            try:
+                await manager.__aexit__(type(exc) if exc else None, exc, tb)
+            except BaseExceptionGroup as group:
+                raise_collapsed(group)
 
     def parts(self) -> AsyncIterator[Part]:
         """Every part of the loop: text, tool calls starting, tool calls finished."""
@@ -170,19 +200,45 @@ class ToolLoopStream:
             history.append(Message(Role.ASSISTANT, reply.text, tool_calls=reply.tool_calls))
             for request in reply.tool_calls:
                 yield ToolCallStarted(request, reply.call_index)
-            outcomes = await self._run_tools(reply)
-            for request, outcome in zip(reply.tool_calls, outcomes, strict=True):
+            outcomes: list[Sequence[ToolOutcome]] = []
+            send, receive = trio.open_memory_channel[ToolProgress](math.inf)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._step, reply, send, outcomes)
+            async with receive:
+                async for progress in receive:
+                    yield progress
+            if not outcomes:
+                # The step failed: its error surfaces from the nursery when the stream exits.
+                await trio.sleep_forever()
+            for request, outcome in zip(reply.tool_calls, outcomes[0], strict=True):
                 history.append(Message(Role.TOOL, outcome.message, tool_call_id=request.id))
                 if self._conversation is not None:
                     self._conversation.add_tool_result(request.id, outcome.message)
-            steps.append(_step(reply, tuple(outcome.record for outcome in outcomes)))
-            for outcome in outcomes:
+            steps.append(_step(reply, tuple(outcome.record for outcome in outcomes[0])))
+            for outcome in outcomes[0]:
                 yield ToolCallFinished(outcome.record)
         raise AssertionError("unreachable: the loop returns or raises")
 
-    async def _run_tools(self, reply: TextResult) -> Sequence[ToolOutcome]:
+    async def _step(
+        self,
+        reply: TextResult,
+        progress: trio.MemorySendChannel[ToolProgress],
+        outcomes: list[Sequence[ToolOutcome]],
+    ) -> None:
+        """Run the step's tool calls (a task of the stream's nursery), their progress sent."""
+
+        def forward(part: ToolProgress) -> None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                progress.send_nowait(part)  # nobody reads any more: the summary has it
+
+        async with progress:
+            outcomes.append(await self._run_tools(reply, forward))
+
+    async def _run_tools(
+        self, reply: TextResult, progress: Callable[[ToolProgress], None]
+    ) -> Sequence[ToolOutcome]:
         try:
-            return await self._runner.run(reply.tool_calls, reply.call_index)
+            return await self._runner.run(reply.tool_calls, reply.call_index, progress)
         except BaseException as exc:
             if self._conversation is not None:
                 # The calls stay unanswered (the model is not sent them again); a marker says

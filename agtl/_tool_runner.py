@@ -25,17 +25,33 @@ import trio
 
 from agtl._cancel import Cancellation
 from agtl._state import ExecutionState
+from agtl._trio_thread import call_in_run
 from agtl._vocabulary import CancelSource, Logger, ToolCallStatus
 from agtl.errors import ExecutionClosedError, ToolArgumentsError, ToolError
 from agtl.limits import UsageLimits
 from agtl.messages import ToolCallRequest
-from agtl.summary import ToolCall
-from agtl.tools import Tool
+from agtl.summary import RecordEntry, ToolCall
+from agtl.tools import Tool, progress_hook
 
 __all__ = ["SYNC_TOOL_GRACE", "StepRunner", "ToolOutcome"]
 
 #: How long a cancelled or timed-out sync tool's thread is waited for before it is reported.
 SYNC_TOOL_GRACE: Final = 1.0
+
+
+@attrs.frozen
+class ToolProgress:
+    """A running tool reported progress (``agtl.report_progress``, an MCP server's notice)."""
+
+    call_id: str
+    name: str
+    progress: float
+    total: float | None = None
+    message: str | None = None
+
+
+#: Where the tool loop wants a step's progress parts (``None``: only the summary records them).
+ProgressSink = Callable[[ToolProgress], None]
 
 
 @attrs.frozen
@@ -61,9 +77,18 @@ class StepRunner:
     invalid: dict[str, int] = attrs.Factory(dict)
     #: Calls admitted and not yet recorded (so that a limit counts the calls of a step).
     _in_flight: int = attrs.field(default=0, init=False)
+    #: Where the current step's progress parts go (set by ``run``).
+    _sink: ProgressSink | None = attrs.field(default=None, init=False)
 
-    async def run(self, calls: Sequence[ToolCallRequest], step: int) -> list[ToolOutcome]:
-        """Run every call of a step concurrently; the outcomes in the calls' order."""
+    async def run(
+        self, calls: Sequence[ToolCallRequest], step: int, progress: ProgressSink | None = None
+    ) -> list[ToolOutcome]:
+        """Run every call of a step concurrently; the outcomes in the calls' order.
+
+        What a tool reports with ``agtl.report_progress`` is recorded in the summary and
+        handed to ``progress``.
+        """
+        self._sink = progress
         state = self.state
         if state.terminal is not None or state.frozen:
             raise ExecutionClosedError(
@@ -110,6 +135,7 @@ class StepRunner:
         result: Any = None
         error: str | None = None
         notes: list[str] = []  # what happened to a sync tool's thread, if worth saying
+        reporting = progress_hook.set(self._reporter(call))
         traced = state.trace
         span = activated = None
         if traced is not None:
@@ -165,6 +191,7 @@ class StepRunner:
             if traced is not None:
                 traced[0].deactivate(activated)
                 traced[0].tool_finished(span, record)
+            progress_hook.reset(reporting)
             self.log.debug("tool_call.finished", tool=call.name, status=status.value, step=step)
         return ToolOutcome(record, _message_for(record, tool))
 
@@ -200,6 +227,39 @@ class StepRunner:
         if tool.is_async:
             return await tool.function(*args, **arguments)
         return await _in_thread(tool.function, args, arguments, tool.name, notes, self.log)
+
+    def _reporter(self, call: ToolCallRequest) -> Callable[[float, float | None, str | None], None]:
+        """What ``agtl.report_progress`` does inside this call (from any thread)."""
+        token = trio.lowlevel.current_trio_token()
+        state, sink = self.state, self._sink
+
+        def deliver(part: ToolProgress) -> None:
+            if state.frozen:
+                return
+            if state.records is None:
+                state.records = []
+            data = {
+                "tool": part.name,
+                "call_id": part.call_id,
+                "progress": part.progress,
+                "total": part.total,
+                "message": part.message,
+            }
+            state.records.append(RecordEntry("tool.progress", data, state.elapsed()))
+            if sink is not None:
+                sink(part)
+
+        def report(progress: float, total: float | None, message: str | None) -> None:
+            part = ToolProgress(
+                call.id,
+                call.name,
+                float(progress),
+                None if total is None else float(total),
+                None if message is None else str(message),
+            )
+            call_in_run(token, lambda: deliver(part))
+
+        return report
 
     def _count_invalid(self, name: str) -> None:
         self.invalid[name] = self.invalid.get(name, 0) + 1

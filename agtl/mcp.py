@@ -34,7 +34,7 @@ from mcp_types import PaginatedRequestParams
 
 from agtl.errors import AgtlError, InvalidArgumentError
 from agtl.session import Session
-from agtl.tools import Tool
+from agtl.tools import Tool, progress_hook
 from agtl.validation import check_optional_seconds, check_seconds, check_str, require_trio
 
 __all__ = ["MCPServer", "MCPServerError", "MCPToolError", "Progress"]
@@ -198,8 +198,9 @@ class MCPServer:
 
         A name that is not a valid tool name for models (letters, digits, ``_`` and ``-``) is
         given with the other characters as ``_``; the server is called by its own name.
-        Progress notifications are recorded in the execution's summary (kind
-        ``mcp.progress``) and passed to ``on_progress`` if given.
+        Progress notifications become the tool's progress (``agtl.report_progress``): recorded
+        in the summary (kind ``tool.progress``), yielded by a streaming tool loop as
+        :class:`~agtl.ToolProgress` parts, and passed to ``on_progress`` if given.
         """
         check_optional_seconds("timeout", timeout)
         session = self._live()
@@ -228,16 +229,14 @@ class MCPServer:
             return arguments
 
         async def call(session: Session, **arguments: Any) -> Any:
-            def record(value: float, total: float | None, message: str | None) -> None:
-                session.record(
-                    "mcp.progress",
-                    {"tool": remote, "progress": value, "total": total, "message": message},
-                )
-                if on_progress is not None:
-                    on_progress(session, remote, value, total, message)
+            # The SDK calls back from its own receive task: take this call's reporter now.
+            reporter = progress_hook.get()
 
             async def report(progress: float, total: float | None, message: str | None) -> None:
-                record(progress, total, message)
+                if reporter is not None:
+                    reporter(progress, total, message)
+                if on_progress is not None:
+                    on_progress(session, remote, progress, total, message)
                 await trio.lowlevel.checkpoint()
 
             result = await self._call(

@@ -13,6 +13,7 @@ A tool may take the execution's :class:`~agtl.Session` as its first parameter (a
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import json
 import re
@@ -27,7 +28,27 @@ from agtl.backend import ToolSpec
 from agtl.errors import InvalidArgumentError, ToolArgumentsError
 from agtl.validation import check_count, check_optional_seconds, check_str, type_name
 
-__all__ = ["Tool", "check_tools", "describe_errors", "tool"]
+__all__ = ["Tool", "check_tools", "describe_errors", "report_progress", "tool"]
+
+#: Where :func:`report_progress` goes: set by the tool runner for each call it runs.
+progress_hook: contextvars.ContextVar[Callable[[float, float | None, str | None], None] | None] = (
+    contextvars.ContextVar("agtl_tool_progress", default=None)
+)
+
+
+def report_progress(
+    progress: float, total: float | None = None, message: str | None = None
+) -> None:
+    """From inside a running tool (also a sync one, in its thread): how far it got.
+
+    The summary records it (kind ``tool.progress``) and a streaming tool loop yields it as a
+    :class:`~agtl.ToolProgress` part, which a workflow can forward as an event. Outside a
+    tool call it does nothing.
+    """
+    sink = progress_hook.get()
+    if sink is not None:
+        sink(progress, total, message)
+
 
 #: OpenAI's rule for function names, which every backend we know accepts.
 _NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -739,3 +739,82 @@ async def test_a_tool_from_a_schema_of_elsewhere() -> None:
 
     result = await provider.simple_execution(agent)
     assert result.summary.tool_calls[0].result == "found nurseries"
+
+
+@agtl.tool
+async def crawl(pages: int) -> int:
+    """Crawl some pages, reporting each.
+
+    Args:
+        pages: How many.
+    """
+    for page in range(pages):
+        await trio.lowlevel.checkpoint()
+        agtl.report_progress(page + 1, pages, f"page {page + 1}")
+    return pages
+
+
+@agtl.tool
+def crawl_blocking(pages: int) -> int:
+    """Crawl some pages in a thread, reporting each.
+
+    Args:
+        pages: How many.
+    """
+    for page in range(pages):
+        agtl.report_progress(page + 1, pages)
+    return pages
+
+
+@pytest.mark.parametrize("tool_name", ["crawl", "crawl_blocking"])
+async def test_tool_progress_streams_as_parts_and_is_recorded(tool_name: str) -> None:
+    call = agtl.ToolCallRequest("c1", tool_name, '{"pages": 3}')
+    provider = ScriptedProvider(Reply(tool_calls=[call]), "Crawled.")
+
+    async def gen(session: Session) -> Any:
+        async with session.stream_text(prompt="go", tools=[crawl, crawl_blocking]) as loop:
+            async for part in loop.parts():
+                if isinstance(part, agtl.ToolProgress):
+                    yield session.emit("progress", (part.name, part.progress, part.total))
+        yield await session.done(loop.text)
+
+    result = await provider.streaming_execution(gen)
+    assert result.status is Status.SUCCEEDED
+    progress = [e.data for e in result.events if e.type == "progress"]
+    assert progress == [(tool_name, float(n), 3.0) for n in (1, 2, 3)]
+    records = [r.data for r in result.summary.records if r.kind == "tool.progress"]
+    assert [(r["tool"], r["call_id"], r["progress"]) for r in records] == [
+        (tool_name, "c1", float(n)) for n in (1, 2, 3)
+    ]
+    agtl.report_progress(1)  # outside a tool call: nothing happens
+
+
+async def test_leaving_a_tool_loop_stream_early_cancels_its_running_tools() -> None:
+    started = trio.Event()
+
+    @agtl.tool
+    async def forever(name: str) -> str:
+        """Wait forever, reporting once.
+
+        Args:
+            name: A name.
+        """
+        agtl.report_progress(0)
+        started.set()
+        await trio.sleep_forever()
+        return name
+
+    call = agtl.ToolCallRequest("c1", "forever", '{"name": "x"}')
+    provider = ScriptedProvider(Reply(tool_calls=[call]), "never")
+
+    async def reads_one(session: Session) -> str:
+        async with session.stream_text(prompt="go", tools=[forever]) as loop:
+            async for part in loop.parts():
+                if isinstance(part, agtl.ToolProgress):
+                    break  # leave while the tool runs
+        return "left"
+
+    with trio.fail_after(10):
+        result = await provider.simple_execution(reads_one)
+    assert result.value == "left"
+    assert [c.status for c in result.summary.tool_calls] == [ToolCallStatus.CANCELLED]

@@ -136,10 +136,32 @@ async def test_progress_is_recorded_and_reported(marks: Path) -> None:
         tools = await server.tools(on_progress=on_progress)
         result = await agent(calling("slow", {"seconds": 0.2}), tools)
     assert result.summary.tool_calls[0].result == "waited 0.2s"
-    records = [r.data for r in result.summary.records if r.kind == "mcp.progress"]
+    records = [r.data for r in result.summary.records if r.kind == "tool.progress"]
     assert [r["progress"] for r in records] == [0, 1, 2, 3]
     assert records[0]["total"] == 4
     assert reported == [("slow", float(n), 4.0) for n in range(4)]
+
+
+async def test_progress_reaches_a_streaming_consumer_as_parts(marks: Path) -> None:
+    async with stdio_server(marks) as server:
+        tools = await server.tools()
+        provider = calling("slow", {"seconds": 0.2})
+
+        async def gen(session: Session) -> Any:
+            async with session.stream_text(prompt="go", tools=tools) as loop:
+                async for part in loop.parts():
+                    yield session.emit(type(part).__name__, part)
+            yield await session.done(loop.text)
+
+        result = await provider.streaming_execution(gen)
+    kinds = [e.type for e in result.events]
+    assert kinds[:1] == ["ToolCallStarted"]
+    assert kinds.count("ToolProgress") == 4
+    assert kinds.index("ToolProgress") < kinds.index("ToolCallFinished")
+    progress = [e.data for e in result.events if e.type == "ToolProgress"]
+    assert [(p.name, p.progress, p.total) for p in progress] == [
+        ("slow", float(n), 4.0) for n in range(4)
+    ]
 
 
 async def test_an_error_result_is_a_tool_error_for_the_model(marks: Path) -> None:
