@@ -104,6 +104,7 @@ class ToolLoopStream:
         max_steps: int,
         answer_only: bool,
         cancellation: Cancellation,
+        live_progress: bool = True,
     ) -> None:
         self._open_step = open_step
         self._runner = runner
@@ -112,6 +113,9 @@ class ToolLoopStream:
         self._max_steps = max_steps
         self._answer_only = answer_only  # tool_choice="none": a call asked for is not run
         self._cancellation = cancellation
+        # Whether the tools' progress is yielded while they run (a reader wants parts), which
+        # needs the step to run as a task; generate_text runs it inline instead.
+        self._live_progress = live_progress
         self._result: TextResult | None = None
         self._parts: AsyncIterator[Part] | None = None
         self._text: list[str] = []
@@ -136,10 +140,11 @@ class ToolLoopStream:
     async def __aenter__(self) -> ToolLoopStream:
         if self._parts is not None:
             raise ExecutionClosedError("a tool loop stream can be entered only once")
-        # Entered by hand, and closed on every path by __aexit__ (as Execution does).
-        manager = trio.open_nursery()
-        self._nursery = await manager.__aenter__()
-        self._nursery_manager = manager
+        if self._live_progress:
+            # Entered by hand, and closed on every path by __aexit__ (as Execution does).
+            manager = trio.open_nursery()
+            self._nursery = await manager.__aenter__()
+            self._nursery_manager = manager
         self._parts = self._run()
         return self
 
@@ -150,11 +155,11 @@ class ToolLoopStream:
         tb: TracebackType | None,
     ) -> None:
         manager, self._nursery_manager = self._nursery_manager, None
-        assert manager is not None, "__aexit__ without __aenter__"
+        if manager is None:  # the inline mode: no nursery
+            await self._close_parts()
+            return
         try:
-            parts = self._parts
-            if parts is not None and hasattr(parts, "aclose"):
-                await parts.aclose()
+            await self._close_parts()
         finally:
             if self._result is None and self._nursery is not None:
                 # Left early, or an error: a step still running has no reader any more.
@@ -163,6 +168,11 @@ class ToolLoopStream:
                 await manager.__aexit__(type(exc) if exc else None, exc, tb)
             except BaseExceptionGroup as group:
                 raise_collapsed(group)
+
+    async def _close_parts(self) -> None:
+        parts = self._parts
+        if parts is not None and hasattr(parts, "aclose"):
+            await parts.aclose()
 
     def parts(self) -> AsyncIterator[Part]:
         """Every part of the loop: text, tool calls starting, tool calls finished."""
@@ -201,15 +211,17 @@ class ToolLoopStream:
             for request in reply.tool_calls:
                 yield ToolCallStarted(request, reply.call_index)
             outcomes: list[Sequence[ToolOutcome]] = []
-            send, receive = trio.open_memory_channel[ToolProgress](math.inf)
-            assert self._nursery is not None
-            self._nursery.start_soon(self._step, reply, send, outcomes)
-            async with receive:
-                async for progress in receive:
-                    yield progress
-            if not outcomes:
-                # The step failed: its error surfaces from the nursery when the stream exits.
-                await trio.sleep_forever()
+            if self._nursery is None:
+                outcomes.append(await self._run_tools(reply, None))
+            else:
+                send, receive = trio.open_memory_channel[ToolProgress](math.inf)
+                self._nursery.start_soon(self._step, reply, send, outcomes)
+                async with receive:
+                    async for progress in receive:
+                        yield progress
+                if not outcomes:
+                    # The step failed: its error surfaces from the nursery as the stream exits.
+                    await trio.sleep_forever()
             for request, outcome in zip(reply.tool_calls, outcomes[0], strict=True):
                 history.append(Message(Role.TOOL, outcome.message, tool_call_id=request.id))
                 if self._conversation is not None:
@@ -235,7 +247,7 @@ class ToolLoopStream:
             outcomes.append(await self._run_tools(reply, forward))
 
     async def _run_tools(
-        self, reply: TextResult, progress: Callable[[ToolProgress], None]
+        self, reply: TextResult, progress: Callable[[ToolProgress], None] | None
     ) -> Sequence[ToolOutcome]:
         try:
             return await self._runner.run(reply.tool_calls, reply.call_index, progress)

@@ -132,6 +132,7 @@ class Session:
                 max_steps=max_steps,
                 tool_errors=tool_errors,
                 options=options,
+                live_progress=False,  # nobody reads the parts: the summary keeps the progress
             )
             async with loop:
                 async for _ in loop.parts():
@@ -223,6 +224,7 @@ class Session:
         max_steps: int | None,
         tool_errors: str,
         options: dict[str, Any],
+        live_progress: bool = True,
     ) -> ToolLoopStream:
         """The tool loop of :meth:`generate_text` and :meth:`stream_text` (see there)."""
         checked = check_tools(tools if tools is not None else [])
@@ -278,6 +280,7 @@ class Session:
             max_steps=steps_allowed,
             answer_only=choice == "none",
             cancellation=self._cancellation,
+            live_progress=live_progress,
         )
 
     @overload
