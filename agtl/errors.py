@@ -35,6 +35,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RemoteError",
     "ServerError",
     "StallTimeoutError",
     "ToolArgumentsError",
@@ -86,6 +87,18 @@ class NotInTrioError(AgtlError, RuntimeError):
             "(scripts, the REPL) use `agtl.run(execution)`; in a trio program, await it "
             "inside `trio.run(...)`."
         )
+
+
+class RemoteError(AgtlError):
+    """The error of an execution rebuilt from a record (``Result.from_dict``): the original
+    exception's type name and message, which is all a record keeps of it."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        self.type_name = type_name
+        super().__init__(message)
+
+    def __repr__(self) -> str:
+        return f"RemoteError({self.type_name}: {self})"
 
 
 class NoTerminalEventError(AgtlError):

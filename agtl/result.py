@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
 
+from agtl._jsonable import jsonable
 from agtl._vocabulary import CancelInfo, CancelSource, Partial, Status
-from agtl.errors import ExecutionCancelled, ExecutionFailed
-from agtl.events import Event
+from agtl.errors import ExecutionCancelled, ExecutionFailed, RemoteError
+from agtl.events import Event, EventMetrics
 from agtl.summary import Summary
 
 __all__ = ["CancelInfo", "CancelSource", "Partial", "Result", "Status"]
@@ -51,6 +53,54 @@ class Result(Generic[T]):
         error = self.error if self.error is not None else RuntimeError("unknown failure")
         raise ExecutionFailed(self.execution_id, error, partial) from error
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe form; :meth:`from_dict` rebuilds the Result from it.
+
+        The value, event data and summary records go through as JSON values (other objects as
+        their repr); an error keeps its type name and message.
+        """
+        partial = self.partial
+        return {
+            "execution_id": self.execution_id,
+            "status": self.status.value,
+            "value": jsonable(self.value),
+            "error": None if self.error is None else _error_dict(self.error),
+            "cancel": None if self.cancel is None else self.cancel.to_dict(),
+            "partial": None
+            if partial is None
+            else {
+                "text": partial.text,
+                "events": [_event_dict(e) for e in partial.events],
+                "call_indexes": list(partial.call_indexes),
+            },
+            "events": [_event_dict(e) for e in self.events],
+            "summary": self.summary.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Result[Any]:
+        """The Result :meth:`to_dict` describes; its error, if any, is a
+        :class:`~agtl.RemoteError` with the original's type name and message."""
+        error, cancel, partial = data.get("error"), data.get("cancel"), data.get("partial")
+        return cls(
+            execution_id=data["execution_id"],
+            status=Status(data["status"]),
+            summary=Summary.from_dict(data["summary"]),
+            value=data.get("value"),
+            error=None if error is None else RemoteError(error["type"], error["message"]),
+            cancel=None
+            if cancel is None
+            else CancelInfo(CancelSource(cancel["source"]), cancel["reason"], cancel["at"]),
+            partial=None
+            if partial is None
+            else Partial(
+                partial["text"],
+                tuple(_event_from(e) for e in partial["events"]),
+                tuple(partial["call_indexes"]),
+            ),
+            events=tuple(_event_from(e) for e in data.get("events", ())),
+        )
+
     def __repr__(self) -> str:
         detail: Any
         if self.status is Status.SUCCEEDED:
@@ -60,3 +110,26 @@ class Result(Generic[T]):
         else:
             detail = f"error={type(self.error).__name__}({self.error})"
         return f"Result({self.status.value}, {detail}, id={self.execution_id})"
+
+
+def _error_dict(error: BaseException) -> dict[str, str]:
+    kind = error.type_name if isinstance(error, RemoteError) else type(error).__name__
+    return {"type": kind, "message": str(error)}
+
+
+def _event_dict(event: Event) -> dict[str, Any]:
+    metrics = event.metrics
+    return {
+        "type": event.type,
+        "data": jsonable(event.data),
+        "metrics": {
+            "timestamp": metrics.timestamp,
+            "elapsed": metrics.elapsed,
+            "delta": metrics.delta,
+            "seq": metrics.seq,
+        },
+    }
+
+
+def _event_from(data: Mapping[str, Any]) -> Event:
+    return Event(data["type"], data["data"], EventMetrics(**data["metrics"]))

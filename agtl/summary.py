@@ -219,6 +219,35 @@ class Summary:
         }
         return jsonable(data)  # type: ignore[no-any-return]
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Summary:
+        """The inverse of :meth:`to_dict`: equal to the original wherever the summary's free
+        values (records, tool arguments and results, metadata, details) were JSON values."""
+        return cls(
+            execution_id=data["execution_id"],
+            started_at=dt.datetime.fromisoformat(data["started_at"]),
+            duration=data["duration"],
+            llm_calls=tuple(_call_from(c) for c in data["llm_calls"]),
+            tool_calls=tuple(
+                ToolCall(**{**c, "status": ToolCallStatus(c["status"])}) for c in data["tool_calls"]
+            ),
+            records=tuple(RecordEntry(**r) for r in data["records"]),
+            additional_costs=tuple(
+                CostEntry(**{**c, "amount": Decimal(c["amount"])}) for c in data["additional_costs"]
+            ),
+            metadata=dict(data["metadata"]),
+            parent_id=data.get("parent_id"),
+            children=tuple(
+                ChildSummary(
+                    c["execution_id"],
+                    Status(c["status"]),
+                    Usage.from_dict(c["usage"]),
+                    _decimal(c["cost"]),
+                )
+                for c in data.get("children", ())
+            ),
+        )
+
     def format(self) -> str:
         """A readable multi-line report of the summary."""
         usage = self.total_usage
@@ -259,6 +288,28 @@ class Summary:
                 f"total={_fig(usage.total_tokens)} cost={_money(self.children_cost)}"
             )
         return "\n".join(lines)
+
+
+def _call_from(data: Mapping[str, Any]) -> LLMCallSummary:
+    error = data.get("error")
+    return LLMCallSummary(
+        index=data["index"],
+        provider=data["provider"],
+        model=data["model"],
+        started_at=data["started_at"],
+        ended_at=data["ended_at"],
+        usage=Usage.from_dict(data["usage"]),
+        stop_reason=StopReason(data["stop_reason"]),
+        time_to_first_token=data["time_to_first_token"],
+        output_tokens_per_second=data["output_tokens_per_second"],
+        cost=_decimal(data["cost"]),
+        error=None if error is None else ErrorInfo(**error),
+        details=dict(data.get("details") or {}),
+    )
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
 
 
 def _sum_costs(costs: Any) -> Decimal | None:

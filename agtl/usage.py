@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 
@@ -84,6 +85,18 @@ class Usage:
             cached_input_tokens=_add(self.cached_input_tokens, other.cached_input_tokens),
             reasoning_tokens=_add(self.reasoning_tokens, other.reasoning_tokens),
             provenance=self.provenance.weaker(other.provenance),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            input_tokens=data["input_tokens"],
+            output_tokens=data["output_tokens"],
+            total_tokens=data["total_tokens"],
+            cached_input_tokens=data["cached_input_tokens"],
+            reasoning_tokens=data["reasoning_tokens"],
+            provenance=Provenance(data["provenance"]),
         )
 
     def to_dict(self) -> dict[str, object]:
