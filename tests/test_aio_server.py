@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.local import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 120.0
@@ -73,16 +74,10 @@ class Server:
         raise AssertionError(f"no summary recorded for {execution_id}")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     summaries = tmp_path_factory.mktemp("fastapi") / "summaries.jsonl"
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--port", str(port)],
         cwd=ROOT,

@@ -6,7 +6,6 @@ import json
 import os
 import pty
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from agtl import Price, Session
 from agtl.cli._serve import _token
 from agtl.reporting import JsonlSink, aggregate
 from agtl.testing import ScriptedProvider
+from tests.local import system_browser
 
 ROOT = Path(__file__).resolve().parent.parent
 AGTL = [sys.executable, "-m", "agtl.cli"]
@@ -341,15 +341,7 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert "<script" not in text  # nothing to load or run: works offline
     assert len(text) < 100_000
 
-    browser = next(
-        (
-            found
-            for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-            if (found := shutil.which(name))
-        ),
-        None,
-    )
-    assert browser is not None, "no headless browser on PATH (make test installs chromium)"
+    browser = system_browser()
     rendered = subprocess.run(
         [
             browser,

@@ -23,6 +23,7 @@ from agtl import CancelSource, Session, Status, ToolCallRequest, ToolCallStatus
 from agtl.mcp import MCPServer, MCPServerError
 from agtl.testing import Reply, ScriptedProvider
 from agtl_llamacpp import LlamaCppProvider
+from tests.local import free_port
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -247,15 +248,9 @@ async def test_secrets_never_show(marks: Path) -> None:
     assert SECRET not in everything
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def http_server(marks: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, *SERVER, "--http", str(port)],
         cwd=ROOT,

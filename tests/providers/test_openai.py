@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -20,18 +19,13 @@ import agtl.otel
 from agtl import Provenance, Session, Status, StopReason
 from agtl_openai import OpenAIProvider
 from agtl_openai.testing import serve_local_model
+from tests.local import free_port
 from tests.providers.hostile_server import HostileServer
 from tests.waiting import wait_for
 
 SYSTEM = "You are a helpful assistant."
 QUESTION = "What is the capital of France?"
 SECRET = "sk-test-0123456789-DO-NOT-LEAK"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +331,7 @@ async def test_an_endless_body_is_cancelled_and_the_connection_closed(
 
 
 async def test_connection_refused_is_retryable_and_counted() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     provider = OpenAIProvider(base_url=url, max_retries=1)
     result = await run(provider, "any")
     assert isinstance(result.error, agtl.ProviderConnectionError)

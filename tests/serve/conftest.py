@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -19,14 +18,10 @@ from typing import Any
 import attrs
 import pytest
 
+from tests.local import free_port
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 DEADLINE = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @attrs.define

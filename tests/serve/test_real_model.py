@@ -16,6 +16,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.local import system_browser
 from tests.serve.conftest import DEADLINE, ROOT, Server, start_server
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -72,16 +73,8 @@ def test_stop_over_http_stops_the_model(server: Server) -> None:
 
 
 def _browser(profile: Path) -> WebDriver:
-    browser = next(
-        (
-            found
-            for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-            if (found := shutil.which(name))
-        ),
-        None,
-    )
+    browser = system_browser()
     driver = shutil.which("chromedriver")
-    assert browser is not None, "no headless browser on PATH (make test installs chromium)"
     assert driver is not None, "no chromedriver on PATH (make test installs chromium-driver)"
     options = webdriver.ChromeOptions()
     options.binary_location = browser
