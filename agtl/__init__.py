@@ -46,6 +46,7 @@ from agtl.errors import (
 )
 from agtl.events import Event, EventMetrics
 from agtl.execution import Execution, SimpleExecution, StreamingExecution
+from agtl.journal import CallJournal, JournalEntry
 from agtl.limits import UsageLimits
 from agtl.messages import Message, Role, ToolCallRequest
 from agtl.options import GenerationOptions
@@ -74,6 +75,7 @@ __all__ = [
     "AgtlError",
     "AuthenticationError",
     "BadRequestError",
+    "CallJournal",
     "CallReport",
     "CallTimeoutError",
     "CancelInfo",
@@ -99,6 +101,7 @@ __all__ = [
     "GenerationStream",
     "IncompleteStreamError",
     "InvalidArgumentError",
+    "JournalEntry",
     "LLMCallSummary",
     "LLMError",
     "LLMTimeoutError",

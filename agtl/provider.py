@@ -25,6 +25,7 @@ from agtl.backend import GenerationRequest, GenerationStream
 from agtl.errors import InvalidArgumentError
 from agtl.events import Event
 from agtl.execution import SimpleExecution, StreamingExecution
+from agtl.journal import CallJournal
 from agtl.limits import UsageLimits
 from agtl.options import GenerationOptions
 from agtl.pricing import BUNDLED_PRICING, Price, PricingTable
@@ -53,6 +54,7 @@ class _Config:
     runtimes: dict[bool, Runtime] = attrs.field(factory=dict, eq=False, repr=False)
     logger: Logger | None = None
     summary_sink: SummarySink | None = None
+    journal: CallJournal | None = None
 
 
 class Provider(abc.ABC):
@@ -133,6 +135,18 @@ class Provider(abc.ABC):
     def summary_sink(self) -> SummarySink | None:
         return self._config.summary_sink
 
+    def with_journal(self, journal: CallJournal | None) -> Self:
+        """Record every finished call in ``journal`` and replay the calls it holds.
+
+        For one execution: a new attempt of an execution that was interrupted gets the
+        earlier attempt's calls back without calling the model (see :mod:`agtl.journal`).
+        """
+        if journal is not None and not isinstance(journal, CallJournal):
+            raise InvalidArgumentError(
+                "journal", f"must be an agtl.CallJournal, not {type_name(journal)}"
+            )
+        return self._evolve(journal=journal)
+
     def _evolve(self, **changes: Any) -> Self:
         clone = copy.copy(self)
         clone._config = attrs.evolve(self._config, price_cache={}, runtimes={}, **changes)
@@ -147,7 +161,11 @@ class Provider(abc.ABC):
         if runtime is None:
             runtime = config.runtimes[key] = Runtime(
                 provider_name=self.name,
-                start_generation=self.start_generation,
+                start_generation=(
+                    self.start_generation
+                    if config.journal is None
+                    else config.journal.wrap(self.start_generation)
+                ),
                 default_model=config.default_model or self._builtin_model(),
                 default_options=config.default_options,
                 cost_of=self.cost_of,

@@ -65,6 +65,12 @@ class LLMCallSummary:
     def model_key(self) -> str:
         return f"{self.provider}/{self.model}"
 
+    @property
+    def replayed(self) -> bool:
+        """Answered from a :class:`~agtl.CallJournal` of an earlier attempt: the model was
+        not called again; usage and cost are those of the call when it was first made."""
+        return self.details.get("replayed") is True
+
 
 @attrs.frozen
 class ToolCall:
@@ -270,10 +276,11 @@ class Summary:
                 else f"{call.output_tokens_per_second:.1f} tok/s"
             )
             error = f" error={call.error.type}: {call.error.message}" if call.error else ""
+            replayed = " (replayed)" if call.replayed else ""
             lines.append(
                 f"  #{call.index} {call.model_key} {call.stop_reason.value} "
                 f"{call.duration:.3f}s ttft={ttft} {tps} "
-                f"out={_fig(call.usage.output_tokens)} cost={_money(call.cost)}{error}"
+                f"out={_fig(call.usage.output_tokens)} cost={_money(call.cost)}{error}{replayed}"
             )
         for entry in self.additional_costs:
             lines.append(f"  + {entry.label}: {_money(entry.amount)}")

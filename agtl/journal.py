@@ -1,0 +1,230 @@
+"""Durable LLM calls: record each finished call, replay it instead of paying for it again.
+
+A :class:`CallJournal` sits between an execution and its backend
+(``provider.with_journal(journal)``). Each call that finishes is recorded as a
+:class:`JournalEntry`: a fingerprint of its request, its text, usage, stop reason and tool
+calls. Given the entries of an earlier attempt of the same execution, a new attempt replays
+them in order: a call whose request has the same fingerprint as the next entry gets the
+recorded reply without reaching the model (``details["replayed"]`` in its call summary).
+The first call that differs is made live, and the rest of the old entries are dropped, so a
+workflow that is not deterministic simply pays again from where it diverged.
+
+This is how :mod:`agtl.temporal` resumes an execution on another worker after a crash; it
+works the same for a script that keeps its journal in a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from agtl._jsonable import jsonable
+from agtl._vocabulary import StopReason
+from agtl.backend import CallReport, GenerationRequest, GenerationStream
+from agtl.messages import ToolCallRequest
+from agtl.usage import Usage
+
+__all__ = ["CallJournal", "JournalEntry", "fingerprint"]
+
+#: The key a replayed call's summary carries in ``details``.
+REPLAYED = "replayed"
+
+
+def fingerprint(request: GenerationRequest) -> str:
+    """A digest of what decides a call's reply: model, messages, options, tools, tool choice.
+
+    The execution id and call index are left out, so the same request in a new attempt (a new
+    execution id) has the same fingerprint.
+    """
+    content = {
+        "model": request.model,
+        "messages": [message.to_dict() for message in request.messages],
+        "options": jsonable(request.options.to_dict()),
+        "tools": [tool.to_dict() for tool in request.tools],
+        "tool_choice": request.tool_choice,
+    }
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@attrs.frozen
+class JournalEntry:
+    """One finished call as the journal keeps it."""
+
+    fingerprint: str
+    text: str
+    usage: Usage
+    stop_reason: StopReason
+    model: str | None = None
+    tool_calls: tuple[ToolCallRequest, ...] = ()
+    details: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe form (what a heartbeat or a file carries)."""
+        return {
+            "fingerprint": self.fingerprint,
+            "text": self.text,
+            "usage": self.usage.to_dict(),
+            "stop_reason": self.stop_reason.value,
+            "model": self.model,
+            "tool_calls": [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls
+            ],
+            "details": jsonable(dict(self.details)),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JournalEntry:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            fingerprint=data["fingerprint"],
+            text=data["text"],
+            usage=Usage.from_dict(data["usage"]),
+            stop_reason=StopReason(data["stop_reason"]),
+            model=data.get("model"),
+            tool_calls=tuple(ToolCallRequest(**c) for c in data.get("tool_calls") or ()),
+            details=dict(data.get("details") or {}),
+        )
+
+
+class CallJournal:
+    """The finished calls of one execution, and the earlier attempt's calls still to replay.
+
+    ``entries`` is what a later attempt needs: the calls replayed so far plus those made live
+    since. ``on_record`` is called (from the execution's task) with each entry as it is added,
+    live or replayed, so the journal can be saved at once. Use one journal per execution.
+    """
+
+    def __init__(
+        self,
+        entries: Iterable[JournalEntry] = (),
+        *,
+        on_record: Callable[[JournalEntry], None] | None = None,
+    ) -> None:
+        self._pending = list(entries)
+        self._entries: list[JournalEntry] = []
+        self._diverged = False
+        self._replayed = 0
+        self._on_record = on_record
+        self._lock = threading.Lock()
+
+    @property
+    def entries(self) -> tuple[JournalEntry, ...]:
+        """Every call this attempt replayed or made, in the order they finished."""
+        with self._lock:
+            return tuple(self._entries)
+
+    @property
+    def replayed(self) -> int:
+        """How many calls were answered from the earlier attempt's entries."""
+        return self._replayed
+
+    def wrap(self, start: Callable[[GenerationRequest], Any]) -> Callable[[GenerationRequest], Any]:
+        """``start_generation`` with replay in front and recording behind."""
+
+        async def start_generation(request: GenerationRequest) -> GenerationStream:
+            digest = fingerprint(request)
+            entry = self._take(digest)
+            if entry is not None:
+                self._add(entry, live=False)
+                return _Replay(entry)
+            return _Recording(await start(request), digest, self)
+
+        return start_generation
+
+    def _take(self, digest: str) -> JournalEntry | None:
+        """The next old entry if it matches; on the first mismatch, stop replaying for good."""
+        with self._lock:
+            if self._diverged or not self._pending:
+                return None
+            if self._pending[0].fingerprint != digest:
+                self._diverged = True
+                self._pending.clear()
+                return None
+            self._replayed += 1
+            return self._pending.pop(0)
+
+    def _add(self, entry: JournalEntry, *, live: bool) -> None:
+        with self._lock:
+            self._entries.append(entry)
+            # A call made live means the old entries past it can no longer be trusted.
+            if live:
+                self._diverged = True
+                self._pending.clear()
+        if self._on_record is not None:
+            self._on_record(entry)
+
+    def __repr__(self) -> str:
+        return (
+            f"CallJournal(entries={len(self._entries)}, replayed={self._replayed}, "
+            f"to_replay={len(self._pending)})"
+        )
+
+
+class _Replay(GenerationStream):
+    """A recorded reply, given back without calling the model."""
+
+    def __init__(self, entry: JournalEntry) -> None:
+        self._entry = entry
+        self._sent = False
+
+    async def next_delta(self) -> str | None:
+        if self._sent or not self._entry.text:
+            self._sent = True
+            return None
+        self._sent = True
+        return self._entry.text
+
+    def report(self) -> CallReport:
+        entry = self._entry
+        return CallReport(
+            usage=entry.usage,
+            stop_reason=entry.stop_reason if self._sent else None,
+            model=entry.model,
+            details={**entry.details, REPLAYED: True},
+            tool_calls=entry.tool_calls,
+        )
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _Recording(GenerationStream):
+    """A live call: passes everything through and records the call once it finished."""
+
+    def __init__(self, inner: GenerationStream, digest: str, journal: CallJournal) -> None:
+        self._inner = inner
+        self._digest = digest
+        self._journal = journal
+        self._text: list[str] = []
+
+    async def next_delta(self) -> str | None:
+        delta = await self._inner.next_delta()
+        if delta is None:
+            report = self._inner.report()
+            self._journal._add(
+                JournalEntry(
+                    fingerprint=self._digest,
+                    text="".join(self._text),
+                    usage=report.usage,
+                    stop_reason=report.stop_reason or StopReason.EOS,
+                    model=report.model,
+                    tool_calls=report.tool_calls,
+                    details=dict(report.details),
+                ),
+                live=True,
+            )
+        else:
+            self._text.append(delta)
+        return delta
+
+    def report(self) -> CallReport:
+        return self._inner.report()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
