@@ -110,6 +110,7 @@ class CallJournal:
         self._entries: list[JournalEntry] = []
         self._diverged = False
         self._replayed = 0
+        self._streamed = 0
         self._on_record = on_record
         self._lock = threading.Lock()
 
@@ -123,6 +124,11 @@ class CallJournal:
     def replayed(self) -> int:
         """How many calls were answered from the earlier attempt's entries."""
         return self._replayed
+
+    @property
+    def streamed_chars(self) -> int:
+        """Characters of output the live calls of this attempt produced so far (progress)."""
+        return self._streamed
 
     def wrap(self, start: Callable[[GenerationRequest], Any]) -> Callable[[GenerationRequest], Any]:
         """``start_generation`` with replay in front and recording behind."""
@@ -221,6 +227,7 @@ class _Recording(GenerationStream):
             )
         else:
             self._text.append(delta)
+            self._journal._streamed += len(delta)
         return delta
 
     def report(self) -> CallReport:

@@ -1,4 +1,4 @@
-"""The `agtl` command: demo, chat, run and report."""
+"""The `agtl` command: demo, chat, run, serve, worker and report."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ _EPILOG = """examples:
   agtl run examples/quickstart.py:answer --timeout 30 --json
   agtl report summaries.jsonl --html report.html
   agtl serve examples/serve_app.py:research --port 8000
+  agtl worker --address 127.0.0.1:7233        run executions submitted through Temporal
 """
 
 
@@ -107,6 +108,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_provider_arguments(serve)
     serve.set_defaults(handler="serve")
 
+    worker = commands.add_parser(
+        "worker",
+        help="run agtl executions submitted through Temporal",
+        description="Serves a Temporal task queue: each execution submitted with "
+        "agtl.temporal.submit runs here, at most --concurrency at a time. SIGTERM or Ctrl-C stops "
+        "taking work and cancels what runs (each Result still goes back to its workflow).",
+        epilog="examples:\n  agtl worker --address 127.0.0.1:7233 --concurrency 8\n"
+        "  agtl worker --path ./flows --log-summaries runs.jsonl",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument("--address", default="127.0.0.1:7233", help="the Temporal server")
+    worker.add_argument("--namespace", default="default", help="the Temporal namespace")
+    worker.add_argument("--task-queue", default="agtl", help="the task queue (default agtl)")
+    worker.add_argument("--concurrency", type=int, default=4, help="executions at once (default 4)")
+    worker.add_argument(
+        "--path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory to import workflow modules from (repeatable)",
+    )
+    worker.add_argument(
+        "--log-summaries", metavar="FILE", help="append every execution's record to FILE"
+    )
+    worker.set_defaults(handler="worker")
+
     report = commands.add_parser(
         "report",
         help="aggregate a summary file written by --log-summaries",
@@ -133,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agtl.cli._run import run as handler
         elif args.handler == "serve":
             from agtl.cli._serve import run as handler
+        elif args.handler == "worker":
+            from agtl.cli._worker import run as handler
         else:
             from agtl.cli._report import run as handler
         return handler(args)

@@ -1,0 +1,260 @@
+"""The activity that runs one agtl execution on a worker, on the worker's trio guest run.
+
+Temporal calls :meth:`Executions.execute` on the worker's asyncio loop. It builds (once per
+spec) the provider, replays the calls an earlier attempt recorded, runs the execution through
+:func:`agtl.aio.result` and returns the Result as data. While it runs, a heartbeat carries the
+call journal and the progress; a cancel of the workflow reaches it as asyncio's cancellation
+at a heartbeat and becomes a fired :class:`~agtl.CancelSignal` with Temporal's reason, so the
+execution ends ``canceled`` with its partial and summary, and the Result is still returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from agtl import aio
+from agtl.errors import AgtlError
+from agtl.events import Event
+from agtl.journal import CallJournal, JournalEntry
+from agtl.provider import Provider
+from agtl.result import Result
+from agtl.session import Session
+from agtl.signals import CancelSignal
+from agtl.temporal._spec import ProviderSpec, load_object
+from agtl.temporal._workflow import ACTIVITY_NAME, BAD_REQUEST
+
+__all__ = ["Executions", "load_workflow"]
+
+_log = structlog.get_logger("agtl.temporal")
+
+#: How long the activity waits for Temporal's history to learn why it was cancelled.
+_REASON_LOOKUP_SECONDS = 2.0
+
+
+def load_workflow(path: str) -> Callable[..., Any]:
+    """The agtl workflow function ``"package.module:function"`` names, checked."""
+    fn = load_object(path, "workflow")
+    if not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
+        raise AgtlError(
+            f"workflow {path!r} is not an async function or async generator "
+            "(it takes a session, and the input if it has a second parameter)"
+        )
+    return fn  # type: ignore[no-any-return]
+
+
+def takes_input(fn: Callable[..., Any]) -> bool:
+    """Whether the workflow has a parameter for the input besides the session."""
+    parameters = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(parameters) >= 2
+
+
+class Executions:
+    """The worker's activity, with what it shares across executions: providers and a registry
+    of the running ones (so that a worker's shutdown can cancel them with a reason)."""
+
+    def __init__(
+        self,
+        *,
+        providers: Mapping[str, Provider] | None = None,
+        summary_sink: Any = None,
+        heartbeat_every: float = 0.5,
+    ) -> None:
+        self._heartbeat_every = heartbeat_every
+        self._providers: dict[str, Provider] = dict(providers or {})
+        self._building: dict[str, asyncio.Lock] = {}
+        self._running: set[CancelSignal] = set()
+        self._summary_sink = summary_sink
+        self._closing_reason: str | None = None
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every running execution (and any that starts from now on) with ``reason``."""
+        self._closing_reason = reason
+        for signal in list(self._running):
+            signal.cancel(reason)
+
+    async def aclose(self) -> None:
+        """Close the providers this worker built."""
+        for provider in self._providers.values():
+            with contextlib.suppress(Exception):
+                await aio.call(provider.aclose)
+        self._providers.clear()
+
+    async def _provider(self, spec: ProviderSpec) -> Provider:
+        key = spec.key()
+        lock = self._building.setdefault(key, asyncio.Lock())
+        async with lock:
+            provider = self._providers.get(key)
+            if provider is None:
+                # Loading a local model takes seconds: off the loop, so heartbeats go on.
+                provider = await asyncio.to_thread(spec.build)
+                if self._summary_sink is not None:
+                    provider = provider.with_summary_sink(self._summary_sink)
+                self._providers[key] = provider
+        return provider
+
+    @activity.defn(name=ACTIVITY_NAME)
+    async def execute(self, request: dict[str, Any]) -> dict[str, Any]:
+        info = activity.info()
+        try:
+            spec = ProviderSpec.from_dict(request["provider"])
+            fn = load_workflow(request["workflow"])
+            provider = await self._provider(spec)
+        except AgtlError as error:
+            raise ApplicationError(str(error), type=BAD_REQUEST, non_retryable=True) from None
+        earlier = _earlier_journal(info.heartbeat_details)
+        beat = _Heartbeat(info.attempt, interval=self._heartbeat_every)
+        journal = CallJournal(earlier, on_record=beat.recorded)
+        signal = CancelSignal()
+        deadline = request.get("deadline")
+        timeout = None if deadline is None else max(0.0, deadline - time.time())
+        workflow = _bind(fn, request.get("input"), info)
+        journaled = provider.with_journal(journal)
+        execution: Any
+        if inspect.isasyncgenfunction(fn):
+            execution = journaled.streaming_execution(workflow, signal=signal, timeout=timeout)
+        else:
+            execution = journaled.simple_execution(workflow, signal=signal, timeout=timeout)
+        beat.journal = journal
+        self._running.add(signal)
+        if self._closing_reason is not None:
+            signal.cancel(self._closing_reason)
+        running = asyncio.ensure_future(aio.result(execution))
+        beating = asyncio.ensure_future(beat.run())
+        try:
+            try:
+                result: Result[Any] = await asyncio.shield(running)
+            except asyncio.CancelledError:
+                signal.cancel(await _why_cancelled(info))
+                result = await running
+        finally:
+            self._running.discard(signal)
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+        _log.debug(
+            "temporal.execution_finished",
+            workflow_id=info.workflow_id,
+            attempt=info.attempt,
+            status=result.status.value,
+            replayed=journal.replayed,
+        )
+        return {"result": result.to_dict(), "attempt": info.attempt, "replayed": journal.replayed}
+
+
+def _earlier_journal(details: Any) -> list[JournalEntry]:
+    """The calls the previous attempt recorded in its last heartbeat."""
+    if not details:
+        return []
+    last = details[0]
+    if not isinstance(last, Mapping):
+        return []
+    return [JournalEntry.from_dict(entry) for entry in last.get("journal") or ()]
+
+
+def _bind(fn: Callable[..., Any], value: Any, info: activity.Info) -> Callable[[Session], Any]:
+    """The workflow as an execution runs it: with its input, and Temporal's ids recorded."""
+    args = (value,) if takes_input(fn) else ()
+
+    def label(session: Session) -> None:
+        session.set_metadata(
+            temporal_workflow_id=info.workflow_id,
+            temporal_run_id=info.workflow_run_id,
+            temporal_attempt=info.attempt,
+        )
+
+    if inspect.isasyncgenfunction(fn):
+
+        async def stream(session: Session) -> AsyncIterator[Event]:
+            label(session)
+            async for event in fn(session, *args):
+                yield event
+
+        return stream
+
+    async def call(session: Session) -> Any:
+        label(session)
+        return await fn(session, *args)
+
+    return call
+
+
+async def _why_cancelled(info: activity.Info) -> str:
+    """Temporal's reason for the cancel, as the agtl cancel reason."""
+    details = activity.cancellation_details()
+    if details is not None and details.timed_out:
+        return "Temporal timed the activity out"
+    if details is not None and details.worker_shutdown:
+        return "the Temporal worker is shutting down"
+    if details is not None and details.paused:
+        return "the activity was paused in Temporal"
+    if details is not None and details.reset:
+        return "the workflow was reset in Temporal"
+    reason = "the Temporal workflow was cancelled"
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(_REASON_LOOKUP_SECONDS):
+            handle = activity.client().get_workflow_handle(
+                info.workflow_id or "", run_id=info.workflow_run_id
+            )
+            async for event in handle.fetch_history_events():
+                if event.HasField("workflow_execution_cancel_requested_event_attributes"):
+                    attributes = event.workflow_execution_cancel_requested_event_attributes
+                    if attributes.cause:
+                        reason = f"{reason}: {attributes.cause}"
+                    if attributes.identity:
+                        reason = f"{reason} (by {attributes.identity})"
+                    break
+    return reason
+
+
+class _Heartbeat:
+    """Sends the journal and the progress: at once after each finished call, and regularly."""
+
+    def __init__(self, attempt: int, *, interval: float) -> None:
+        self.attempt = attempt
+        self.interval = interval
+        self.journal: CallJournal | None = None
+        self._loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()  # the activity's, for activity.heartbeat
+
+    def details(self) -> dict[str, Any]:
+        entries = () if self.journal is None else self.journal.entries
+        output = sum(entry.usage.output_tokens or 0 for entry in entries)
+        return {
+            "attempt": self.attempt,
+            "calls": len(entries),
+            "output_tokens": output,
+            "replayed": 0 if self.journal is None else self.journal.replayed,
+            "streamed_chars": 0 if self.journal is None else self.journal.streamed_chars,
+            "journal": [entry.to_dict() for entry in entries],
+        }
+
+    def send(self) -> None:
+        with contextlib.suppress(Exception):  # a heartbeat after the activity ended
+            activity.heartbeat(self.details())
+
+    def recorded(self, _entry: JournalEntry) -> None:
+        # Called on the trio guest run (the loop's thread); the heartbeat goes out from asyncio.
+        self._loop.call_soon_threadsafe(self.send, context=self._context)
+
+    async def run(self) -> None:
+        while True:
+            self.send()
+            await asyncio.sleep(self.interval)

@@ -1,0 +1,238 @@
+"""Submitting executions to Temporal and getting their agtl Results back (asyncio)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.service import RPCError
+
+from agtl._vocabulary import CancelInfo, CancelSource, Status
+from agtl.errors import AgtlError, InvalidArgumentError, RemoteError
+from agtl.result import Result
+from agtl.summary import Summary
+from agtl.temporal._activity import load_workflow
+from agtl.temporal._spec import ProviderSpec
+from agtl.temporal._workflow import WORKFLOW_NAME
+from agtl.validation import check_str, type_name
+
+__all__ = [
+    "DEFAULT_TASK_QUEUE",
+    "ExecutionHandle",
+    "Progress",
+    "TemporalUnavailableError",
+    "connect",
+    "get_handle",
+    "submit",
+]
+
+DEFAULT_TASK_QUEUE = "agtl"
+
+
+class TemporalUnavailableError(AgtlError, ConnectionError):
+    """The Temporal server could not be reached."""
+
+
+async def connect(
+    address: str = "127.0.0.1:7233", *, namespace: str = "default", **options: Any
+) -> Client:
+    """A Temporal client, or a clear error naming the address when nothing answers there."""
+    check_str("address", address)
+    try:
+        return await Client.connect(address, namespace=namespace, **options)
+    except RuntimeError as error:
+        raise TemporalUnavailableError(
+            f"cannot reach Temporal at {address} (namespace {namespace!r}): {error}; is the "
+            "server running there? (a local one: temporal server start-dev)"
+        ) from None
+
+
+@attrs.frozen
+class Progress:
+    """How far a running execution is, from its activity's last heartbeat."""
+
+    #: Temporal's attempt number (2 and up after a lost worker).
+    attempt: int
+    #: LLM calls finished (replayed ones included) and their output tokens.
+    calls: int
+    output_tokens: int
+    #: Calls answered from the earlier attempt's journal.
+    replayed: int
+    #: Characters the live calls of this attempt have produced so far.
+    streamed_chars: int
+
+
+@attrs.frozen
+class ExecutionHandle:
+    """An execution submitted to Temporal: wait for its Result, cancel it, ask its progress."""
+
+    workflow: WorkflowHandle[Any, Any]
+    client: Client = attrs.field(repr=False)
+
+    @property
+    def id(self) -> str:
+        """The Temporal workflow id (give it to :func:`get_handle` anywhere)."""
+        return self.workflow.id
+
+    async def result(self) -> Result[Any]:
+        """The agtl Result: ``succeeded``, ``canceled`` or ``failed``, never a Temporal error
+        for how the execution ended. Raises only when Temporal itself cannot be asked."""
+        try:
+            outcome = await self.workflow.result()
+        except WorkflowFailureError as error:
+            return _unfinished_result(self.id, _describe_failure(error))
+        return result_of(self.id, outcome)
+
+    async def cancel(self, reason: str | None = None) -> None:
+        """Cancel through Temporal; the execution ends ``canceled`` with ``reason``."""
+        await self.workflow.cancel(reason=reason or "")
+
+    async def progress(self) -> Progress | None:
+        """The running attempt's last heartbeat (``None`` before the first one)."""
+        description = await self.workflow.describe()
+        pending = description.raw_description.pending_activities
+        if not pending or not pending[0].heartbeat_details.payloads:
+            return None
+        details = await self.client.data_converter.decode(pending[0].heartbeat_details.payloads)
+        beat = details[0] if details else None
+        if not isinstance(beat, Mapping):
+            return None
+        return Progress(
+            attempt=int(beat.get("attempt", 0)),
+            calls=int(beat.get("calls", 0)),
+            output_tokens=int(beat.get("output_tokens", 0)),
+            replayed=int(beat.get("replayed", 0)),
+            streamed_chars=int(beat.get("streamed_chars", 0)),
+        )
+
+
+def get_handle(client: Client, execution_id: str) -> ExecutionHandle:
+    """The handle of an execution submitted earlier (by this process or any other)."""
+    handle = client.get_workflow_handle(check_str("execution_id", execution_id))
+    return ExecutionHandle(handle, client)
+
+
+async def submit(
+    client: Client,
+    workflow: str,
+    input: Any = None,
+    *,
+    provider: ProviderSpec,
+    timeout: float | None = None,  # noqa: ASYNC109 - the execution's, not this call's
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    id: str | None = None,
+    heartbeat_timeout: float = 5.0,
+    max_attempts: int = 3,
+    check: bool = True,
+) -> ExecutionHandle:
+    """Start ``workflow`` ("package.module:function") on a worker with ``input`` (JSON).
+
+    ``provider`` says which provider the worker builds; ``timeout`` bounds the execution
+    (agtl ends it, so its summary survives). ``heartbeat_timeout`` is how soon a lost worker
+    is noticed and the execution retried elsewhere, up to ``max_attempts`` attempts. With
+    ``check`` the workflow is imported here first, so a wrong path fails at the call; pass
+    ``check=False`` where only the workers have the code.
+    """
+    if not isinstance(client, Client):
+        raise InvalidArgumentError(
+            "client", f"must be a temporalio Client, not {type_name(client)}"
+        )
+    if not isinstance(provider, ProviderSpec):
+        raise InvalidArgumentError(
+            "provider",
+            f"must be an agtl.temporal.ProviderSpec (e.g. ProviderSpec.local()), "
+            f"not {type_name(provider)}",
+        )
+    check_str("workflow", workflow)
+    if check:
+        try:
+            load_workflow(workflow)
+        except AgtlError as error:
+            raise InvalidArgumentError("workflow", str(error).removeprefix("workflow ")) from None
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise InvalidArgumentError(
+            "timeout", f"must be a positive number of seconds, not {timeout!r}"
+        )
+    if not isinstance(heartbeat_timeout, int | float) or heartbeat_timeout <= 0:
+        raise InvalidArgumentError(
+            "heartbeat_timeout", f"must be positive, not {heartbeat_timeout!r}"
+        )
+    if not isinstance(max_attempts, int) or max_attempts < 1:
+        raise InvalidArgumentError("max_attempts", f"must be an int >= 1, not {max_attempts!r}")
+    request = {
+        "workflow": workflow,
+        "input": _json("input", input),
+        "provider": provider.to_dict(),
+        "timeout": None if timeout is None else float(timeout),
+        "heartbeat_timeout": float(heartbeat_timeout),
+        "max_attempts": max_attempts,
+    }
+    try:
+        handle = await client.start_workflow(
+            WORKFLOW_NAME,
+            request,
+            id=id or f"agtl-{uuid.uuid4().hex}",
+            task_queue=check_str("task_queue", task_queue),
+        )
+    except RPCError as error:
+        raise TemporalUnavailableError(f"Temporal refused the execution: {error}") from None
+    return ExecutionHandle(handle, client)
+
+
+def _json(name: str, value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise InvalidArgumentError(
+            name, f"must be JSON data (dict, list, str, number, bool, None): {error}"
+        ) from None
+
+
+def result_of(execution_id: str, outcome: Mapping[str, Any]) -> Result[Any]:
+    """The Result the ready workflow returned, rebuilt from its data."""
+    if "result" in outcome:
+        return Result.from_dict(outcome["result"])
+    return _unfinished_result(execution_id, outcome.get("unfinished") or {})
+
+
+def _describe_failure(error: WorkflowFailureError) -> dict[str, Any]:
+    cause = error.cause
+    if type(cause).__name__ == "CancelledError":
+        return {
+            "status": "canceled",
+            "source": "signal",
+            "reason": "the Temporal workflow was cancelled",
+        }
+    return {
+        "status": "failed",
+        "type": type(cause or error).__name__,
+        "message": str(cause or error),
+    }
+
+
+def _unfinished_result(execution_id: str, why: Mapping[str, Any]) -> Result[Any]:
+    """A Result for an execution no worker ran to its end: nothing was spent that is known."""
+    summary = Summary(
+        execution_id=execution_id,
+        started_at=dt.datetime.now(dt.UTC),
+        duration=0.0,
+        metadata={"temporal_workflow_id": execution_id},
+    )
+    if why.get("status") == "canceled":
+        return Result(
+            execution_id=execution_id,
+            status=Status.CANCELED,
+            summary=summary,
+            cancel=CancelInfo(CancelSource(why.get("source", "signal")), why.get("reason"), 0.0),
+        )
+    return Result(
+        execution_id=execution_id,
+        status=Status.FAILED,
+        summary=summary,
+        error=RemoteError(str(why.get("type", "Error")), str(why.get("message", ""))),
+    )

@@ -1,0 +1,83 @@
+"""A worker: serves the ready workflow and the agtl activity on one task queue."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from agtl import aio
+from agtl.errors import InvalidArgumentError
+from agtl.temporal._activity import Executions
+from agtl.temporal._client import DEFAULT_TASK_QUEUE
+from agtl.temporal._workflow import ExecutionWorkflow
+from agtl.validation import check_str, type_name
+
+__all__ = ["serve"]
+
+#: After a stop, how long running executions get to end (they are cancelled at once).
+STOP_GRACE = dt.timedelta(seconds=30)
+
+
+async def serve(
+    client: Client,
+    until: Awaitable[str],
+    *,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    concurrency: int = 4,
+    summary_sink: Any = None,
+    identity: str | None = None,
+    heartbeat_every: float = 0.5,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run agtl executions from ``task_queue`` until ``until`` gives a reason to stop.
+
+    At most ``concurrency`` executions run at once, all on this loop's one trio guest run.
+    On stop, the worker takes no more work, cancels what runs with the reason (each Result,
+    ``canceled`` with its partial and summary, still goes back to its workflow), and returns
+    once they have ended. ``summary_sink`` receives every execution's Result on this worker.
+
+    ``heartbeat_every`` (seconds) is how often a running execution reports to Temporal at
+    most. A cancel from Temporal arrives with a heartbeat's reply, so it also bounds how long
+    a cancel takes to land; raise it to spare a busy server.
+    """
+    if not isinstance(client, Client):
+        raise InvalidArgumentError(
+            "client", f"must be a temporalio Client, not {type_name(client)}"
+        )
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidArgumentError("concurrency", f"must be an int >= 1, not {concurrency!r}")
+    if not isinstance(heartbeat_every, int | float) or heartbeat_every <= 0:
+        raise InvalidArgumentError(
+            "heartbeat_every", f"must be a positive number of seconds, not {heartbeat_every!r}"
+        )
+    executions = Executions(summary_sink=summary_sink, heartbeat_every=heartbeat_every)
+    worker = Worker(
+        client,
+        task_queue=check_str("task_queue", task_queue),
+        workflows=[ExecutionWorkflow],
+        activities=[executions.execute],
+        max_concurrent_activities=concurrency,
+        graceful_shutdown_timeout=STOP_GRACE,
+        max_heartbeat_throttle_interval=dt.timedelta(seconds=heartbeat_every),
+        default_heartbeat_throttle_interval=dt.timedelta(seconds=heartbeat_every),
+        identity=identity,
+        # The workflow module is re-imported in Temporal's sandbox; agtl (and trio under it)
+        # is used from outside it, as the sandbox cannot import trio a second time.
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("agtl")
+        ),
+    )
+    try:
+        async with worker:
+            if on_ready is not None:
+                on_ready()
+            reason = await until
+            executions.cancel_all(reason)
+    finally:
+        await executions.aclose()
+        await aio.shutdown()

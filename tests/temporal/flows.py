@@ -1,0 +1,54 @@
+"""Workflows and provider factories the Temporal tests submit (imported by the workers too)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import agtl
+from agtl.testing import Reply, ScriptedProvider
+
+
+def scripted(log: str | None = None, delay: float = 0.0, chunks: int = 1) -> agtl.Provider:
+    """Answers "echo: <prompt>" (in ``chunks`` pieces, ``delay`` apart); with ``log``, appends
+    "<pid> <prompt>" to that file for every request that reaches the model."""
+
+    def respond(request: agtl.GenerationRequest) -> Reply:
+        prompt = request.messages[-1].content
+        if log is not None:
+            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, f"{os.getpid()} {prompt}\n".encode())
+            finally:
+                os.close(fd)
+        text = f"echo: {prompt}"
+        if prompt.startswith("slow"):
+            pieces = [f"word{i} " for i in range(chunks)]
+            return Reply(pieces, delay=delay, usage=agtl.Usage(4, chunks))
+        return Reply(text, usage=agtl.Usage(4, 2))
+
+    return ScriptedProvider(respond=respond)
+
+
+async def answer(session: agtl.Session, input: dict[str, Any]) -> str:
+    reply = await session.generate_text(prompt=input["prompt"], max_tokens=input.get("max_tokens"))
+    return reply.text
+
+
+async def three_calls(session: agtl.Session, input: dict[str, Any]) -> list[str]:
+    texts = []
+    for prompt in ("one", "two", input.get("third", "slow third")):
+        texts.append((await session.generate_text(prompt=prompt)).text)
+    return texts
+
+
+async def no_input(session: agtl.Session) -> str:
+    return "no input needed"
+
+
+async def fails(session: agtl.Session, input: Any) -> None:
+    raise ValueError(f"bad value {input!r}")
+
+
+def not_async(session: agtl.Session) -> None:
+    """Not a workflow: submit refuses it."""

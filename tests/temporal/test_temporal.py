@@ -1,0 +1,414 @@
+"""agtl on Temporal: a real dev server, `agtl worker` processes, the client API end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+import agtl
+from agtl import temporal
+from agtl.reporting import JsonlSink
+from agtl.temporal import ProviderSpec
+from tests.local import free_port
+from tests.temporal.conftest import TEMPORAL, Workers
+
+T = TypeVar("T")
+FLOWS = "tests.temporal.flows"
+
+
+def with_client(address: str, scenario: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``scenario(client)`` on a fresh asyncio loop with a client of the dev server."""
+
+    async def main() -> T:
+        client = await temporal.connect(address)
+        try:
+            return await scenario(client)
+        finally:
+            # Drop the SDK's native client before the interpreter can finalize around it.
+            del client
+            gc.collect()
+
+    return asyncio.run(main())
+
+
+def calls_in(log: Path) -> list[tuple[int, str]]:
+    """(worker pid, prompt) of every request that reached the scripted model."""
+    if not log.exists():
+        return []
+    lines = [line.split(" ", 1) for line in log.read_text().splitlines() if line]
+    return [(int(pid), prompt) for pid, prompt in lines]
+
+
+def history_text(node: Any) -> str:
+    """Every string of a workflow history, with payload data decoded from base64."""
+    if isinstance(node, dict):
+        parts = []
+        for key, value in node.items():
+            if key == "data" and isinstance(value, str):
+                parts.append(base64.b64decode(value).decode(errors="replace"))
+            else:
+                parts.append(history_text(value))
+        return "\n".join(parts)
+    if isinstance(node, list):
+        return "\n".join(history_text(item) for item in node)
+    return str(node)
+
+
+async def until(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def test_200_executions_across_two_workers_each_run_once(workers: Workers, tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    first, second = workers.start(concurrency=8), workers.start(concurrency=8)
+    spec = ProviderSpec.factory(f"{FLOWS}:scripted", log=str(log))
+
+    async def scenario(client: Any) -> list[agtl.Result[Any]]:
+        handles = await asyncio.gather(
+            *(
+                temporal.submit(
+                    client,
+                    f"{FLOWS}:answer",
+                    {"prompt": f"question {i}"},
+                    provider=spec,
+                    task_queue=workers.task_queue,
+                    timeout=60,
+                )
+                for i in range(200)
+            )
+        )
+        return list(await asyncio.gather(*(handle.result() for handle in handles)))
+
+    results = with_client(workers.address, scenario)
+    assert [r.status for r in results] == [agtl.Status.SUCCEEDED] * 200
+    assert [r.value for r in results] == [f"echo: question {i}" for i in range(200)]
+    assert all(r.summary.llm_call_count == 1 for r in results)
+    calls = calls_in(log)
+    assert sorted(prompt for _, prompt in calls) == sorted(f"question {i}" for i in range(200))
+    assert {pid for pid, _ in calls} == {first.pid, second.pid}  # both workers took work
+    # The Results gathered from Temporal make a report like local ones do.
+    gathered = tmp_path / "gathered.jsonl"
+    sink = JsonlSink(gathered)
+    for result in results:
+        sink.write(result)
+    records, skipped = JsonlSink.read(gathered)
+    assert (len(records), skipped) == (200, 0)
+    report = subprocess.run(
+        [sys.executable, "-m", "agtl.cli", "report", str(gathered)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "200" in report.stdout
+    # Each worker also kept the records of what it ran.
+    worker_records, _ = JsonlSink.read(tmp_path / "summaries.jsonl")
+    assert len(worker_records) == 200
+
+
+def test_the_bundled_local_model_answers_through_temporal(workers: Workers) -> None:
+    workers.start(concurrency=1)
+
+    async def scenario(client: Any) -> agtl.Result[Any]:
+        handle = await temporal.submit(
+            client,
+            f"{FLOWS}:answer",
+            {"prompt": "What is the capital of France?", "max_tokens": 24},
+            provider=ProviderSpec.local(temperature=0),
+            task_queue=workers.task_queue,
+            timeout=120,
+        )
+        return await handle.result()
+
+    result = with_client(workers.address, scenario)
+    assert result.succeeded, result
+    assert "Paris" in str(result.value)
+    call = result.summary.llm_calls[0]
+    assert call.provider == "llamacpp"
+    assert call.usage.output_tokens is not None
+    assert call.usage.output_tokens > 0
+
+
+def slow_spec(log: Path, chunks: int = 400) -> ProviderSpec:
+    return ProviderSpec.factory(f"{FLOWS}:scripted", log=str(log), delay=0.05, chunks=chunks)
+
+
+def test_a_cancel_from_the_client_ends_the_execution_canceled_with_its_partial(
+    workers: Workers, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    workers.start(concurrency=1)
+
+    async def scenario(client: Any) -> tuple[agtl.Result[Any], agtl.Result[Any]]:
+        handle = await temporal.submit(
+            client,
+            f"{FLOWS}:answer",
+            {"prompt": "slow story"},
+            provider=slow_spec(log),
+            task_queue=workers.task_queue,
+            timeout=60,
+        )
+
+        async def streaming() -> bool:
+            progress = await handle.progress()
+            return progress is not None and progress.streamed_chars > 0
+
+        await until(streaming, 30, "the reply to start streaming")
+        await handle.cancel(reason="the user pressed Stop")
+        canceled = await handle.result()
+        # The one-slot worker is free again.
+        after = await temporal.submit(
+            client,
+            f"{FLOWS}:answer",
+            {"prompt": "next"},
+            provider=slow_spec(log),
+            task_queue=workers.task_queue,
+            timeout=30,
+        )
+        return canceled, await after.result()
+
+    canceled, after = with_client(workers.address, scenario)
+    assert canceled.status is agtl.Status.CANCELED
+    assert canceled.cancel is not None
+    assert canceled.cancel.source is agtl.CancelSource.SIGNAL
+    assert "the Temporal workflow was cancelled: the user pressed Stop" in (
+        canceled.cancel.reason or ""
+    )
+    assert canceled.partial is not None
+    assert canceled.partial.text.startswith("word0 word1")
+    assert len(canceled.partial.text.split()) < 400  # stopped mid-stream
+    assert canceled.summary.llm_calls[0].stop_reason is agtl.StopReason.CANCELLED
+    assert after.succeeded
+    assert after.value == "echo: next"
+
+
+def test_a_cancel_from_the_temporal_cli_reaches_the_execution(
+    workers: Workers, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    workers.start(concurrency=1)
+
+    async def scenario(client: Any) -> agtl.Result[Any]:
+        handle = await temporal.submit(
+            client,
+            f"{FLOWS}:answer",
+            {"prompt": "slow story"},
+            provider=slow_spec(log),
+            task_queue=workers.task_queue,
+            timeout=60,
+        )
+
+        async def streaming() -> bool:
+            progress = await handle.progress()
+            return progress is not None and progress.streamed_chars > 0
+
+        await until(streaming, 30, "the reply to start streaming")
+        cancel = await asyncio.create_subprocess_exec(
+            str(TEMPORAL),
+            "workflow",
+            "cancel",
+            "--workflow-id",
+            handle.id,
+            "--reason",
+            "",  # the CLI takes a reason for batches only
+            "--address",
+            workers.address,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        assert await cancel.wait() == 0
+        return await handle.result()
+
+    result = with_client(workers.address, scenario)
+    assert result.canceled
+    assert result.cancel is not None
+    assert result.cancel.source is agtl.CancelSource.SIGNAL
+    # The CLI sends no reason for one workflow; its identity names who cancelled.
+    assert (result.cancel.reason or "").startswith("the Temporal workflow was cancelled (by ")
+    assert result.partial is not None
+    assert result.partial.text
+
+
+def test_a_killed_worker_is_replaced_and_finished_calls_are_replayed(
+    workers: Workers, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    pids = {w.pid: w for w in (workers.start(concurrency=2), workers.start(concurrency=2))}
+
+    async def scenario(client: Any) -> tuple[agtl.Result[Any], int]:
+        handle = await temporal.submit(
+            client,
+            f"{FLOWS}:three_calls",
+            {},
+            provider=slow_spec(log, chunks=60),
+            task_queue=workers.task_queue,
+            timeout=120,
+            heartbeat_timeout=2,
+        )
+
+        async def third_call_running() -> bool:
+            progress = await handle.progress()
+            return (
+                progress is not None
+                and progress.calls == 2  # the first two are in the heartbeat
+                and any(prompt == "slow third" for _, prompt in calls_in(log))
+            )
+
+        await until(third_call_running, 60, "the third call to start")
+        victim = next(pid for pid, prompt in calls_in(log) if prompt == "slow third")
+        pids[victim].process.send_signal(signal.SIGKILL)
+        return await handle.result(), victim
+
+    result, victim = with_client(workers.address, scenario)
+    assert result.succeeded, result
+    assert result.value is not None
+    assert result.value[:2] == ["echo: one", "echo: two"]
+    assert result.summary.metadata["temporal_attempt"] == 2
+    prompts = Counter(prompt for _, prompt in calls_in(log))
+    assert prompts == {"one": 1, "two": 1, "slow third": 2}  # only the interrupted call again
+    assert {pid for pid, prompt in calls_in(log) if prompt == "one"} == {victim}
+    assert [c.replayed for c in result.summary.llm_calls] == [True, True, False]
+    assert result.summary.total_usage.output_tokens == 2 + 2 + 60  # each call counted once
+
+
+def test_a_worker_stopped_with_sigterm_cancels_what_runs_and_reports_it(
+    workers: Workers, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    worker = workers.start(concurrency=3)
+
+    async def scenario(client: Any) -> list[agtl.Result[Any]]:
+        handles = [
+            await temporal.submit(
+                client,
+                f"{FLOWS}:answer",
+                {"prompt": f"slow {i}"},
+                provider=slow_spec(log),
+                task_queue=workers.task_queue,
+                timeout=60,
+            )
+            for i in range(3)
+        ]
+
+        async def all_streaming() -> bool:
+            progress = await asyncio.gather(*(h.progress() for h in handles))
+            return all(p is not None and p.streamed_chars > 0 for p in progress)
+
+        await until(all_streaming, 30, "three replies to start")
+        worker.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.process.wait, 30) == 0
+        worker.wait_for_line("stopped", 5)
+        # The activities reported their canceled Results before the worker exited; a workflow
+        # needs a worker of its queue to return them (any worker, at once; it runs nothing).
+        workers.start(concurrency=1)
+        return list(await asyncio.gather(*(h.result() for h in handles)))
+
+    results = with_client(workers.address, scenario)
+    assert len(calls_in(log)) == 3  # nothing ran again
+    for result in results:
+        assert result.canceled, result
+        assert result.cancel is not None
+        assert result.cancel.reason == "the worker was stopped (SIGTERM)"
+        assert result.partial is not None
+        assert result.partial.text.startswith("word0")
+        assert result.summary.llm_call_count == 1
+
+
+def test_bad_input_fails_at_the_call(workers: Workers) -> None:
+    spec = ProviderSpec.factory(f"{FLOWS}:scripted")
+
+    async def scenario(client: Any) -> None:
+        queue = workers.task_queue
+        with pytest.raises(agtl.InvalidArgumentError, match="has no 'missing'"):
+            await temporal.submit(client, f"{FLOWS}:missing", provider=spec, task_queue=queue)
+        with pytest.raises(agtl.InvalidArgumentError, match="cannot import 'no_such_module'"):
+            await temporal.submit(client, "no_such_module:fn", provider=spec, task_queue=queue)
+        with pytest.raises(agtl.InvalidArgumentError, match="import path"):
+            await temporal.submit(client, "flows.py", provider=spec, task_queue=queue)
+        with pytest.raises(agtl.InvalidArgumentError, match="not an async function"):
+            await temporal.submit(client, f"{FLOWS}:not_async", provider=spec, task_queue=queue)
+        with pytest.raises(agtl.InvalidArgumentError, match="must be JSON data"):
+            await temporal.submit(client, f"{FLOWS}:answer", {1, 2}, provider=spec)
+        with pytest.raises(agtl.InvalidArgumentError, match="must be JSON data"):
+            await temporal.submit(client, f"{FLOWS}:answer", {"x": float("nan")}, provider=spec)
+        with pytest.raises(agtl.InvalidArgumentError, match="ProviderSpec"):
+            await temporal.submit(client, f"{FLOWS}:answer", {}, provider="local")  # type: ignore[arg-type]
+
+    with_client(workers.address, scenario)
+    with pytest.raises(temporal.TemporalUnavailableError, match=r"127\.0\.0\.1:\d+.*running"):
+        asyncio.run(temporal.connect(f"127.0.0.1:{free_port()}"))
+    with pytest.raises(agtl.InvalidArgumentError, match="looks like a secret"):
+        ProviderSpec.openai("http://127.0.0.1:1/v1", "m", api_key="sk-123")
+    with pytest.raises(agtl.InvalidArgumentError, match="environment variable"):
+        ProviderSpec.openai("http://127.0.0.1:1/v1", "m", api_key_env="sk-live-123")
+
+
+def test_a_workflow_that_fails_or_a_worker_without_the_code_gives_a_failed_result(
+    workers: Workers,
+) -> None:
+    workers.start(concurrency=2)
+    spec = ProviderSpec.factory(f"{FLOWS}:scripted")
+
+    async def scenario(client: Any) -> tuple[agtl.Result[Any], agtl.Result[Any]]:
+        failing = await temporal.submit(
+            client, f"{FLOWS}:fails", 3, provider=spec, task_queue=workers.task_queue
+        )
+        unknown = await temporal.submit(
+            client,
+            "only_on_the_client:fn",
+            provider=spec,
+            task_queue=workers.task_queue,
+            check=False,
+        )
+        return await failing.result(), await unknown.result()
+
+    failing, unknown = with_client(workers.address, scenario)
+    assert failing.failed
+    assert isinstance(failing.error, agtl.RemoteError)
+    assert (failing.error.type_name, str(failing.error)) == ("ValueError", "bad value 3")
+    assert unknown.failed  # not retried: no attempt can import it
+    assert isinstance(unknown.error, agtl.RemoteError)
+    assert "cannot import 'only_on_the_client'" in str(unknown.error)
+
+
+def test_no_secret_reaches_the_workflow_history(workers: Workers, tmp_path: Path) -> None:
+    from agtl_openai.testing import serve_local_model
+
+    secret = "sk-agtl-test-9f8e7d6c5b4a-DO-NOT-LEAK"
+    workers.start(concurrency=1, env={"AGTL_TEST_KEY": secret})
+    with serve_local_model() as url:
+        spec = ProviderSpec.openai(url, "smollm2", api_key_env="AGTL_TEST_KEY", temperature=0)
+
+        async def scenario(client: Any) -> tuple[agtl.Result[Any], str]:
+            handle = await temporal.submit(
+                client,
+                f"{FLOWS}:answer",
+                {"prompt": "Say hi.", "max_tokens": 8},
+                provider=spec,
+                task_queue=workers.task_queue,
+                timeout=120,
+            )
+            result = await handle.result()
+            history = await handle.workflow.fetch_history()
+            return result, history_text(history.to_json_dict())
+
+        result, history = with_client(workers.address, scenario)
+    assert result.succeeded, result
+    assert "AGTL_TEST_KEY" in history  # the spec names the variable...
+    assert secret not in history  # ...never its value
+    assert secret not in json.dumps(result.to_dict())
+    assert secret not in (tmp_path / "summaries.jsonl").read_text()
