@@ -20,11 +20,17 @@ PACKAGES = {
     "agtl_openai": ROOT / "providers" / "openai" / "agtl_openai",
 }
 #: Imports inside a function that are allowed: an optional dependency loaded only when used
-#: (the bundled model's locator, from the other provider's distribution). The command line
-#: (``agtl.cli``) is the application on top of everything: it loads each subcommand and its
-#: optional dependencies (rich, the serve extra, the provider distributions) when it runs,
-#: so it is not held to this rule; its lazy imports are still edges of the cycle check.
-OPTIONAL_LOCAL_IMPORTS = {("agtl_openai.testing", "agtl_llamacpp")}
+#: (the bundled model's locator, from the other provider's distribution; the provider
+#: distributions a Temporal worker builds from a spec, only the one the spec names).
+#: The command line (``agtl.cli``) is the application on top of everything: it loads each
+#: subcommand and its optional dependencies (rich, the serve extra, the provider
+#: distributions) when it runs, so it is not held to this rule; its lazy imports are still
+#: edges of the cycle check.
+OPTIONAL_LOCAL_IMPORTS = {
+    ("agtl_openai.testing", "agtl_llamacpp"),
+    ("agtl.temporal._spec", "agtl_llamacpp"),
+    ("agtl.temporal._spec", "agtl_openai"),
+}
 
 
 def modules() -> dict[str, Path]:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import gc
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -219,7 +218,7 @@ def test_a_cancel_from_the_temporal_cli_reaches_the_execution(
 
         await until(streaming, 30, "the reply to start streaming")
         cancel = await asyncio.create_subprocess_exec(
-            str(TEMPORAL),
+            TEMPORAL,
             "workflow",
             "cancel",
             "--workflow-id",
