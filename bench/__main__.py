@@ -21,7 +21,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from bench import core, local, mcp, otel, peers, remote, scale, serve, tools
+from bench import core, local, mcp, otel, peers, remote, scale, serve, temporal, tools
 from bench._charts import write_charts
 from bench._harness import Comparison
 
@@ -84,6 +84,10 @@ def _serve(mode: Mode, names: set[str]) -> list[Comparison]:
     return trio.run(lambda: serve.run_all(quick=mode.quick, only=names))
 
 
+def _temporal(mode: Mode, names: set[str]) -> list[Comparison]:
+    return temporal.run_all(quick=mode.quick, only=names)
+
+
 def _remote(mode: Mode, names: set[str]) -> list[Comparison]:
     return trio.run(lambda: remote.run_all(quick=mode.quick, only=names))
 
@@ -108,6 +112,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     ),
     "remote": (("remote-chunks", "remote-cancel"), _remote),
     "serve": (("serve-events", "serve-stop"), _serve),
+    "temporal": (("temporal-rate-1", "temporal-rate-2", "temporal-latency"), _temporal),
 }
 BENCHMARKS = [name for names, _ in GROUPS.values() for name in names]
 
@@ -271,6 +276,13 @@ def _notes(result: Comparison) -> str:
         return (
             f"worst busy {detail['busy_max_default_ms']:.0f} vs {detail['busy_max_one_ms']:.0f} ms;"
             f" idle {detail['idle_default_ms']:.0f} vs {detail['idle_one_ms']:.0f} ms"
+        )
+    if "workers_used" in detail:
+        problems = "; ".join(detail["problems"]) or "none"
+        return (
+            f"{detail['executions']:,} executions, all checked; {detail['workers_used']} "
+            f"worker(s) ran them; ceiling (instant model) {detail['ceiling_exec_per_s']:.1f} "
+            f"exec/s; problems: {problems}"
         )
     if "after_cancel_ms" in detail:
         return f"warm {detail['warm_ms']:.1f} ms, after a cancel {detail['after_cancel_ms']:.1f} ms"

@@ -18,11 +18,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from agtl import aio
+from agtl._logging import default_logger
 from agtl.errors import AgtlError
 from agtl.events import Event
 from agtl.journal import CallJournal, JournalEntry
@@ -35,7 +35,6 @@ from agtl.temporal._workflow import ACTIVITY_NAME, BAD_REQUEST
 
 __all__ = ["Executions", "load_workflow"]
 
-_log = structlog.get_logger("agtl.temporal")
 
 #: How long the activity waits for Temporal's history to learn why it was cancelled.
 _REASON_LOOKUP_SECONDS = 2.0
@@ -72,8 +71,10 @@ class Executions:
         providers: Mapping[str, Provider] | None = None,
         summary_sink: Any = None,
         heartbeat_every: float = 0.5,
+        identity: str | None = None,
     ) -> None:
         self._heartbeat_every = heartbeat_every
+        self._identity = identity
         self._providers: dict[str, Provider] = dict(providers or {})
         self._building: dict[str, asyncio.Lock] = {}
         self._running: set[CancelSignal] = set()
@@ -125,7 +126,7 @@ class Executions:
         signal = CancelSignal()
         deadline = request.get("deadline")
         timeout = None if deadline is None else max(0.0, deadline - time.time())
-        workflow = _bind(fn, request.get("input"), info)
+        workflow = _bind(fn, request.get("input"), info, self._identity)
         journaled = provider.with_journal(journal)
         execution: Any
         if inspect.isasyncgenfunction(fn):
@@ -149,7 +150,7 @@ class Executions:
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
-        _log.debug(
+        default_logger().debug(
             "temporal.execution_finished",
             workflow_id=info.workflow_id,
             attempt=info.attempt,
@@ -169,7 +170,9 @@ def _earlier_journal(details: Any) -> list[JournalEntry]:
     return [JournalEntry.from_dict(entry) for entry in last.get("journal") or ()]
 
 
-def _bind(fn: Callable[..., Any], value: Any, info: activity.Info) -> Callable[[Session], Any]:
+def _bind(
+    fn: Callable[..., Any], value: Any, info: activity.Info, worker: str | None
+) -> Callable[[Session], Any]:
     """The workflow as an execution runs it: with its input, and Temporal's ids recorded."""
     args = (value,) if takes_input(fn) else ()
 
@@ -178,6 +181,7 @@ def _bind(fn: Callable[..., Any], value: Any, info: activity.Info) -> Callable[[
             temporal_workflow_id=info.workflow_id,
             temporal_run_id=info.workflow_run_id,
             temporal_attempt=info.attempt,
+            temporal_worker=worker,
         )
 
     if inspect.isasyncgenfunction(fn):

