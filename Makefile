@@ -1,6 +1,7 @@
 # agtl developer entry points. Everything installs from nothing into .venv, pinned.
 #   make test    lint + type check + the full test suite
 #   make demo    the live demo
+#   make temporal-demo  a Temporal dev server, two workers, executions submitted and cancelled
 #   make reliability  cancellation fuzzing, faults, crash safety (cases ran / held)
 #   make bench   benchmarks (ratios against raw baselines and pydantic-ai; ONLY=name, QUICK=1)
 #   make bench-check  the cheap in-process figures in about two minutes; non-zero on a regression
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMPS := $(VENV)/.stamps
 
-.PHONY: prereqs install test lint format demo bench bench-check reliability clean
+.PHONY: prereqs install test lint format demo temporal-demo bench bench-check reliability clean
 
 install: $(STAMPS)/dev
 
@@ -82,6 +83,9 @@ reliability: install
 
 demo: install
 	$(BIN)/agtl demo
+
+temporal-demo: install
+	$(PY) -m examples.temporal_demo
 
 bench: $(STAMPS)/bench
 	$(BENCH_PY) -m bench $(if $(ONLY),--only $(ONLY),) $(if $(QUICK),--quick,)

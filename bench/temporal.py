@@ -159,9 +159,9 @@ async def _temporal_latency(
 
 
 def run_all(*, quick: bool, only: set[str] | None = None) -> list[Comparison]:
-    count = 200 if quick else 1000
-    ceiling_count = 100 if quick else 500
-    latency_samples = 20 if quick else 100
+    count = 96 if quick else 1000
+    ceiling_count = 64 if quick else 500
+    latency_samples = 10 if quick else 100
     figures: list[Comparison] = []
     with dev_server(persist=False) as address:
         for workers in (1, 2):

@@ -20,6 +20,7 @@ EVERY_FIGURE = {
     *("serve-events", "serve-stop"),
     "otel",
     *("mcp-call", "mcp-cancel"),
+    *("temporal-rate-1", "temporal-rate-2", "temporal-latency"),
 }
 
 
@@ -48,6 +49,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "tools-cancel",
         "serve-stop",
         "mcp-cancel",
+        "temporal-latency",
     }
     for chart in ("scale.png", "cancel_latency.png"):
         assert (charts / chart).read_bytes().startswith(b"\x89PNG")

@@ -213,3 +213,17 @@ async def test_mcp_agent_example() -> None:
         [agtl.ToolCallStatus.CANCELLED],
         [],
     )
+
+
+def test_temporal_demo() -> None:
+    # A real dev server, two worker processes and the bundled model.
+    from examples import temporal_demo
+
+    results, canceled = temporal_demo.main()
+    assert [r.status for r in results] == [agtl.Status.SUCCEEDED] * 4
+    assert "Paris" in str(results[0].value)
+    assert canceled.status is agtl.Status.CANCELED
+    assert canceled.cancel is not None
+    assert "the demo stopped it" in (canceled.cancel.reason or "")
+    assert canceled.partial is not None
+    assert canceled.partial.text

@@ -117,9 +117,16 @@ class Executions:
         try:
             spec = ProviderSpec.from_dict(request["provider"])
             fn = load_workflow(request["workflow"])
-            provider = await self._provider(spec)
         except AgtlError as error:
             raise ApplicationError(str(error), type=BAD_REQUEST, non_retryable=True) from None
+        try:
+            provider = await self._provider(spec)
+        except Exception as error:  # no attempt on this worker can do better
+            raise ApplicationError(
+                f"cannot build the provider ({spec.describe()}): {type(error).__name__}: {error}",
+                type=BAD_REQUEST,
+                non_retryable=True,
+            ) from None
         earlier = _earlier_journal(info.heartbeat_details)
         beat = _Heartbeat(info.attempt, interval=self._heartbeat_every)
         journal = CallJournal(earlier, on_record=beat.recorded)

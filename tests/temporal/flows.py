@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import agtl
@@ -40,6 +41,14 @@ async def three_calls(session: agtl.Session, input: dict[str, Any]) -> list[str]
     for prompt in ("one", "two", input.get("third", "slow third")):
         texts.append((await session.generate_text(prompt=prompt)).text)
     return texts
+
+
+async def streamed(session: agtl.Session, input: dict[str, Any]) -> AsyncIterator[agtl.Event]:
+    """A streaming workflow: its events come back in the Result."""
+    for i in range(input["n"]):
+        yield session.emit("tick", i)
+    text = (await session.generate_text(prompt="stream done")).text
+    yield await session.done(text)
 
 
 async def no_input(session: agtl.Session) -> str:

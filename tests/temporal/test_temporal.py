@@ -73,6 +73,16 @@ async def until(check: Callable[[], Awaitable[bool]], seconds: float, what: str)
         await asyncio.sleep(0.05)
 
 
+async def until_streaming(handles: list[temporal.ExecutionHandle]) -> None:
+    """Wait until every execution's reply has started streaming (from their heartbeats)."""
+
+    async def streaming() -> bool:
+        progress = await asyncio.gather(*(handle.progress() for handle in handles))
+        return all(p is not None and p.streamed_chars > 0 for p in progress)
+
+    await until(streaming, 30, "the replies to start streaming")
+
+
 def test_200_executions_across_two_workers_each_run_once(workers: Workers, tmp_path: Path) -> None:
     log = tmp_path / "calls.log"
     first, second = workers.start(concurrency=8), workers.start(concurrency=8)
@@ -163,11 +173,7 @@ def test_a_cancel_from_the_client_ends_the_execution_canceled_with_its_partial(
             timeout=60,
         )
 
-        async def streaming() -> bool:
-            progress = await handle.progress()
-            return progress is not None and progress.streamed_chars > 0
-
-        await until(streaming, 30, "the reply to start streaming")
+        await until_streaming([handle])
         await handle.cancel(reason="the user pressed Stop")
         canceled = await handle.result()
         # The one-slot worker is free again.
@@ -212,11 +218,7 @@ def test_a_cancel_from_the_temporal_cli_reaches_the_execution(
             timeout=60,
         )
 
-        async def streaming() -> bool:
-            progress = await handle.progress()
-            return progress is not None and progress.streamed_chars > 0
-
-        await until(streaming, 30, "the reply to start streaming")
+        await until_streaming([handle])
         cancel = await asyncio.create_subprocess_exec(
             TEMPORAL,
             "workflow",
@@ -303,11 +305,7 @@ def test_a_worker_stopped_with_sigterm_cancels_what_runs_and_reports_it(
             for i in range(3)
         ]
 
-        async def all_streaming() -> bool:
-            progress = await asyncio.gather(*(h.progress() for h in handles))
-            return all(p is not None and p.streamed_chars > 0 for p in progress)
-
-        await until(all_streaming, 30, "three replies to start")
+        await until_streaming(handles)
         worker.process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(worker.process.wait, 30) == 0
         worker.wait_for_line("stopped", 5)
@@ -356,7 +354,7 @@ def test_bad_input_fails_at_the_call(workers: Workers) -> None:
         ProviderSpec.openai("http://127.0.0.1:1/v1", "m", api_key_env="sk-live-123")
 
 
-def test_a_workflow_that_fails_or_a_worker_without_the_code_gives_a_failed_result(
+def test_streaming_and_failing_workflows_and_a_worker_without_the_code(
     workers: Workers,
 ) -> None:
     workers.start(concurrency=2)
@@ -373,6 +371,17 @@ def test_a_workflow_that_fails_or_a_worker_without_the_code_gives_a_failed_resul
             task_queue=workers.task_queue,
             check=False,
         )
+        streamed = await temporal.submit(
+            client, f"{FLOWS}:streamed", {"n": 3}, provider=spec, task_queue=workers.task_queue
+        )
+        bare = await temporal.submit(
+            client, f"{FLOWS}:no_input", provider=spec, task_queue=workers.task_queue
+        )
+        assert (await bare.result()).value == "no input needed"
+        stream_result = await streamed.result()
+        assert stream_result.value == "echo: stream done"
+        assert [e.type for e in stream_result.events] == ["tick", "tick", "tick", "done"]
+        assert [e.data for e in stream_result.events[:3]] == [0, 1, 2]
         return await failing.result(), await unknown.result()
 
     failing, unknown = with_client(workers.address, scenario)
