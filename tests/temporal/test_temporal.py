@@ -380,7 +380,7 @@ def test_streaming_and_failing_workflows_and_a_worker_without_the_code(
         assert (await bare.result()).value == "no input needed"
         stream_result = await streamed.result()
         assert stream_result.value == "echo: stream done"
-        assert [e.type for e in stream_result.events] == ["tick", "tick", "tick", "done"]
+        assert [e.type for e in stream_result.events] == ["tick", "tick", "tick", "complete"]
         assert [e.data for e in stream_result.events[:3]] == [0, 1, 2]
         return await failing.result(), await unknown.result()
 
