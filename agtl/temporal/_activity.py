@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from agtl import aio
 from agtl._logging import default_logger
+from agtl._vocabulary import SummarySink
 from agtl.errors import AgtlError
 from agtl.events import Event
 from agtl.journal import CallJournal, JournalEntry
@@ -37,7 +38,7 @@ __all__ = ["Executions", "load_workflow"]
 
 
 #: How long the activity waits for Temporal's history to learn why it was cancelled.
-_REASON_LOOKUP_SECONDS = 2.0
+_REASON_LOOKUP_SECONDS = 1.0
 
 
 def load_workflow(path: str) -> Callable[..., Any]:
@@ -63,19 +64,22 @@ def takes_input(fn: Callable[..., Any]) -> bool:
 
 class Executions:
     """The worker's activity, with what it shares across executions: providers and a registry
-    of the running ones (so that a worker's shutdown can cancel them with a reason)."""
+    of the running ones (so that a worker's shutdown can cancel them with a reason).
+
+    :func:`agtl.temporal.serve` makes one; to add agtl to a worker of your own, register
+    ``Executions(...).execute`` with :class:`~agtl.temporal.ExecutionWorkflow`.
+    """
 
     def __init__(
         self,
         *,
-        providers: Mapping[str, Provider] | None = None,
-        summary_sink: Any = None,
+        summary_sink: SummarySink | None = None,
         heartbeat_every: float = 0.5,
         identity: str | None = None,
     ) -> None:
         self._heartbeat_every = heartbeat_every
         self._identity = identity
-        self._providers: dict[str, Provider] = dict(providers or {})
+        self._providers: dict[str, Provider] = {}
         self._building: dict[str, asyncio.Lock] = {}
         self._running: set[CancelSignal] = set()
         self._summary_sink = summary_sink

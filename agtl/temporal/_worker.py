@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from agtl import aio
+from agtl._vocabulary import SummarySink
 from agtl.errors import InvalidArgumentError
 from agtl.temporal._activity import Executions
 from agtl.temporal._client import DEFAULT_TASK_QUEUE
@@ -28,7 +28,7 @@ async def serve(
     *,
     task_queue: str = DEFAULT_TASK_QUEUE,
     concurrency: int = 4,
-    summary_sink: Any = None,
+    summary_sink: SummarySink | None = None,
     identity: str | None = None,
     heartbeat_every: float = 0.5,
     on_ready: Callable[[], None] | None = None,
