@@ -202,6 +202,32 @@ def test_a_cancel_from_the_client_ends_the_execution_canceled_with_its_partial(
     assert after.value == "echo: next"
 
 
+def test_the_timeout_is_agtls_deadline_and_the_summary_survives(
+    workers: Workers, tmp_path: Path
+) -> None:
+    workers.start(concurrency=1)
+
+    async def scenario(client: Any) -> agtl.Result[Any]:
+        handle = await temporal.submit(
+            client,
+            f"{FLOWS}:answer",
+            {"prompt": "slow story"},
+            provider=slow_spec(tmp_path / "calls.log"),
+            task_queue=workers.task_queue,
+            timeout=1.5,
+        )
+        return await handle.result()
+
+    result = with_client(workers.address, scenario)
+    assert result.canceled
+    assert result.cancel is not None
+    assert result.cancel.source is agtl.CancelSource.TIMEOUT  # agtl ended it, not Temporal
+    assert result.summary.duration < 1.5
+    assert result.summary.llm_call_count == 1
+    assert result.partial is not None
+    assert result.partial.text.startswith("word0")
+
+
 def test_a_cancel_from_the_temporal_cli_reaches_the_execution(
     workers: Workers, tmp_path: Path
 ) -> None:
