@@ -73,6 +73,15 @@ async def until(check: Callable[[], Awaitable[bool]], seconds: float, what: str)
         await asyncio.sleep(0.05)
 
 
+async def start(
+    client: Any, workers: Workers, name: str, input: Any = None, **options: Any
+) -> temporal.ExecutionHandle:
+    """Submit the test workflow ``name`` to the test's task queue."""
+    return await temporal.submit(
+        client, f"{FLOWS}:{name}", input, task_queue=workers.task_queue, **options
+    )
+
+
 async def until_streaming(handles: list[temporal.ExecutionHandle]) -> None:
     """Wait until every execution's reply has started streaming (from their heartbeats)."""
 
@@ -91,12 +100,12 @@ def test_200_executions_across_two_workers_each_run_once(workers: Workers, tmp_p
     async def scenario(client: Any) -> list[agtl.Result[Any]]:
         handles = await asyncio.gather(
             *(
-                temporal.submit(
+                start(
                     client,
-                    f"{FLOWS}:answer",
+                    workers,
+                    "answer",
                     {"prompt": f"question {i}"},
                     provider=spec,
-                    task_queue=workers.task_queue,
                     timeout=60,
                 )
                 for i in range(200)
@@ -134,12 +143,12 @@ def test_the_bundled_local_model_answers_through_temporal(workers: Workers) -> N
     workers.start(concurrency=1)
 
     async def scenario(client: Any) -> agtl.Result[Any]:
-        handle = await temporal.submit(
+        handle = await start(
             client,
-            f"{FLOWS}:answer",
+            workers,
+            "answer",
             {"prompt": "What is the capital of France?", "max_tokens": 24},
             provider=ProviderSpec.local(temperature=0),
-            task_queue=workers.task_queue,
             timeout=120,
         )
         return await handle.result()
@@ -157,6 +166,15 @@ def slow_spec(log: Path, chunks: int = 400) -> ProviderSpec:
     return ProviderSpec.factory(f"{FLOWS}:scripted", log=str(log), delay=0.05, chunks=chunks)
 
 
+async def streaming_story(client: Any, workers: Workers, log: Path) -> temporal.ExecutionHandle:
+    """Submit a long scripted reply; return once it is streaming."""
+    handle = await start(
+        client, workers, "answer", {"prompt": "slow story"}, provider=slow_spec(log), timeout=60
+    )
+    await until_streaming([handle])
+    return handle
+
+
 def test_a_cancel_from_the_client_ends_the_execution_canceled_with_its_partial(
     workers: Workers, tmp_path: Path
 ) -> None:
@@ -164,25 +182,16 @@ def test_a_cancel_from_the_client_ends_the_execution_canceled_with_its_partial(
     workers.start(concurrency=1)
 
     async def scenario(client: Any) -> tuple[agtl.Result[Any], agtl.Result[Any]]:
-        handle = await temporal.submit(
-            client,
-            f"{FLOWS}:answer",
-            {"prompt": "slow story"},
-            provider=slow_spec(log),
-            task_queue=workers.task_queue,
-            timeout=60,
-        )
-
-        await until_streaming([handle])
+        handle = await streaming_story(client, workers, log)
         await handle.cancel(reason="the user pressed Stop")
         canceled = await handle.result()
         # The one-slot worker is free again.
-        after = await temporal.submit(
+        after = await start(
             client,
-            f"{FLOWS}:answer",
+            workers,
+            "answer",
             {"prompt": "next"},
             provider=slow_spec(log),
-            task_queue=workers.task_queue,
             timeout=30,
         )
         return canceled, await after.result()
@@ -208,12 +217,12 @@ def test_the_timeout_is_agtls_deadline_and_the_summary_survives(
     workers.start(concurrency=1)
 
     async def scenario(client: Any) -> agtl.Result[Any]:
-        handle = await temporal.submit(
+        handle = await start(
             client,
-            f"{FLOWS}:answer",
+            workers,
+            "answer",
             {"prompt": "slow story"},
             provider=slow_spec(tmp_path / "calls.log"),
-            task_queue=workers.task_queue,
             timeout=1.5,
         )
         return await handle.result()
@@ -235,16 +244,7 @@ def test_a_cancel_from_the_temporal_cli_reaches_the_execution(
     workers.start(concurrency=1)
 
     async def scenario(client: Any) -> agtl.Result[Any]:
-        handle = await temporal.submit(
-            client,
-            f"{FLOWS}:answer",
-            {"prompt": "slow story"},
-            provider=slow_spec(log),
-            task_queue=workers.task_queue,
-            timeout=60,
-        )
-
-        await until_streaming([handle])
+        handle = await streaming_story(client, workers, log)
         cancel = await asyncio.create_subprocess_exec(
             TEMPORAL,
             "workflow",
@@ -277,12 +277,12 @@ def test_a_killed_worker_is_replaced_and_finished_calls_are_replayed(
     pids = {w.pid: w for w in (workers.start(concurrency=2), workers.start(concurrency=2))}
 
     async def scenario(client: Any) -> tuple[agtl.Result[Any], int]:
-        handle = await temporal.submit(
+        handle = await start(
             client,
-            f"{FLOWS}:three_calls",
+            workers,
+            "three_calls",
             {},
             provider=slow_spec(log, chunks=60),
-            task_queue=workers.task_queue,
             timeout=120,
             heartbeat_timeout=2,
         )
@@ -320,12 +320,12 @@ def test_a_worker_stopped_with_sigterm_cancels_what_runs_and_reports_it(
 
     async def scenario(client: Any) -> list[agtl.Result[Any]]:
         handles = [
-            await temporal.submit(
+            await start(
                 client,
-                f"{FLOWS}:answer",
+                workers,
+                "answer",
                 {"prompt": f"slow {i}"},
                 provider=slow_spec(log),
-                task_queue=workers.task_queue,
                 timeout=60,
             )
             for i in range(3)
@@ -387,9 +387,7 @@ def test_streaming_and_failing_workflows_and_a_worker_without_the_code(
     spec = ProviderSpec.factory(f"{FLOWS}:scripted")
 
     async def scenario(client: Any) -> tuple[agtl.Result[Any], agtl.Result[Any]]:
-        failing = await temporal.submit(
-            client, f"{FLOWS}:fails", 3, provider=spec, task_queue=workers.task_queue
-        )
+        failing = await start(client, workers, "fails", 3, provider=spec)
         unknown = await temporal.submit(
             client,
             "only_on_the_client:fn",
@@ -397,12 +395,8 @@ def test_streaming_and_failing_workflows_and_a_worker_without_the_code(
             task_queue=workers.task_queue,
             check=False,
         )
-        streamed = await temporal.submit(
-            client, f"{FLOWS}:streamed", {"n": 3}, provider=spec, task_queue=workers.task_queue
-        )
-        bare = await temporal.submit(
-            client, f"{FLOWS}:no_input", provider=spec, task_queue=workers.task_queue
-        )
+        streamed = await start(client, workers, "streamed", {"n": 3}, provider=spec)
+        bare = await start(client, workers, "no_input", provider=spec)
         assert (await bare.result()).value == "no input needed"
         stream_result = await streamed.result()
         assert stream_result.value == "echo: stream done"
@@ -428,12 +422,12 @@ def test_no_secret_reaches_the_workflow_history(workers: Workers, tmp_path: Path
         spec = ProviderSpec.openai(url, "smollm2", api_key_env="AGTL_TEST_KEY", temperature=0)
 
         async def scenario(client: Any) -> tuple[agtl.Result[Any], str]:
-            handle = await temporal.submit(
+            handle = await start(
                 client,
-                f"{FLOWS}:answer",
+                workers,
+                "answer",
                 {"prompt": "Say hi.", "max_tokens": 8},
                 provider=spec,
-                task_queue=workers.task_queue,
                 timeout=120,
             )
             result = await handle.result()
