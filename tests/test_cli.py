@@ -43,10 +43,10 @@ def agtl(
 def test_help_lists_commands_with_examples() -> None:
     done = agtl("--help")
     assert done.returncode == 0
-    for command in ("demo", "chat", "run", "report", "serve"):
+    for command in ("demo", "chat", "run", "report", "serve", "worker"):
         assert command in done.stdout
     assert "examples:" in done.stdout
-    for command in ("demo", "chat", "run", "report", "serve"):
+    for command in ("demo", "chat", "run", "report", "serve", "worker"):
         sub = agtl(command, "--help")
         assert sub.returncode == 0
         assert "example" in sub.stdout
@@ -210,6 +210,9 @@ def test_run_on_an_example() -> None:
             ["run", "examples/quickstart.py:answer", "--log-summaries", "missing/runs.jsonl"],
             "no such directory missing",
         ),
+        (["worker", "--address", "127.0.0.1:9"], "cannot reach Temporal at 127.0.0.1:9"),
+        (["worker", "--path", "missing/flows"], "--path missing/flows: no such directory"),
+        (["worker", "--concurrency", "0"], "--concurrency must be at least 1"),
     ],
 )
 def test_user_mistakes_are_one_line_with_a_hint(args: list[str], message: str) -> None:
