@@ -67,7 +67,9 @@ class Executions:
     of the running ones (so that a worker's shutdown can cancel them with a reason).
 
     :func:`agtl.temporal.serve` makes one; to add agtl to a worker of your own, register
-    ``Executions(...).execute`` with :class:`~agtl.temporal.ExecutionWorkflow`.
+    ``Executions(...).execute`` and :class:`~agtl.temporal.ExecutionWorkflow`, with agtl
+    passed through Temporal's sandbox (``with_passthrough_modules("agtl")``: the sandbox
+    cannot import trio a second time) or the unsandboxed runner ``serve`` uses.
     """
 
     def __init__(
