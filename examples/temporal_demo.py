@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -18,7 +20,6 @@ from typing import Any
 
 import agtl
 from agtl import temporal
-from agtl.cli import main as agtl_cli
 from agtl.reporting import JsonlSink
 from agtl.temporal import ProviderSpec
 from agtl.temporal.testing import WorkerProcess, dev_server
@@ -108,8 +109,9 @@ def main() -> tuple[list[agtl.Result[Any]], agtl.Result[Any]]:
         sink = JsonlSink(gathered)
         for result in [*results, canceled]:
             sink.write(result)
-        print()
-        agtl_cli(["report", str(gathered)])
+        print(flush=True)
+        # What `agtl report` makes of the Results gathered from Temporal.
+        subprocess.run([sys.executable, "-m", "agtl.cli", "report", str(gathered)], check=True)
     return results, canceled
 
 
