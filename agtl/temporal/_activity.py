@@ -156,7 +156,11 @@ class Executions:
             try:
                 result: Result[Any] = await asyncio.shield(running)
             except asyncio.CancelledError:
-                signal.cancel(await _why_cancelled(info))
+                reason = "the Temporal workflow was cancelled"
+                try:
+                    reason = await _why_cancelled(info)
+                finally:  # also if a second cancel cuts the lookup short
+                    signal.cancel(reason)
                 result = await running
         finally:
             self._running.discard(signal)
@@ -214,7 +218,7 @@ def _bind(
 
 
 async def _why_cancelled(info: activity.Info) -> str:
-    """Temporal's reason for the cancel, as the agtl cancel reason."""
+    """Temporal's reason for the cancel, as the agtl cancel reason (bounded: one lookup)."""
     details = activity.cancellation_details()
     if details is not None and details.timed_out:
         return "Temporal timed the activity out"
