@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import inspect
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -37,6 +38,9 @@ from agtl.temporal._workflow import ACTIVITY_NAME, BAD_REQUEST
 __all__ = ["Executions", "load_workflow"]
 
 
+#: The most journal (bytes of JSON) a heartbeat carries; Temporal warns about payloads
+#: past 512 KiB and refuses them past 2 MiB by default.
+JOURNAL_BUDGET = 256 * 1024
 #: How long the activity waits for Temporal's history to learn why it was cancelled.
 _REASON_LOOKUP_SECONDS = 1.0
 
@@ -246,17 +250,38 @@ async def _why_cancelled(info: activity.Info) -> str:
 
 
 class _Heartbeat:
-    """Sends the journal and the progress: at once after each finished call, and regularly."""
+    """Sends the journal and the progress: at once after each finished call, and regularly.
 
-    def __init__(self, attempt: int, *, interval: float) -> None:
+    The journal goes out as its longest prefix that fits in ``journal_budget`` bytes of JSON
+    (Temporal refuses large payloads): a later attempt replays that prefix and makes the
+    rest of the calls again. Entries are converted once and kept.
+    """
+
+    def __init__(
+        self, attempt: int, *, interval: float, journal_budget: int = JOURNAL_BUDGET
+    ) -> None:
         self.attempt = attempt
         self.interval = interval
         self.journal: CallJournal | None = None
+        self.journal_budget = journal_budget
+        self._kept: list[dict[str, Any]] = []
+        self._kept_bytes = 0
+        self._full = False
         self._loop = asyncio.get_running_loop()
         self._context = contextvars.copy_context()  # the activity's, for activity.heartbeat
 
     def details(self) -> dict[str, Any]:
         entries = () if self.journal is None else self.journal.entries
+        for entry in entries[len(self._kept) :]:
+            if self._full:
+                break
+            data = entry.to_dict()
+            size = len(json.dumps(data, ensure_ascii=False).encode())
+            if self._kept_bytes + size > self.journal_budget:
+                self._full = True
+                break
+            self._kept.append(data)
+            self._kept_bytes += size
         output = sum(entry.usage.output_tokens or 0 for entry in entries)
         return {
             "attempt": self.attempt,
@@ -264,7 +289,8 @@ class _Heartbeat:
             "output_tokens": output,
             "replayed": 0 if self.journal is None else self.journal.replayed,
             "streamed_chars": 0 if self.journal is None else self.journal.streamed_chars,
-            "journal": [entry.to_dict() for entry in entries],
+            "journal": list(self._kept),
+            "journal_complete": not self._full,
         }
 
     def send(self) -> None:
