@@ -213,6 +213,8 @@ def test_run_on_an_example() -> None:
         (["worker", "--address", "127.0.0.1:9"], "cannot reach Temporal at 127.0.0.1:9"),
         (["worker", "--path", "missing/flows"], "--path missing/flows: no such directory"),
         (["worker", "--concurrency", "0"], "--concurrency must be at least 1"),
+        (["report"], "give a summary file or --temporal"),
+        (["report", "--temporal", "127.0.0.1:9"], "cannot reach Temporal at 127.0.0.1:9"),
     ],
 )
 def test_user_mistakes_are_one_line_with_a_hint(args: list[str], message: str) -> None:

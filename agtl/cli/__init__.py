@@ -136,13 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser(
         "report",
-        help="aggregate a summary file written by --log-summaries",
+        help="aggregate a summary file written by --log-summaries, or executions on Temporal",
         description="Per provider/model: executions by status, tokens, cost, and duration and "
-        "time-to-first-token percentiles.",
-        epilog="examples:\n  agtl report runs.jsonl\n  agtl report runs.jsonl --html report.html",
+        "time-to-first-token percentiles. With --temporal, of the finished executions run "
+        "through agtl worker.",
+        epilog="examples:\n  agtl report runs.jsonl\n  agtl report runs.jsonl --html report.html"
+        "\n  agtl report --temporal 127.0.0.1:7233 --query \"StartTime > '2026-11-01T00:00:00Z'\"",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    report.add_argument("path", metavar="PATH")
+    report.add_argument("path", metavar="PATH", nargs="?")
+    report.add_argument(
+        "--temporal", metavar="ADDRESS", help="report the executions finished on this Temporal"
+    )
+    report.add_argument("--namespace", default="default", help="with --temporal: the namespace")
+    report.add_argument("--query", help="with --temporal: a Temporal list filter to narrow them")
     report.add_argument("--html", metavar="OUT.html", help="also write a self-contained HTML page")
     report.set_defaults(handler="report")
     return parser

@@ -3,32 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from agtl.cli._common import CliError, console, money
-from agtl.reporting import JsonlSink, aggregate
+from agtl.reporting import JsonlSink, aggregate, record_of
 
 
 def run(args: argparse.Namespace) -> int:
-    path = Path(args.path)
-    if not path.is_file():
-        raise CliError(f"no such summary file: {path}", "write one with --log-summaries PATH")
+    if (args.path is None) == (args.temporal is None):
+        raise CliError(
+            "give a summary file or --temporal ADDRESS (one of them)",
+            "e.g. agtl report runs.jsonl, or agtl report --temporal 127.0.0.1:7233",
+        )
     html_path = Path(args.html) if args.html else None
     if html_path is not None and not html_path.parent.is_dir():
         raise CliError(
             f"cannot write {html_path}: no such directory {html_path.parent}",
             "create it first, or pick another path for --html",
         )
-    records, skipped = JsonlSink.read(path)
-    if not records:
-        raise CliError(
-            f"{path} holds no execution records", "is it a file written by --log-summaries?"
-        )
+    if args.temporal is not None:
+        source = f"Temporal at {args.temporal}"
+        records, skipped = _from_temporal(args), 0
+        if not records:
+            raise CliError(f"no finished agtl executions on {source}", "run some with agtl worker")
+    else:
+        path = Path(args.path)
+        if not path.is_file():
+            raise CliError(f"no such summary file: {path}", "write one with --log-summaries PATH")
+        source = str(path)
+        records, skipped = JsonlSink.read(path)
+        if not records:
+            raise CliError(
+                f"{path} holds no execution records", "is it a file written by --log-summaries?"
+            )
     from rich.table import Table
 
     out = console()
-    out.print(f"[bold]{len(records)} executions in {path}[/]")
+    out.print(f"[bold]{len(records)} executions in {source}[/]", highlight=False)
     # One small table per provider/model, figures down the side: it fits any terminal width
     # (eleven columns side by side did not fit 80, and rich squeezed the headers).
     for report in aggregate(records):
@@ -61,6 +76,32 @@ def run(args: argparse.Namespace) -> int:
         write_html(records, html_path)
         out.print(f"wrote {html_path}")
     return 0
+
+
+def _from_temporal(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The records of the finished agtl executions on a Temporal server."""
+    try:
+        from temporalio.service import RPCError
+
+        from agtl import temporal
+    except ImportError:
+        raise CliError("--temporal needs its extra", "pip install 'agtl[temporal]'") from None
+
+    async def gather() -> list[dict[str, Any]]:
+        try:
+            client = await temporal.connect(args.temporal, namespace=args.namespace)
+        except temporal.TemporalUnavailableError as error:
+            raise CliError(str(error)) from None
+        try:
+            results = await temporal.gather(client, query=args.query)
+        except RPCError as error:
+            raise CliError(f"Temporal refused the list: {error}", "check --query") from None
+        # Drop the SDK's native client before the loop closes (temporalio/sdk-python#300).
+        del client
+        gc.collect()
+        return [record_of(result) for result in results]
+
+    return asyncio.run(gather())
 
 
 def _seconds(values: Mapping[str, float]) -> str:

@@ -27,6 +27,7 @@ __all__ = [
     "Progress",
     "TemporalUnavailableError",
     "connect",
+    "gather",
     "get_handle",
     "submit",
 ]
@@ -109,6 +110,27 @@ class ExecutionHandle:
             replayed=int(beat.get("replayed", 0)),
             streamed_chars=int(beat.get("streamed_chars", 0)),
         )
+
+
+async def gather(
+    client: Client, *, query: str | None = None, limit: int | None = None
+) -> list[Result[Any]]:
+    """The Results of the finished agtl executions in the client's namespace, newest first.
+
+    ``query`` narrows the list with Temporal's list filter (for example
+    ``"StartTime > '2026-11-01T00:00:00Z'"``). Write them with
+    :class:`agtl.reporting.JsonlSink` for ``agtl report``, or use ``agtl report --temporal``.
+    """
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise InvalidArgumentError("limit", f"must be an int >= 1, not {limit!r}")
+    finished = f"WorkflowType = '{WORKFLOW_NAME}' AND ExecutionStatus != 'Running'"
+    if query is not None:
+        finished = f"{finished} AND ({check_str('query', query)})"
+    results = []
+    async for execution in client.list_workflows(finished, limit=limit):
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        results.append(await ExecutionHandle(handle, client).result())
+    return results
 
 
 def get_handle(client: Client, execution_id: str) -> ExecutionHandle:

@@ -440,3 +440,46 @@ def test_no_secret_reaches_the_workflow_history(workers: Workers, tmp_path: Path
     assert secret not in history  # ...never its value
     assert secret not in json.dumps(result.to_dict())
     assert secret not in (tmp_path / "summaries.jsonl").read_text()
+
+
+def test_agtl_report_reads_the_finished_executions_from_temporal(workers: Workers) -> None:
+    workers.start(concurrency=2)
+    spec = ProviderSpec.factory(f"{FLOWS}:scripted")
+    mine = f"TaskQueue = '{workers.task_queue}'"
+
+    async def scenario(client: Any) -> list[agtl.Result[Any]]:
+        handles = [
+            await start(client, workers, "answer", {"prompt": "one"}, provider=spec),
+            await start(client, workers, "answer", {"prompt": "two"}, provider=spec),
+            await start(client, workers, "fails", 1, provider=spec),
+        ]
+        for handle in handles:
+            await handle.result()
+
+        async def listed() -> bool:  # Temporal's list catches up a moment later
+            return len(await temporal.gather(client, query=mine)) == 3
+
+        await until(listed, 30, "the three executions to be listed")
+        return await temporal.gather(client, query=mine)
+
+    gathered = with_client(workers.address, scenario)
+    assert sorted(r.status.value for r in gathered) == ["failed", "succeeded", "succeeded"]
+    report_command = [sys.executable, "-m", "agtl.cli", "report", "--temporal", workers.address]
+    report = subprocess.run(
+        [*report_command, "--query", mine],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert report.returncode == 0, report.stderr
+    assert f"3 executions in Temporal at {workers.address}" in report.stdout
+    assert "2 (2 succeeded, 0 canceled, 0 failed)" in report.stdout  # the scripted model's
+    assert "1 (0 succeeded, 0 canceled, 1 failed)" in report.stdout  # no LLM call
+    bad = subprocess.run(
+        [*report_command, "--query", "NoSuchField = 1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "Temporal refused the list" in bad.stderr
