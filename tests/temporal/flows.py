@@ -51,6 +51,11 @@ async def streamed(session: agtl.Session, input: dict[str, Any]) -> AsyncIterato
     yield await session.done(text)
 
 
+async def four_calls(session: agtl.Session, input: dict[str, Any]) -> list[str]:
+    """Four streamed calls in a row (the crash fuzz kills its worker somewhere in them)."""
+    return [(await session.generate_text(prompt=f"slow {name}")).text for name in "abcd"]
+
+
 async def no_input(session: agtl.Session) -> str:
     return "no input needed"
 

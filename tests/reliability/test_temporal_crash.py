@@ -1,0 +1,109 @@
+"""Crash safety on Temporal: a worker SIGKILLed at a random moment of a four-call execution.
+
+Another worker finishes it. Whatever the moment, the Result is ``succeeded`` and right, no
+call is made more than twice, and no call that the last heartbeat before the kill had
+recorded is made again: it is replayed (and marked so) by the next attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agtl
+from agtl import temporal
+from agtl.temporal import ProviderSpec
+from agtl.temporal.testing import WorkerProcess, dev_server
+from tests.reliability.conftest import Tally, cases
+from tests.reliability.test_crash_safety import kill_schedule
+
+ROOT = Path(__file__).resolve().parents[2]
+CATEGORY = "SIGKILL of a Temporal worker mid-execution: finished calls replayed"
+PROMPTS = [f"slow {name}" for name in "abcd"]
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with dev_server(directory=tmp_path_factory.mktemp("temporal")) as where:
+        yield where
+
+
+def calls_in(log: Path) -> list[tuple[int, str]]:
+    if not log.exists():
+        return []
+    return [
+        (int(p), prompt)
+        for p, prompt in (line.split(" ", 1) for line in log.read_text().splitlines())
+    ]
+
+
+async def run_and_kill(
+    address: str, queue: str, log: Path, after: float, workers: dict[int, WorkerProcess]
+) -> tuple[agtl.Result[Any], int]:
+    """Submit, kill the worker running it ``after`` s past its first call; (Result, k)."""
+    client = await temporal.connect(address)
+    spec = ProviderSpec.factory(
+        "tests.temporal.flows:scripted", log=str(log), delay=0.05, chunks=10
+    )
+    handle = await temporal.submit(
+        client, "tests.temporal.flows:four_calls", {}, provider=spec, task_queue=queue,
+        timeout=120, heartbeat_timeout=2,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not calls_in(log):
+        assert time.monotonic() < deadline, "the execution never started"
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(after)
+    progress = await handle.progress()
+    recorded = 0 if progress is None else progress.calls  # what a retry is sure to replay
+    running_on = calls_in(log)[-1][0]
+    workers.pop(running_on).process.send_signal(signal.SIGKILL)
+    workers_alive = WorkerProcess.start(address, queue, concurrency=2, paths=[ROOT])
+    workers[workers_alive.pid] = workers_alive
+    result = await handle.result()
+    del client, handle
+    gc.collect()
+    return result, recorded
+
+
+def test_a_killed_worker_never_costs_a_recorded_call_again(
+    address: str, tmp_path: Path, tally: Tally
+) -> None:
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    workers = {
+        w.pid: w for w in (WorkerProcess.start(address, queue, paths=[ROOT]) for _ in range(2))
+    }
+    try:
+        for n, after in enumerate(kill_schedule("temporal", cases(full=8, quick=2), 0.0, 1.8)):
+            tally.start(CATEGORY)
+            log = tmp_path / f"calls-{n}.log"
+            result, recorded = asyncio.run(run_and_kill(address, queue, log, after, workers))
+            assert result.succeeded, result
+            assert result.value is not None
+            assert [text.split()[0] for text in result.value] == ["word0"] * 4
+            made = Counter(prompt for _, prompt in calls_in(log))
+            assert set(made) == set(PROMPTS)
+            assert all(count <= 2 for count in made.values()), made
+            assert all(made[prompt] == 1 for prompt in PROMPTS[:recorded]), (recorded, made)
+            replayed = [call.replayed for call in result.summary.llm_calls]
+            if result.summary.metadata["temporal_attempt"] > 1:
+                first_live = replayed.index(False) if False in replayed else len(replayed)
+                assert first_live >= recorded
+                assert replayed == [True] * first_live + [False] * (4 - first_live)
+                # Only calls the new attempt made live were paid for twice.
+                twice = [p for p, count in made.items() if count == 2]
+                assert all(PROMPTS.index(p) >= first_live for p in twice), (first_live, made)
+            # "cancelled" here: the kill cut an attempt short (the execution was retried).
+            tally.hold(CATEGORY, cancelled=result.summary.metadata["temporal_attempt"] > 1)
+    finally:
+        for worker in workers.values():
+            worker.stop(10)
