@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -31,6 +31,8 @@ from agtl.usage import Usage
 
 __all__ = ["CallJournal", "JournalEntry", "fingerprint"]
 
+#: How a provider starts one generation (its ``start_generation``).
+StartGeneration = Callable[[GenerationRequest], Awaitable[GenerationStream]]
 #: The key a replayed call's summary carries in ``details``.
 REPLAYED = "replayed"
 
@@ -130,7 +132,7 @@ class CallJournal:
         """Characters of output the live calls of this attempt produced so far (progress)."""
         return self._streamed
 
-    def wrap(self, start: Callable[[GenerationRequest], Any]) -> Callable[[GenerationRequest], Any]:
+    def wrap(self, start: StartGeneration) -> StartGeneration:
         """``start_generation`` with replay in front and recording behind."""
 
         async def start_generation(request: GenerationRequest) -> GenerationStream:
