@@ -3,6 +3,10 @@
 The first run forces a weather lookup, then lets the model answer from the tool's result. The
 second asks for a human's approval, a tool that takes far longer than the run's ``timeout=``:
 the timeout cancels the tool where it waits, and the Result says so, tool call included.
+
+Each run offers the model only the tool it needs. A 135M-parameter model offered tools it has
+no use for may keep calling them instead of answering: on some CPUs it asks for the weather
+again and again until ``max_steps`` ends the loop.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ async def main() -> tuple[agtl.Result[str], agtl.Result[str]]:
             reply = await session.generate_text(
                 prompt="What is the weather in Paris?",
                 system=SYSTEM,
-                tools=[get_weather, ask_approval],
+                tools=[get_weather],
                 tool_choice="get_weather",
             )
             return reply.text
@@ -48,7 +52,7 @@ async def main() -> tuple[agtl.Result[str], agtl.Result[str]]:
             reply = await session.generate_text(
                 prompt="Buy a new laptop for the team.",
                 system=SYSTEM,
-                tools=[get_weather, ask_approval],
+                tools=[ask_approval],
                 tool_choice="ask_approval",
             )
             return reply.text

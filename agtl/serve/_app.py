@@ -337,6 +337,10 @@ def _directory(conversations: Any) -> Path | None:
     return directory
 
 
+#: How far past the body limit a request is still read (and dropped) so its client hears the 413.
+_DRAIN_BYTES = 8 << 20
+
+
 def _last_event_id(request: Request) -> int:
     text = request.headers.get("last-event-id") or request.query_params.get("after")
     if text is None:
@@ -350,17 +354,26 @@ def _last_event_id(request: Request) -> int:
 
 
 async def _json_body(request: Request, limit: int, allowed: set[str]) -> dict[str, Any]:
-    """The request's JSON object (``{}`` when empty), size-limited and checked for keys."""
+    """The request's JSON object (``{}`` when empty), size-limited and checked for keys.
+
+    A body over the limit is still read, up to :data:`_DRAIN_BYTES` more, and dropped before
+    the ``413`` goes out: a server that answers while the client is still sending resets the
+    connection, and the client then sees a broken pipe instead of the answer.
+    """
+    too_large = _Problem(413, f"the request body is over the {limit}-byte limit")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _Problem(413, f"the request body is over the {limit}-byte limit")
+    if declared is not None and declared.isdigit() and int(declared) > limit + _DRAIN_BYTES:
+        raise too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise _Problem(413, f"the request body is over the {limit}-byte limit")
-        chunks.append(chunk)
+        if size > limit + _DRAIN_BYTES:
+            raise too_large
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise too_large
     raw = b"".join(chunks)
     if not raw.strip():
         return {}

@@ -135,6 +135,8 @@ def test_the_concurrency_limit_answers_429(talk: Server) -> None:
         ("POST", "/executions", b'{"timeout": "soon"}', 422, "timeout: must be a positive"),
         ("POST", "/executions", b'{"detach": "yes"}', 422, "detach: must be true or false"),
         ("POST", "/executions", b'{"input": "' + b"x" * (1 << 20) + b'"}', 413, "byte limit"),
+        # Far over the limit: still a 413, not a connection reset while the client sends.
+        ("POST", "/executions", b'{"input": "' + b"x" * (6 << 20) + b'"}', 413, "byte limit"),
         ("GET", "/executions/nope", None, 404, "no such execution"),
         ("GET", "/executions/nope/events", None, 404, "no such execution"),
         ("POST", "/executions/nope/cancel", None, 404, "no such execution"),
