@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from agtl.cli._common import CliError, add_provider_arguments, configure_logging, console
+from agtl.cli._temporal import CONFIG_HELP, add_connection_arguments
 from agtl.errors import AgtlError
 
 __all__ = ["main"]
@@ -114,12 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serves a Temporal task queue: each execution submitted with "
         "agtl.temporal.submit runs here, at most --concurrency at a time. SIGTERM or Ctrl-C stops "
         "taking work and cancels what runs (each Result still goes back to its workflow).",
-        epilog="examples:\n  agtl worker --address 127.0.0.1:7233 --concurrency 8\n"
-        "  agtl worker --path ./flows --log-summaries runs.jsonl",
+        epilog=f"{CONFIG_HELP}\n\nexamples:\n"
+        "  agtl worker --address 127.0.0.1:7233 --concurrency 8\n"
+        "  agtl worker --path ./flows --log-summaries runs.jsonl\n"
+        "  TEMPORAL_ADDRESS=temporal.example.com:7233 TEMPORAL_NAMESPACE=evals "
+        "TEMPORAL_API_KEY=... agtl worker",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    worker.add_argument("--address", default="127.0.0.1:7233", help="the Temporal server")
-    worker.add_argument("--namespace", default="default", help="the Temporal namespace")
+    worker.add_argument(
+        "--address", default=None, help="the Temporal server, host:port (default: see below)"
+    )
+    add_connection_arguments(worker)
     worker.add_argument("--task-queue", default="agtl", help="the task queue (default agtl)")
     worker.add_argument("--concurrency", type=int, default=4, help="executions at once (default 4)")
     worker.add_argument(
@@ -132,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--log-summaries", metavar="FILE", help="append every execution's record to FILE"
     )
+    worker.add_argument(
+        "--heartbeat-every",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="how often a running execution reports to Temporal at most; a cancel lands within "
+        "it (default 0.5)",
+    )
     worker.set_defaults(handler="worker")
 
     report = commands.add_parser(
@@ -141,14 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
         "time-to-first-token percentiles. With --temporal, of the finished executions run "
         "through agtl worker.",
         epilog="examples:\n  agtl report runs.jsonl\n  agtl report runs.jsonl --html report.html"
-        "\n  agtl report --temporal 127.0.0.1:7233 --query \"StartTime > '2026-11-01T00:00:00Z'\"",
+        "\n  agtl report --temporal 127.0.0.1:7233 --query \"StartTime > '2026-11-01T00:00:00Z'\""
+        f"\n\n{CONFIG_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     report.add_argument("path", metavar="PATH", nargs="?")
     report.add_argument(
-        "--temporal", metavar="ADDRESS", help="report the executions finished on this Temporal"
+        "--temporal",
+        metavar="ADDRESS",
+        nargs="?",
+        const="",
+        help="report the executions finished on this Temporal (no ADDRESS: see below)",
     )
-    report.add_argument("--namespace", default="default", help="with --temporal: the namespace")
+    add_connection_arguments(report, prefix="with --temporal: ")
     report.add_argument("--query", help="with --temporal: a Temporal list filter to narrow them")
     report.add_argument("--html", metavar="OUT.html", help="also write a self-contained HTML page")
     report.set_defaults(handler="report")

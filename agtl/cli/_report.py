@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agtl.cli._common import CliError, console, money
+from agtl.cli._temporal import address_of, connect
 from agtl.reporting import JsonlSink, aggregate, record_of
 
 
@@ -26,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
             "create it first, or pick another path for --html",
         )
     if args.temporal is not None:
-        source = f"Temporal at {args.temporal}"
-        records, skipped = _from_temporal(args), 0
+        records, where = _from_temporal(args)
+        source, skipped = f"Temporal at {where}", 0
         if not records:
             raise CliError(f"no finished agtl executions on {source}", "run some with agtl worker")
     else:
@@ -78,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _from_temporal(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The records of the finished agtl executions on a Temporal server."""
+def _from_temporal(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    """The records of the finished agtl executions on a Temporal server, and its address."""
     try:
         from temporalio.service import RPCError
 
@@ -87,19 +88,17 @@ def _from_temporal(args: argparse.Namespace) -> list[dict[str, Any]]:
     except ImportError:
         raise CliError("--temporal needs its extra", "pip install 'agtl[temporal]'") from None
 
-    async def gather() -> list[dict[str, Any]]:
-        try:
-            client = await temporal.connect(args.temporal, namespace=args.namespace)
-        except temporal.TemporalUnavailableError as error:
-            raise CliError(str(error)) from None
+    async def gather() -> tuple[list[dict[str, Any]], str]:
+        client = await connect(args.temporal, args.namespace, args.profile)
         try:
             results = await temporal.gather(client, query=args.query)
         except RPCError as error:
             raise CliError(f"Temporal refused the list: {error}", "check --query") from None
+        where = address_of(client)
         # Drop the SDK's native client before the loop closes (temporalio/sdk-python#300).
         del client
         gc.collect()
-        return [record_of(result) for result in results]
+        return [record_of(result) for result in results], where
 
     return asyncio.run(gather())
 

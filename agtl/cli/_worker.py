@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import signal
 import sys
 from pathlib import Path
 
 from agtl.cli._common import CliError
+from agtl.cli._temporal import address_of, connect
 
 _SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from agtl.temporal import TemporalUnavailableError, connect, serve
+        from agtl.temporal import serve
     except ImportError:
         raise CliError("agtl worker needs its extra", "pip install 'agtl[temporal]'") from None
     from agtl.reporting import JsonlSink
 
     if args.concurrency < 1:
         raise CliError(f"--concurrency must be at least 1, not {args.concurrency}")
+    if not 0 < args.heartbeat_every < math.inf:  # also NaN
+        raise CliError(
+            f"--heartbeat-every must be a positive number of seconds, not {args.heartbeat_every}"
+        )
     for directory in args.path:
         if not Path(directory).is_dir():
             raise CliError(f"--path {directory}: no such directory")
@@ -35,10 +41,8 @@ def run(args: argparse.Namespace) -> int:
         sink = JsonlSink(target)
 
     async def main() -> None:
-        try:
-            client = await connect(args.address, namespace=args.namespace)
-        except TemporalUnavailableError as error:
-            raise CliError(str(error)) from None
+        client = await connect(args.address, args.namespace, args.profile)
+        address = address_of(client)
         loop = asyncio.get_running_loop()
         stop: asyncio.Future[str] = loop.create_future()
 
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         def ready() -> None:
             print(
                 f"agtl worker {os.getpid()}: serving task queue {args.task_queue!r} at "
-                f"{args.address}, {args.concurrency} at a time (Ctrl-C or SIGTERM stops)",
+                f"{address}, {args.concurrency} at a time (Ctrl-C or SIGTERM stops)",
                 flush=True,
             )
 
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             task_queue=args.task_queue,
             concurrency=args.concurrency,
             summary_sink=sink,
+            heartbeat_every=args.heartbeat_every,
             on_ready=ready,
         )
         print(f"agtl worker {os.getpid()}: stopped", flush=True)

@@ -16,12 +16,17 @@ from agtl.temporal._client import (
     DEFAULT_TASK_QUEUE,
     ExecutionHandle,
     Progress,
-    TemporalUnavailableError,
-    connect,
     gather,
     get_handle,
     result_of,
     submit,
+)
+from agtl.temporal._connection import (
+    DEFAULT_ADDRESS,
+    TemporalConfigError,
+    TemporalUnavailableError,
+    connect,
+    connect_options,
 )
 from agtl.temporal._spec import ProviderSpec
 from agtl.temporal._worker import serve
@@ -29,6 +34,7 @@ from agtl.temporal._workflow import ACTIVITY_NAME, WORKFLOW_NAME, ExecutionWorkf
 
 __all__ = [
     "ACTIVITY_NAME",
+    "DEFAULT_ADDRESS",
     "DEFAULT_TASK_QUEUE",
     "WORKFLOW_NAME",
     "ExecutionHandle",
@@ -36,8 +42,10 @@ __all__ = [
     "Executions",
     "Progress",
     "ProviderSpec",
+    "TemporalConfigError",
     "TemporalUnavailableError",
     "connect",
+    "connect_options",
     "gather",
     "get_handle",
     "result_of",

@@ -17,6 +17,7 @@ from agtl.errors import AgtlError, InvalidArgumentError, RemoteError
 from agtl.result import Result
 from agtl.summary import Summary
 from agtl.temporal._activity import load_workflow
+from agtl.temporal._connection import TemporalUnavailableError
 from agtl.temporal._spec import ProviderSpec
 from agtl.temporal._workflow import WORKFLOW_NAME
 from agtl.validation import check_str, type_name
@@ -25,32 +26,12 @@ __all__ = [
     "DEFAULT_TASK_QUEUE",
     "ExecutionHandle",
     "Progress",
-    "TemporalUnavailableError",
-    "connect",
     "gather",
     "get_handle",
     "submit",
 ]
 
 DEFAULT_TASK_QUEUE = "agtl"
-
-
-class TemporalUnavailableError(AgtlError, ConnectionError):
-    """The Temporal server could not be reached."""
-
-
-async def connect(
-    address: str = "127.0.0.1:7233", *, namespace: str = "default", **options: Any
-) -> Client:
-    """A Temporal client, or a clear error naming the address when nothing answers there."""
-    check_str("address", address)
-    try:
-        return await Client.connect(address, namespace=namespace, **options)
-    except RuntimeError as error:
-        raise TemporalUnavailableError(
-            f"cannot reach Temporal at {address} (namespace {namespace!r}): {error}; is the "
-            "server running there? (a local one: temporal server start-dev)"
-        ) from None
 
 
 @attrs.frozen

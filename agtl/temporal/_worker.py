@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Awaitable, Callable
 
 from temporalio.client import Client
@@ -50,7 +51,7 @@ async def serve(
         )
     if not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidArgumentError("concurrency", f"must be an int >= 1, not {concurrency!r}")
-    if not isinstance(heartbeat_every, int | float) or heartbeat_every <= 0:
+    if not isinstance(heartbeat_every, int | float) or not 0 < heartbeat_every < math.inf:
         raise InvalidArgumentError(
             "heartbeat_every", f"must be a positive number of seconds, not {heartbeat_every!r}"
         )

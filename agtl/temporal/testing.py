@@ -121,27 +121,24 @@ class WorkerProcess:
     @classmethod
     def start(
         cls,
-        address: str,
+        address: str | None,
         task_queue: str,
         *,
         concurrency: int = 4,
         paths: Sequence[str | os.PathLike[str]] = (),
         log_summaries: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        arguments: Sequence[str] = (),
         ready_within: float = 120.0,
     ) -> WorkerProcess:
-        command = [
-            sys.executable,
-            "-m",
-            "agtl.cli",
-            "worker",
-            "--address",
-            address,
-            "--task-queue",
-            task_queue,
-            "--concurrency",
-            str(concurrency),
-        ]
+        """Start ``agtl worker`` and wait until it serves. With ``address=None`` it finds the
+        server from Temporal's client configuration (``env`` may set ``TEMPORAL_ADDRESS``, ...);
+        ``arguments`` go on its command line as they are.
+        """
+        command = [sys.executable, "-m", "agtl.cli", "worker"]
+        if address is not None:
+            command += ["--address", address]
+        command += ["--task-queue", task_queue, "--concurrency", str(concurrency), *arguments]
         for path in paths:
             command += ["--path", str(path)]
         if log_summaries is not None:
