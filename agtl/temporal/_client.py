@@ -10,6 +10,8 @@ from typing import Any
 
 import attrs
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from agtl._vocabulary import CancelInfo, CancelSource, Status
@@ -140,6 +142,11 @@ async def submit(
     is noticed and the execution retried elsewhere, up to ``max_attempts`` attempts. With
     ``check`` the workflow is imported here first, so a wrong path fails at the call; pass
     ``check=False`` where only the workers have the code.
+
+    ``id`` (default: a new random one) names the execution. Submitting the same work with an
+    id already used returns the handle of the execution there, running or finished, and
+    starts nothing, so a client that retries its submit never runs the work twice. The same
+    id with other work raises :class:`~agtl.InvalidArgumentError`.
     """
     if not isinstance(client, Client):
         raise InvalidArgumentError(
@@ -175,16 +182,48 @@ async def submit(
         "heartbeat_timeout": float(heartbeat_timeout),
         "max_attempts": max_attempts,
     }
+    execution_id = f"agtl-{uuid.uuid4().hex}" if id is None else check_str("id", id)
     try:
         handle = await client.start_workflow(
             WORKFLOW_NAME,
             request,
-            id=id or f"agtl-{uuid.uuid4().hex}",
+            id=execution_id,
             task_queue=check_str("task_queue", task_queue),
+            # An id names one execution: a second submit gets the one already there, running
+            # (USE_EXISTING) or finished (REJECT_DUPLICATE, then its handle below).
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
+    except WorkflowAlreadyStartedError:
+        handle = client.get_workflow_handle(execution_id)
     except RPCError as error:
         raise TemporalUnavailableError(f"Temporal refused the execution: {error}") from None
+    if id is not None:
+        await _check_same_request(client, handle, request)
     return ExecutionHandle(handle, client)
+
+
+async def _check_same_request(
+    client: Client, handle: WorkflowHandle[Any, Any], request: Mapping[str, Any]
+) -> None:
+    """That the execution ``handle`` names was submitted with ``request``: a reused id with
+    other work must not quietly hand back somebody else's execution."""
+    try:
+        async for event in handle.fetch_history_events():
+            started = event.workflow_execution_started_event_attributes
+            earlier = await client.data_converter.decode(started.input.payloads)
+            if started.workflow_type.name == WORKFLOW_NAME and earlier == [request]:
+                return
+            break
+    except RPCError as error:
+        raise TemporalUnavailableError(
+            f"cannot read execution {handle.id!r} from Temporal: {error}"
+        ) from None
+    raise InvalidArgumentError(
+        "id",
+        f"{handle.id!r} already names another execution (other workflow, input or options); "
+        "an id names one execution: pick a new one to run this",
+    )
 
 
 def _json(name: str, value: Any) -> Any:

@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 
 import agtl
 from agtl import temporal
@@ -349,6 +351,40 @@ def test_a_worker_stopped_with_sigterm_cancels_what_runs_and_reports_it(
         assert result.partial is not None
         assert result.partial.text.startswith("word0")
         assert result.summary.llm_call_count == 1
+
+
+def test_an_id_names_one_execution_and_a_second_submit_gets_it(
+    workers: Workers, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    workers.start(concurrency=2)
+    slow = slow_spec(log, chunks=20)  # about a second
+    execution_id = f"agtl-test-fixed-{uuid.uuid4().hex[:8]}"
+
+    async def scenario(client: Any) -> tuple[list[str], list[agtl.Result[Any]]]:
+        def submit(prompt: str) -> Awaitable[temporal.ExecutionHandle]:
+            return start(
+                client, workers, "answer", {"prompt": prompt}, provider=slow, id=execution_id
+            )
+
+        first = await submit("slow once")
+        while_running = await submit("slow once")  # a client retrying its submit
+        status = (await first.workflow.describe()).status
+        assert status is WorkflowExecutionStatus.RUNNING  # so the second submit met it running
+        result = await first.result()
+        after_it_ended = await submit("slow once")
+        with pytest.raises(agtl.InvalidArgumentError, match="already names another execution"):
+            await submit("slow other")
+        runs = [
+            (await h.workflow.describe()).run_id for h in (first, while_running, after_it_ended)
+        ]
+        return runs, [result, await while_running.result(), await after_it_ended.result()]
+
+    runs, results = with_client(workers.address, scenario)
+    assert len(set(runs)) == 1  # one Temporal run behind all three handles
+    assert [prompt for _, prompt in calls_in(log)] == ["slow once"]  # the model was asked once
+    assert all(r.succeeded for r in results), results
+    assert len({r.summary.execution_id for r in results}) == 1
 
 
 def test_bad_input_fails_at_the_call(workers: Workers) -> None:
