@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 DEFAULT_TASK_QUEUE = "agtl"
+#: How many Results :func:`gather` asks Temporal for at once.
+_GATHER_BATCH = 32
 
 
 @attrs.frozen
@@ -109,10 +112,20 @@ async def gather(
     finished = f"WorkflowType = '{WORKFLOW_NAME}' AND ExecutionStatus != 'Running'"
     if query is not None:
         finished = f"{finished} AND ({check_str('query', query)})"
-    results = []
+    results: list[Result[Any]] = []
+    batch: list[ExecutionHandle] = []
+
+    async def read_batch() -> None:
+        # One round trip per execution: a batch at a time keeps many of them in flight.
+        results.extend(await asyncio.gather(*(handle.result() for handle in batch)))
+        batch.clear()
+
     async for execution in client.list_workflows(finished, limit=limit):
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
-        results.append(await ExecutionHandle(handle, client).result())
+        batch.append(ExecutionHandle(handle, client))
+        if len(batch) == _GATHER_BATCH:
+            await read_batch()
+    await read_batch()
     return results
 
 
