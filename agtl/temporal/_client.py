@@ -202,6 +202,7 @@ async def submit(
             request,
             id=execution_id,
             task_queue=check_str("task_queue", task_queue),
+            static_summary=f"agtl: {workflow}",  # what Temporal's UI and CLI show for it
             # An id names one execution: a second submit gets the one already there, running
             # (USE_EXISTING) or finished (REJECT_DUPLICATE, then its handle below).
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

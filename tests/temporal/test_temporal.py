@@ -369,8 +369,9 @@ def test_an_id_names_one_execution_and_a_second_submit_gets_it(
 
         first = await submit("slow once")
         while_running = await submit("slow once")  # a client retrying its submit
-        status = (await first.workflow.describe()).status
-        assert status is WorkflowExecutionStatus.RUNNING  # so the second submit met it running
+        description = await first.workflow.describe()
+        assert description.status is WorkflowExecutionStatus.RUNNING  # the 2nd submit met it so
+        assert await description.static_summary() == f"agtl: {FLOWS}:answer"  # Temporal's UI
         result = await first.result()
         after_it_ended = await submit("slow once")
         with pytest.raises(agtl.InvalidArgumentError, match="already names another execution"):
