@@ -112,7 +112,10 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     ),
     "remote": (("remote-chunks", "remote-cancel"), _remote),
     "serve": (("serve-events", "serve-stop"), _serve),
-    "temporal": (("temporal-rate-1", "temporal-rate-2", "temporal-latency"), _temporal),
+    "temporal": (
+        ("temporal-rate-1", "temporal-rate-2", "temporal-latency", "temporal-cancel"),
+        _temporal,
+    ),
 }
 BENCHMARKS = [name for names, _ in GROUPS.values() for name in names]
 

@@ -13,13 +13,20 @@ answers after a fixed time. Every Result is checked: succeeded, the right value,
   one machine the server, the workers and the client share its cores;
 * ``temporal-latency``: one execution at a time (a ``LATENCY_MODEL_SECONDS`` call), submit to
   Result, against the same execution in-process; the figure is the added latency's p99 (p50
-  in the notes) against a constant budget.
+  in the notes) against a constant budget;
+* ``temporal-cancel``: a Temporal cancel of an execution whose reply is streaming, from
+  ``handle.cancel()`` to its canceled Result, p99 against a constant budget: the worker's
+  heartbeat interval (a cancel lands with a heartbeat's reply) plus round trips. Each cancel
+  is fired at a random point of the heartbeat cycle, and a sample counts only if the Result
+  shows the cancel landed mid-stream (``canceled``, source ``signal`` with the reason given,
+  partial text kept, the one call stopped as cancelled).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import statistics
 import time
 import uuid
@@ -33,13 +40,15 @@ from agtl import temporal
 from agtl.temporal import ProviderSpec
 from agtl.temporal.testing import WorkerProcess, dev_server
 from agtl.testing import Reply, ScriptedProvider
-from bench._harness import Comparison, latency_detail, percentile
+from bench._harness import CancelSamples, Comparison, latency_detail, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE_MODEL_SECONDS = 1.0
 LATENCY_MODEL_SECONDS = 0.1
 SLOTS = 16
 LATENCY_BUDGET_MS = 150.0
+#: The worker's heartbeat interval (``agtl worker`` default, 0.5 s) plus 250 ms of round trips.
+CANCEL_BUDGET_MS = 750.0
 
 
 def _spec(seconds: float) -> ProviderSpec:
@@ -53,6 +62,17 @@ def model(seconds: float) -> agtl.Provider:
 
 async def one_call(session: agtl.Session, input: dict[str, Any]) -> str:
     return (await session.generate_text(prompt=f"question {input['i']}")).text
+
+
+def streaming_model() -> agtl.Provider:
+    """A reply that streams for a minute unless it is cancelled."""
+    return ScriptedProvider(
+        respond=lambda request: Reply([f"w{i} " for i in range(6000)], delay=0.01)
+    )
+
+
+async def long_reply(session: agtl.Session) -> str:
+    return (await session.generate_text(prompt="tell a long story")).text
 
 
 # -- in-process ------------------------------------------------------------------------------
@@ -158,10 +178,55 @@ async def _temporal_latency(
     return seconds, _check(results, samples)
 
 
+async def _temporal_cancel(address: str, queue: str, samples: int) -> CancelSamples:
+    rng = random.Random(7)
+    client = await temporal.connect(address)
+    measured = CancelSamples()
+    for _ in range(samples):
+        handle = await temporal.submit(
+            client,
+            "bench.temporal:long_reply",
+            provider=ProviderSpec.factory("bench.temporal:streaming_model"),
+            task_queue=queue,
+            timeout=120,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            progress = await handle.progress()
+            if progress is not None and progress.streamed_chars > 0:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(rng.uniform(0.0, 0.5))  # any point of the heartbeat cycle
+        start = time.perf_counter()
+        await handle.cancel(reason="bench cancel")
+        result = await handle.result()
+        measured.add(time.perf_counter() - start, _cancel_problem(result))
+    del client
+    gc.collect()
+    return measured
+
+
+def _cancel_problem(result: agtl.Result[Any]) -> str | None:
+    """Why ``result`` is not the Temporal cancel of its one call mid-stream (None: it is)."""
+    if not result.canceled or result.cancel is None:
+        return f"not canceled but {result.status.value}"
+    if result.cancel.source is not agtl.CancelSource.SIGNAL or "bench cancel" not in (
+        result.cancel.reason or ""
+    ):
+        return f"canceled by something else: {result.cancel}"
+    if result.partial is None or not result.partial.text:
+        return "no partial text: the cancel did not land mid-stream"
+    calls = result.summary.llm_calls
+    if len(calls) != 1 or calls[0].stop_reason is not agtl.StopReason.CANCELLED:
+        return "the call was not stopped as cancelled"
+    return None
+
+
 def run_all(*, quick: bool, only: set[str] | None = None) -> list[Comparison]:
     count = 96 if quick else 1000
     ceiling_count = 64 if quick else 500
     latency_samples = 10 if quick else 100
+    cancel_samples = 5 if quick else 40
     figures: list[Comparison] = []
     with dev_server(persist=False) as address:
         for workers in (1, 2):
@@ -238,6 +303,23 @@ def run_all(*, quick: bool, only: set[str] | None = None) -> list[Comparison]:
                         in_process_ms=local * 1000,
                     ),
                     baseline_kind="constant",
+                )
+            )
+        if only is None or "temporal-cancel" in only:
+            queue = f"bench-{uuid.uuid4().hex[:8]}"
+            worker = WorkerProcess.start(address, queue, concurrency=2, paths=[ROOT])
+            try:
+                cancels = asyncio.run(_temporal_cancel(address, queue, cancel_samples))
+            finally:
+                worker.stop()
+            figures.append(
+                cancels.figure(
+                    key="temporal-cancel",
+                    name="Temporal cancel of a streaming execution, handle.cancel() to its "
+                    "canceled Result, p99",
+                    budget_ms=CANCEL_BUDGET_MS,
+                    baseline_kind="constant",
+                    heartbeat_every_ms=500.0,
                 )
             )
     return figures

@@ -20,7 +20,7 @@ EVERY_FIGURE = {
     *("serve-events", "serve-stop"),
     "otel",
     *("mcp-call", "mcp-cancel"),
-    *("temporal-rate-1", "temporal-rate-2", "temporal-latency"),
+    *("temporal-rate-1", "temporal-rate-2", "temporal-latency", "temporal-cancel"),
 }
 
 
@@ -50,6 +50,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "serve-stop",
         "mcp-cancel",
         "temporal-latency",
+        "temporal-cancel",
     }
     for chart in ("scale.png", "cancel_latency.png"):
         assert (charts / chart).read_bytes().startswith(b"\x89PNG")
