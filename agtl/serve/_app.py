@@ -337,10 +337,6 @@ def _directory(conversations: Any) -> Path | None:
     return directory
 
 
-#: How far past the body limit a request is still read (and dropped) so its client hears the 413.
-_DRAIN_BYTES = 8 << 20
-
-
 def _last_event_id(request: Request) -> int:
     text = request.headers.get("last-event-id") or request.query_params.get("after")
     if text is None:
@@ -351,6 +347,10 @@ def _last_event_id(request: Request) -> int:
         raise _Problem(
             422, f"Last-Event-ID: must be an event id (an integer), not {text!r}"
         ) from None
+
+
+#: How far past the body limit a request is still read (and dropped) so its client hears the 413.
+_DRAIN_BYTES = 8 << 20
 
 
 async def _json_body(request: Request, limit: int, allowed: set[str]) -> dict[str, Any]:
