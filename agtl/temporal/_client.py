@@ -225,8 +225,13 @@ async def _check_same_request(
     try:
         async for event in handle.fetch_history_events():
             started = event.workflow_execution_started_event_attributes
-            earlier = await client.data_converter.decode(started.input.payloads)
-            if started.workflow_type.name == WORKFLOW_NAME and earlier == [request]:
+            if started.workflow_type.name != WORKFLOW_NAME:
+                break
+            try:
+                earlier = await client.data_converter.decode(started.input.payloads)
+            except Exception:  # not what submit writes
+                break
+            if earlier == [request]:
                 return
             break
     except RPCError as error:
