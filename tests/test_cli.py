@@ -216,6 +216,7 @@ def test_run_on_an_example() -> None:
         (["worker", "--heartbeat-every", "0"], "--heartbeat-every must be a positive number"),
         (["worker", "--heartbeat-every", "nan"], "--heartbeat-every must be a positive number"),
         (["worker", "--profile", "nope"], "Profile 'nope' not found"),
+        (["worker", "--drain", "-1"], "--drain must be a number of seconds >= 0"),
         (["report", "--temporal", "--profile", "nope"], "Profile 'nope' not found"),
         (["report"], "give a summary file or --temporal"),
         (["report", "--temporal", "127.0.0.1:9"], "cannot reach Temporal at 127.0.0.1:9"),

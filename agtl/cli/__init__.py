@@ -114,10 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run agtl executions submitted through Temporal",
         description="Serves a Temporal task queue: each execution submitted with "
         "agtl.temporal.submit runs here, at most --concurrency at a time. SIGTERM or Ctrl-C stops "
-        "taking work and cancels what runs (each Result still goes back to its workflow).",
+        "taking work and cancels what runs, at once or after --drain seconds (each Result still "
+        "goes back to its workflow).",
         epilog=f"{CONFIG_HELP}\n\nexamples:\n"
         "  agtl worker --address 127.0.0.1:7233 --concurrency 8\n"
-        "  agtl worker --path ./flows --log-summaries runs.jsonl\n"
+        "  agtl worker --path ./flows --log-summaries runs.jsonl --drain 60\n"
         "  TEMPORAL_ADDRESS=temporal.example.com:7233 TEMPORAL_NAMESPACE=evals "
         "TEMPORAL_API_KEY=... agtl worker",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -145,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often a running execution reports to Temporal at most; a cancel lands within "
         "it (default 0.5)",
+    )
+    worker.add_argument(
+        "--drain",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="on SIGTERM or Ctrl-C, take no new work and give what runs up to SECONDS to finish "
+        "before cancelling it (default 0: cancel at once; a second signal cuts the drain short)",
     )
     worker.set_defaults(handler="worker")
 

@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(
             f"--heartbeat-every must be a positive number of seconds, not {args.heartbeat_every}"
         )
+    if not 0 <= args.drain < math.inf:
+        raise CliError(f"--drain must be a number of seconds >= 0, not {args.drain}")
     for directory in args.path:
         if not Path(directory).is_dir():
             raise CliError(f"--path {directory}: no such directory")
@@ -45,10 +47,20 @@ def run(args: argparse.Namespace) -> int:
         address = address_of(client)
         loop = asyncio.get_running_loop()
         stop: asyncio.Future[str] = loop.create_future()
+        hurry: asyncio.Future[str] = loop.create_future()  # a second signal ends a drain
 
         def request_stop(signum: signal.Signals) -> None:
             if not stop.done():
                 stop.set_result(f"the worker was stopped ({_SIGNAL_NAMES[signum]})")
+                if args.drain:
+                    print(
+                        f"agtl worker {os.getpid()}: draining: no new work; what runs gets up "
+                        f"to {args.drain:g} s to finish ({_SIGNAL_NAMES[signum]} again to "
+                        "cancel it now)",
+                        flush=True,
+                    )
+            elif not hurry.done():
+                hurry.set_result(_SIGNAL_NAMES[signum])
 
         for signum in _SIGNAL_NAMES:
             loop.add_signal_handler(signum, request_stop, signum)
@@ -67,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             summary_sink=sink,
             heartbeat_every=args.heartbeat_every,
+            drain=args.drain,
+            hurry=hurry,
             on_ready=ready,
         )
         print(f"agtl worker {os.getpid()}: stopped", flush=True)

@@ -88,12 +88,23 @@ class Executions:
         self._providers: dict[str, Provider] = {}
         self._building: dict[str, asyncio.Lock] = {}
         self._running: set[CancelSignal] = set()
+        self._idle = asyncio.Event()  # set while nothing runs
+        self._idle.set()
         self._summary_sink = summary_sink
         self._closing_reason: str | None = None
 
     @property
     def running(self) -> int:
         return len(self._running)
+
+    async def drain(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the running executions to end; whether they all did."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def cancel_all(self, reason: str) -> None:
         """Cancel every running execution (and any that starts from now on) with ``reason``."""
@@ -152,6 +163,7 @@ class Executions:
             execution = journaled.simple_execution(workflow, signal=signal, timeout=timeout)
         beat.journal = journal
         self._running.add(signal)
+        self._idle.clear()
         if self._closing_reason is not None:
             signal.cancel(self._closing_reason)
         running = asyncio.ensure_future(aio.result(execution))
@@ -168,6 +180,8 @@ class Executions:
                 result = await running
         finally:
             self._running.discard(signal)
+            if not self._running:
+                self._idle.set()
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating

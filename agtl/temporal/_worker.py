@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -19,7 +21,8 @@ from agtl.validation import check_str, type_name
 
 __all__ = ["serve"]
 
-#: After a stop, how long running executions get to end (they are cancelled at once).
+#: After a stop (and its drain), how long cancelled executions get to report their Results
+#: before Temporal's worker cancels them itself.
 STOP_GRACE = dt.timedelta(seconds=30)
 
 
@@ -32,6 +35,8 @@ async def serve(
     summary_sink: SummarySink | None = None,
     identity: str | None = None,
     heartbeat_every: float = 0.5,
+    drain: float = 0.0,
+    hurry: Awaitable[object] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Run agtl executions from ``task_queue`` until ``until`` gives a reason to stop.
@@ -44,6 +49,11 @@ async def serve(
     ``heartbeat_every`` (seconds) is how often a running execution reports to Temporal at
     most. A cancel from Temporal arrives with a heartbeat's reply, so it also bounds how long
     a cancel takes to land; raise it to spare a busy server.
+
+    With ``drain`` (seconds), a stop first lets what runs finish: the worker takes no more
+    work at once, and cancels (with the reason) only what is still running ``drain`` seconds
+    later, or as soon as ``hurry`` is done (a second Ctrl-C, say). A rolling restart then
+    loses no execution that ends within that time.
     """
     if not isinstance(client, Client):
         raise InvalidArgumentError(
@@ -55,6 +65,8 @@ async def serve(
         raise InvalidArgumentError(
             "heartbeat_every", f"must be a positive number of seconds, not {heartbeat_every!r}"
         )
+    if not isinstance(drain, int | float) or not 0 <= drain < math.inf:
+        raise InvalidArgumentError("drain", f"must be a number of seconds >= 0, not {drain!r}")
     executions = Executions(
         summary_sink=summary_sink,
         heartbeat_every=heartbeat_every,
@@ -66,7 +78,9 @@ async def serve(
         workflows=[ExecutionWorkflow],
         activities=[executions.execute],
         max_concurrent_activities=concurrency,
-        graceful_shutdown_timeout=STOP_GRACE,
+        # Temporal cancels what still runs this long after the stop; agtl cancels it first,
+        # with the reason, once the drain is over.
+        graceful_shutdown_timeout=STOP_GRACE + dt.timedelta(seconds=drain),
         max_heartbeat_throttle_interval=dt.timedelta(seconds=heartbeat_every),
         default_heartbeat_throttle_interval=dt.timedelta(seconds=heartbeat_every),
         identity=identity,
@@ -81,7 +95,27 @@ async def serve(
             if on_ready is not None:
                 on_ready()
             reason = await until
-            executions.cancel_all(reason)
+            if drain:
+                stopping = asyncio.ensure_future(worker.shutdown())  # takes no more work
+                try:
+                    if not await _drained(executions, drain, hurry):
+                        executions.cancel_all(reason)
+                finally:
+                    await stopping
+            else:
+                executions.cancel_all(reason)
     finally:
         await executions.aclose()
         await aio.shutdown()
+
+
+async def _drained(executions: Executions, seconds: float, hurry: Awaitable[object] | None) -> bool:
+    """Whether the running executions all ended within ``seconds``, unless ``hurry`` came first."""
+    drained = asyncio.ensure_future(executions.drain(seconds))
+    waiting: set[asyncio.Future[Any]] = {drained}
+    if hurry is not None:
+        waiting.add(asyncio.ensure_future(hurry))
+    done, pending = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    for future in pending:
+        future.cancel()
+    return drained in done and drained.result()

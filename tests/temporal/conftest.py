@@ -32,7 +32,12 @@ class Workers:
     directory: Path
     started: list[WorkerProcess] = attrs.Factory(list)
 
-    def start(self, concurrency: int = 4, env: dict[str, str] | None = None) -> WorkerProcess:
+    def start(
+        self,
+        concurrency: int = 4,
+        env: dict[str, str] | None = None,
+        arguments: tuple[str, ...] = (),
+    ) -> WorkerProcess:
         worker = WorkerProcess.start(
             self.address,
             self.task_queue,
@@ -40,6 +45,7 @@ class Workers:
             paths=[ROOT],
             log_summaries=self.directory / "summaries.jsonl",
             env=env,
+            arguments=arguments,
         )
         self.started.append(worker)
         return worker

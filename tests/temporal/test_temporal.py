@@ -388,6 +388,62 @@ def test_an_id_names_one_execution_and_a_second_submit_gets_it(
     assert len({r.summary.execution_id for r in results}) == 1
 
 
+def test_a_draining_worker_lets_what_runs_finish_and_takes_no_new_work(
+    workers: Workers, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    draining = workers.start(concurrency=2, arguments=("--drain", "60"))
+
+    async def scenario(client: Any) -> list[agtl.Result[Any]]:
+        running = await start(
+            client, workers, "answer", {"prompt": "slow a"}, provider=slow_spec(log, chunks=40)
+        )
+        await until_streaming([running])  # about two seconds of reply left
+        draining.process.send_signal(signal.SIGTERM)
+        draining.wait_for_line("draining", 10)
+        later = await start(client, workers, "answer", {"prompt": "b"}, provider=slow_spec(log))
+        assert await asyncio.to_thread(draining.process.wait, 30) == 0  # once "slow a" ended
+        assert [prompt for _, prompt in calls_in(log)] == ["slow a"]  # "b" was not taken
+        workers.start(concurrency=1)  # completes both workflows, runs "b"
+        return [await running.result(), await later.result()]
+
+    finished, later = with_client(workers.address, scenario)
+    assert finished.succeeded, finished
+    assert finished.value == "".join(f"word{i} " for i in range(40))  # the whole reply
+    assert str(draining.pid) in finished.summary.metadata["temporal_worker"]
+    assert later.succeeded, later
+    assert str(draining.pid) not in later.summary.metadata["temporal_worker"]
+
+
+@pytest.mark.parametrize(
+    ("drain", "second_signal"), [("1", False), ("600", True)], ids=["runs-out", "second-signal"]
+)
+def test_a_drain_that_ends_cancels_what_still_runs_with_the_reason(
+    workers: Workers, tmp_path: Path, drain: str, second_signal: bool
+) -> None:
+    log = tmp_path / "calls.log"
+    worker = workers.start(concurrency=1, arguments=("--drain", drain))
+
+    async def scenario(client: Any) -> agtl.Result[Any]:
+        handle = await streaming_story(client, workers, log)  # 20 s of reply
+        worker.process.send_signal(signal.SIGTERM)
+        worker.wait_for_line("draining", 10)
+        if second_signal:
+            worker.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.process.wait, 30) == 0
+        workers.start(concurrency=1)
+        return await handle.result()
+
+    # Had the drain waited for the 20 s reply, the story would have ended succeeded.
+    result = with_client(workers.address, scenario)
+    assert result.canceled, result
+    assert result.cancel is not None
+    assert result.cancel.reason == "the worker was stopped (SIGTERM)"
+    assert result.partial is not None
+    assert result.partial.text.startswith("word0")
+    assert len(calls_in(log)) == 1
+
+
 def test_bad_input_fails_at_the_call(workers: Workers) -> None:
     spec = ProviderSpec.factory(f"{FLOWS}:scripted")
 
