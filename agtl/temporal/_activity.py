@@ -254,13 +254,23 @@ async def _why_cancelled(info: activity.Info) -> str:
             )
             async for event in handle.fetch_history_events():
                 if event.HasField("workflow_execution_cancel_requested_event_attributes"):
-                    attributes = event.workflow_execution_cancel_requested_event_attributes
-                    if attributes.cause:
-                        reason = f"{reason}: {attributes.cause}"
-                    if attributes.identity:
-                        reason = f"{reason} (by {attributes.identity})"
-                    break
+                    cancelled = event.workflow_execution_cancel_requested_event_attributes
+                    return _with_why(reason, cancelled.cause, cancelled.identity)
+                if event.HasField("workflow_execution_terminated_event_attributes"):
+                    terminated = event.workflow_execution_terminated_event_attributes
+                    return _with_why(
+                        "the Temporal workflow was terminated",
+                        terminated.reason,
+                        terminated.identity,
+                    )
     return reason
+
+
+def _with_why(what: str, why: str, who: str) -> str:
+    """``what`` happened, with the reason and the identity the history gives (either may be
+    empty): "the Temporal workflow was cancelled: the user pressed Stop (by 4242@host)"."""
+    text = f"{what}: {why}" if why else what
+    return f"{text} (by {who})" if who else text
 
 
 class _Heartbeat:

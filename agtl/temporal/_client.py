@@ -12,7 +12,8 @@ from typing import Any
 import attrs
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import CancelledError as TemporalCancelledError
+from temporalio.exceptions import TerminatedError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from agtl._vocabulary import CancelInfo, CancelSource, Status
@@ -263,11 +264,20 @@ def result_of(execution_id: str, outcome: Mapping[str, Any]) -> Result[Any]:
 
 def _describe_failure(error: WorkflowFailureError) -> dict[str, Any]:
     cause = error.cause
-    if type(cause).__name__ == "CancelledError":
+    if isinstance(cause, TemporalCancelledError):
         return {
             "status": "canceled",
             "source": "signal",
             "reason": "the Temporal workflow was cancelled",
+        }
+    if isinstance(cause, TerminatedError):
+        # An operator's hard stop: nothing failed, the execution was stopped from outside
+        # (its Result and summary are lost with the workflow; the worker's records keep them).
+        reason = "the Temporal workflow was terminated"
+        return {
+            "status": "canceled",
+            "source": "signal",
+            "reason": f"{reason}: {cause.message}" if cause.message else reason,
         }
     return {
         "status": "failed",

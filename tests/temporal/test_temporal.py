@@ -444,6 +444,35 @@ def test_a_drain_that_ends_cancels_what_still_runs_with_the_reason(
     assert len(calls_in(log)) == 1
 
 
+def test_a_terminated_workflow_is_a_canceled_result_and_frees_the_worker(
+    workers: Workers, tmp_path: Path
+) -> None:
+    workers.start(concurrency=1)
+
+    async def scenario(client: Any) -> tuple[agtl.Result[Any], agtl.Result[Any]]:
+        handle = await streaming_story(client, workers, tmp_path / "calls.log")
+        await handle.workflow.terminate(reason="ops stopped it")
+        terminated = await handle.result()
+        spec = ProviderSpec.factory(f"{FLOWS}:scripted")
+        after = await start(client, workers, "answer", {"prompt": "next"}, provider=spec)
+        return terminated, await after.result()
+
+    terminated, after = with_client(workers.address, scenario)
+    assert terminated.canceled, terminated
+    assert terminated.cancel is not None
+    assert terminated.cancel.source is agtl.CancelSource.SIGNAL
+    assert terminated.cancel.reason == "the Temporal workflow was terminated: ops stopped it"
+    assert after.succeeded  # the one slot was freed: the story's execution was cancelled
+    assert after.value == "echo: next"
+    # The worker's own record of the story says why it stopped.
+    records, _ = JsonlSink.read(tmp_path / "summaries.jsonl")
+    [story] = [r for r in records if r["execution_id"] != after.summary.execution_id]
+    assert story["status"] == "canceled"
+    assert story["cancel"]["reason"].startswith(
+        "the Temporal workflow was terminated: ops stopped it (by "
+    )
+
+
 def test_bad_input_fails_at_the_call(workers: Workers) -> None:
     spec = ProviderSpec.factory(f"{FLOWS}:scripted")
 
