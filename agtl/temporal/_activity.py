@@ -35,7 +35,7 @@ from agtl.signals import CancelSignal
 from agtl.temporal._spec import ProviderSpec, load_object
 from agtl.temporal._workflow import ACTIVITY_NAME, BAD_REQUEST
 
-__all__ = ["Executions", "load_workflow"]
+__all__ = ["Executions", "load_workflow", "with_why"]
 
 
 #: The most journal (bytes of JSON) a heartbeat carries; Temporal warns about payloads
@@ -255,10 +255,10 @@ async def _why_cancelled(info: activity.Info) -> str:
             async for event in handle.fetch_history_events():
                 if event.HasField("workflow_execution_cancel_requested_event_attributes"):
                     cancelled = event.workflow_execution_cancel_requested_event_attributes
-                    return _with_why(reason, cancelled.cause, cancelled.identity)
+                    return with_why(reason, cancelled.cause, cancelled.identity)
                 if event.HasField("workflow_execution_terminated_event_attributes"):
                     terminated = event.workflow_execution_terminated_event_attributes
-                    return _with_why(
+                    return with_why(
                         "the Temporal workflow was terminated",
                         terminated.reason,
                         terminated.identity,
@@ -266,7 +266,7 @@ async def _why_cancelled(info: activity.Info) -> str:
     return reason
 
 
-def _with_why(what: str, why: str, who: str) -> str:
+def with_why(what: str, why: str, who: str) -> str:
     """``what`` happened, with the reason and the identity the history gives (either may be
     empty): "the Temporal workflow was cancelled: the user pressed Stop (by 4242@host)"."""
     text = f"{what}: {why}" if why else what

@@ -20,7 +20,7 @@ from agtl._vocabulary import CancelInfo, CancelSource, Status
 from agtl.errors import AgtlError, InvalidArgumentError, RemoteError
 from agtl.result import Result
 from agtl.summary import Summary
-from agtl.temporal._activity import load_workflow
+from agtl.temporal._activity import load_workflow, with_why
 from agtl.temporal._connection import TemporalUnavailableError
 from agtl.temporal._spec import ProviderSpec
 from agtl.temporal._workflow import WORKFLOW_NAME
@@ -224,21 +224,19 @@ async def _check_same_request(
     """That the execution ``handle`` names was submitted with ``request``: a reused id with
     other work must not quietly hand back somebody else's execution."""
     try:
-        async for event in handle.fetch_history_events():
-            started = event.workflow_execution_started_event_attributes
-            if started.workflow_type.name != WORKFLOW_NAME:
-                break
-            try:
-                earlier = await client.data_converter.decode(started.input.payloads)
-            except Exception:  # not what submit writes
-                break
-            if earlier == [request]:
-                return
-            break
+        first = await anext(aiter(handle.fetch_history_events()), None)
     except RPCError as error:
         raise TemporalUnavailableError(
             f"cannot read execution {handle.id!r} from Temporal: {error}"
         ) from None
+    started = None if first is None else first.workflow_execution_started_event_attributes
+    if started is not None and started.workflow_type.name == WORKFLOW_NAME:
+        try:
+            earlier = await client.data_converter.decode(started.input.payloads)
+        except Exception:  # not what submit writes
+            earlier = None
+        if earlier == [request]:
+            return
     raise InvalidArgumentError(
         "id",
         f"{handle.id!r} already names another execution (other workflow, input or options); "
@@ -273,11 +271,10 @@ def _describe_failure(error: WorkflowFailureError) -> dict[str, Any]:
     if isinstance(cause, TerminatedError):
         # An operator's hard stop: nothing failed, the execution was stopped from outside
         # (its Result and summary are lost with the workflow; the worker's records keep them).
-        reason = "the Temporal workflow was terminated"
         return {
             "status": "canceled",
             "source": "signal",
-            "reason": f"{reason}: {cause.message}" if cause.message else reason,
+            "reason": with_why("the Temporal workflow was terminated", cause.message, ""),
         }
     return {
         "status": "failed",
