@@ -51,15 +51,26 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float) -> None:
+def _wait_until_serving(port: int, process: subprocess.Popen[bytes], seconds: float) -> None:
+    """Until the dev server answers for its default namespace: its port opens a moment
+    before its frontend is healthy ("Frontend is not healthy yet"), and a client that
+    connects in between is refused."""
     deadline = time.monotonic() + seconds
+    ask = [
+        find_temporal(), "operator", "namespace", "describe", "--namespace", "default",
+        "--address", f"127.0.0.1:{port}", "--command-timeout", "2s",
+        # this server, whatever Temporal settings the environment holds for another one
+        "--disable-config-env", "--disable-config-file",
+    ]  # fmt: skip
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the Temporal dev server exited with {process.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
+            answered = subprocess.run(ask, capture_output=True, timeout=10, check=False)
+            if answered.returncode == 0:
+                return
         time.sleep(0.05)
-    raise TimeoutError(f"the Temporal dev server did not listen on port {port} in {seconds}s")
+    raise TimeoutError(f"the Temporal dev server on port {port} was not serving in {seconds}s")
 
 
 def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
@@ -105,7 +116,7 @@ def dev_server(
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_for_port(port, server, 60)
+            _wait_until_serving(port, server, 60)
             yield f"127.0.0.1:{port}"
         finally:
             stop_process(server)
