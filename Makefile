@@ -5,13 +5,14 @@
 #   make reliability  cancellation fuzzing, faults, crash safety (cases ran / held)
 #   make bench   benchmarks (ratios against raw baselines and pydantic-ai; ONLY=name, QUICK=1)
 #   make bench-check  the cheap in-process figures in about two minutes; non-zero on a regression
+#   make nightly  what `make test` leaves out: full reliability, bench-check and the examples
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMPS := $(VENV)/.stamps
 
-.PHONY: prereqs install test lint format demo temporal-demo bench bench-check reliability clean
+.PHONY: prereqs install test lint format demo temporal-demo bench bench-check reliability nightly clean
 
 install: $(STAMPS)/dev
 
@@ -93,6 +94,14 @@ bench: $(STAMPS)/bench
 # Not part of `make test`: a busy CI machine must not turn a benchmark into a flaky test.
 bench-check: $(STAMPS)/bench
 	$(BENCH_PY) -m bench --check --json $(VENV)/bench-check.json --charts $(VENV)/bench-check
+
+# The long checks `make test` cannot afford: the full reliability profile, the benchmark
+# regression check and the examples. Run it before a release and after any change to the call
+# path, on a quiet machine (about an hour on 2 cores).
+nightly: install $(STAMPS)/bench
+	$(MAKE) reliability
+	$(MAKE) bench-check
+	$(BIN)/pytest -q tests/test_examples.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,13 +1,16 @@
 """Summary sinks and reports: every execution's summary as one JSON line, and aggregates.
 
 ``provider.with_summary_sink(JsonlSink(path))`` makes every execution of that provider append
-its record when its outcome is frozen. Each record is written with a single ``O_APPEND`` write,
-so concurrent writers never interleave lines. A torn last line (a crash mid-write) is skipped
-when reading.
+its record when its outcome is frozen. Each record is appended under an exclusive ``flock`` and
+written to its last byte (a short write is continued), so concurrent writers, in this process
+or others, never interleave lines. A line torn by a crash or a full disk is never glued to the
+next record: an append that finds the file not ending in a newline starts with one. The torn
+line is then skipped (and counted) when reading.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import statistics
@@ -57,12 +60,7 @@ class JsonlSink:
         self.path = Path(path)
 
     def write(self, result: Result[Any]) -> None:
-        line = (json.dumps(record_of(result), ensure_ascii=False) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)  # one write: lines of concurrent writers never interleave
-        finally:
-            os.close(fd)
+        _append_line(self.path, json.dumps(record_of(result), ensure_ascii=False))
 
     @staticmethod
     def read(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], int]:
@@ -83,6 +81,29 @@ class JsonlSink:
                 else:
                     skipped += 1
         return records, skipped
+
+
+def _append_line(path: Path, text: str) -> None:
+    """Append ``text`` and a newline to ``path`` as one whole line.
+
+    Under an exclusive ``flock`` (other appenders wait; readers do not), so the check of the
+    file's last byte and the write are one step. A file that does not end in a newline (a
+    line torn by a crash or a short write) gets one first, so the torn line stays alone and
+    this record is whole. ``os.write`` may write less than asked (a full disk, a signal): the
+    rest is written until every byte is out, or the error is raised.
+    """
+    data = (text + "\n").encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 @attrs.frozen

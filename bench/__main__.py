@@ -8,6 +8,7 @@ target; the JSON file and the PNG charts hold everything, samples included.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import platform
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -77,7 +79,12 @@ def _mcp(mode: Mode, names: set[str]) -> list[Comparison]:
 
 
 def _otel(mode: Mode, names: set[str]) -> list[Comparison]:
-    return [trio.run(lambda: otel.overhead(quick=mode.quick))]
+    processors = {"otel": "batch", "otel-simple": "simple"}
+    return [
+        trio.run(functools.partial(otel.overhead, quick=mode.quick, processor=processor))
+        for name, processor in processors.items()
+        if name in names
+    ]
 
 
 def _serve(mode: Mode, names: set[str]) -> list[Comparison]:
@@ -98,7 +105,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     "peers": (("peer-overhead", "peer-streaming"), _peers),
     "scale": (("scale",), _scale),
     "tools": (("tools-overhead", "peer-tools", "tools-cancel"), _tools),
-    "otel": (("otel",), _otel),
+    "otel": (("otel", "otel-simple"), _otel),
     "mcp": (("mcp-call", "mcp-cancel"), _mcp),
     "local": (
         (
@@ -135,11 +142,29 @@ def _target(result: Comparison) -> tuple[str, float]:
 
 
 def within_margin(result: Comparison, margin: float) -> bool:
-    """Whether the ratio meets the target, or misses it by no more than ``margin``."""
+    """Whether the figure is sound and its ratio meets the target, or misses it by no more
+    than ``margin``. A figure with an invalid sample or a reported problem, or one that is
+    not a finite number, is a miss whatever its ratio."""
+    if unsound(result):
+        return False
     op, bound = _target(result)
     if op == "<=":
         return result.ratio <= bound * (1 + margin)
     return result.ratio >= bound * (1 - margin)
+
+
+def unsound(result: Comparison) -> list[str]:
+    """Why a figure cannot be trusted, whatever its value (empty: it can)."""
+    detail = result.detail
+    why = [f"invalid sample: {reason}" for reason in detail.get("invalid_reasons") or ()]
+    why += [f"problem: {problem}" for problem in detail.get("problems") or ()]
+    if detail.get("valid", 0) != detail.get("attempted", 0):
+        why.append(f"only {detail['valid']} of {detail['attempted']} samples valid")
+    for name in ("candidate", "baseline", "ratio"):
+        value = getattr(result, name)
+        if not math.isfinite(value) or (name != "ratio" and value <= 0):
+            why.append(f"{name} is {value}")
+    return why
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,24 +215,47 @@ def main(argv: list[str] | None = None) -> int:
         "results": [r.to_dict() for r in results],
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(payload, indent=2, default=_finite))
+    # Strict JSON: a figure that is not a number is written as null, never as Infinity/NaN.
+    args.json.write_text(json.dumps(_finite(payload), indent=2, allow_nan=False))
     console.print(f"wrote {args.json}")
     for chart in write_charts(results, args.charts):
         console.print(f"wrote {chart}")
     if args.check:
         return _confirm(results, mode, console)
-    return 0 if args.quick or all(r.passed for r in results) else 1
+    if args.quick:
+        # Quick figures are not judged, but a broken benchmark is: every figure must be
+        # sound (all samples valid, no problem, a finite value).
+        broken = [(r.key, why) for r in results for why in unsound(r)]
+        for key, why in broken:
+            console.print(f"[red]broken[/red] {key}: {why}")
+        return 1 if broken else 0
+    return 0 if all(r.passed and not unsound(r) for r in results) else 1
 
 
-def _confirm(results: list[Comparison], mode: Mode, console: Console) -> int:
+def measure_again(first: Comparison, mode: Mode) -> Comparison:
+    """The same figure, measured once more."""
+    bench = "scale" if first.key.startswith("scale-") else first.key  # one run, two figures
+    run = next(run for names, run in GROUPS.values() if bench in names)
+    return next(r for r in run(mode, {bench}) if r.key == first.key)
+
+
+def _confirm(
+    results: list[Comparison],
+    mode: Mode,
+    console: Console,
+    measure: Callable[[Comparison, Mode], Comparison] = measure_again,
+) -> int:
     """``--check``: a figure that misses its target is measured again; only a miss in both
-    runs is a regression (a shared machine's noise can exceed the margin once)."""
+    runs is a regression (a shared machine's noise can exceed the margin once). A figure
+    with an invalid sample or a problem is a miss."""
     missed = [r for r in results if not within_margin(r, CHECK_MARGIN)]
     confirmed = []
     for first in missed:
-        bench = "scale" if first.key.startswith("scale-") else first.key  # one run, two figures
-        run = next(run for names, run in GROUPS.values() if bench in names)
-        again = next(r for r in run(mode, {bench}) if r.key == first.key)
+        for why in unsound(first):
+            console.print(f"{first.key}: {why}")
+        again = measure(first, mode)
+        for why in unsound(again):
+            console.print(f"{first.key} (again): {why}")
         verdict = "confirmed" if not within_margin(again, CHECK_MARGIN) else "not confirmed"
         console.print(
             f"{first.key}: ratio {first.ratio:.2f}x, target {first.target}; measured again: "
@@ -292,8 +340,15 @@ def _notes(result: Comparison) -> str:
     return ""
 
 
-def _finite(value: object) -> object:
-    return None if isinstance(value, float) and not math.isfinite(value) else str(value)
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float as None, ready for strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """Reliability suite: case counts per category, and the size of the fuzzing runs.
 
 ``AGTL_FUZZ=quick`` runs fewer generated cases (a smoke profile); the default is the full
-run. With ``AGTL_RELIABILITY_REPORT=path``, how many cases ran and held per category is
-written there as JSON at the end of the session (``make reliability`` prints it).
+run. With ``AGTL_RELIABILITY_REPORT=path``, what the cases of each category did (checked,
+landed, distinct, seconds: see ``Tally``) is written there as JSON at the end of the session
+(``make reliability`` prints it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,21 +76,49 @@ def pool_state(provider: object) -> PoolState:
 
 
 class Tally:
-    """Counts cases per category: ``ran`` when a case starts, ``held`` once its checks pass,
-    and ``cancelled`` when the execution it held for was really cancelled."""
+    """What the reliability cases did, per category.
+
+    ``checked``: cases whose checks all passed (a case that fails fails its test, so this is
+    a count of the work done, not a finding). What varies, and shows the cases did what their
+    category claims: ``landed``, the cases with evidence that the cancel, kill or fault landed
+    where the category says (a cancel in its phase, a kill inside a write, a retried
+    attempt); ``distinct``, how many different cases were drawn; ``seconds``, wall time.
+    """
 
     def __init__(self) -> None:
         self.ran: Counter[str] = Counter()
-        self.held: Counter[str] = Counter()
-        self.cancelled: Counter[str] = Counter()
+        self.checked: Counter[str] = Counter()
+        self.landed: Counter[str] = Counter()
+        self.seconds: dict[str, float] = {}
+        self.distinct: dict[str, set[str]] = {}
+        self._started: dict[str, float] = {}
 
-    def start(self, category: str) -> None:
+    def start(self, category: str, key: object = None) -> None:
+        """A case of ``category`` starts; ``key`` tells it apart from others (its repr)."""
         self.ran[category] += 1
+        self.distinct.setdefault(category, set()).add(repr(key) if key is not None else "")
+        self._started[category] = time.monotonic()
 
-    def hold(self, category: str, *, cancelled: bool | None = None) -> None:
-        self.held[category] += 1
-        if cancelled:
-            self.cancelled[category] += 1
+    def hold(self, category: str, *, landed: bool | None = None) -> None:
+        """The case's checks passed; ``landed``: it showed evidence of landing."""
+        self.checked[category] += 1
+        if landed:
+            self.landed[category] += 1
+        started = self._started.pop(category, None)
+        if started is not None:
+            self.seconds[category] = self.seconds.get(category, 0.0) + time.monotonic() - started
+
+    def rows(self) -> dict[str, dict[str, float]]:
+        return {
+            category: {
+                "ran": ran,
+                "checked": self.checked[category],
+                "landed": self.landed[category],
+                "distinct": len(self.distinct.get(category, ())),
+                "seconds": round(self.seconds.get(category, 0.0), 3),
+            }
+            for category, ran in sorted(self.ran.items())
+        }
 
 
 _TALLY = Tally()
@@ -99,8 +129,5 @@ def tally() -> Iterator[Tally]:
     yield _TALLY
     report = os.environ.get("AGTL_RELIABILITY_REPORT")
     if report:
-        rows = {
-            c: {"ran": n, "held": _TALLY.held[c], "cancelled": _TALLY.cancelled[c]}
-            for c, n in sorted(_TALLY.ran.items())
-        }
+        rows = _TALLY.rows()
         Path(report).write_text(json.dumps({"quick": QUICK, "categories": rows}, indent=2))

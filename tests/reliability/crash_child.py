@@ -4,12 +4,20 @@
 through a JsonlSink), ``conversation`` (a Conversation saved after every entry) or ``kv`` (KV
 session turns on the bundled model). After each write is complete it prints
 ``committed <what>`` and flushes, so the parent knows what must survive the kill.
+
+The disk is made slow, so that a kill at a random moment usually lands inside a write (the
+window the test exists for) rather than between writes: every ``fsync`` takes a while, and
+in ``sink`` mode the summary line goes out in small pieces (short writes, as on a full disk),
+each followed by a pause.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -66,9 +74,33 @@ async def kv_loop(directory: Path) -> None:
             say(f"committed {result.summary.llm_calls[0].details['kv_committed_generation']}")
 
 
+#: How long the slow disk takes per fsync, and per piece of a summary line (seconds).
+SLOW_FSYNC = {"sink": 0.0, "conversation": 0.02, "kv": 0.25}
+PIECE_BYTES, PIECE_PAUSE = 256, 0.002
+
+
+def slow_disk(mode: str) -> None:
+    """Make the writes of ``mode`` take long enough for a random kill to land in them."""
+    real_fsync, real_write = os.fsync, os.write
+
+    def fsync(fd: Any) -> None:
+        real_fsync(fd)
+        time.sleep(SLOW_FSYNC[mode])
+
+    def write(fd: int, data: Any) -> int:
+        written = real_write(fd, bytes(data[:PIECE_BYTES]))
+        time.sleep(PIECE_PAUSE)
+        return written
+
+    os.fsync = fsync
+    if mode == "sink":
+        os.write = write
+
+
 LOOPS = {"sink": sink_loop, "conversation": conversation_loop, "kv": kv_loop}
 
 if __name__ == "__main__":
     mode, directory = sys.argv[1], Path(sys.argv[2])
+    slow_disk(mode)
     say("ready")
     trio.run(LOOPS[mode], directory)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,33 @@ async def test_misbehaving_workflows_get_the_documented_outcome(tally: Tally) ->
 SECRET = "sk-live-DO-NOT-LEAK-4f2a9c"
 
 
+class _Everything(logging.Handler):
+    """Keeps every stdlib log record, formatted with its arguments and any traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def stdlib_logs_at_debug() -> Iterator[_Everything]:
+    """Every stdlib logger (httpx, httpcore, openai, ...) at DEBUG, into one handler."""
+    root = logging.getLogger()
+    handler = _Everything()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
 async def test_a_fake_key_appears_in_nothing_a_run_produces(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], tally: Tally
 ) -> None:
@@ -201,7 +229,7 @@ async def test_a_fake_key_appears_in_nothing_a_run_produces(
     produced: list[str] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
-        with structlog.testing.capture_logs() as logs:
+        with structlog.testing.capture_logs() as logs, stdlib_logs_at_debug() as stdlib:
             provider = OpenAIProvider(api_key=SECRET, base_url=server.base_url, max_retries=1)
             provider = provider.with_summary_sink(JsonlSink(sink_path))
             async with provider:
@@ -227,6 +255,11 @@ async def test_a_fake_key_appears_in_nothing_a_run_produces(
         nursery.cancel_scope.cancel()
     assert server.requests["unauthorized"] == 1  # the key was sent, and echoed back by the server
     produced += [repr(entry) for entry in logs]
+    produced += stdlib.lines
+    # The stdlib loggers really were heard: httpx logs every request at INFO, httpcore the
+    # request headers at DEBUG (where an Authorization header would show).
+    assert any(line.startswith("httpx ") for line in stdlib.lines), stdlib.lines[:5]
+    assert any(line.startswith("httpcore.http11 DEBUG") for line in stdlib.lines)
     produced.append(sink_path.read_text())
     with trio.fail_after(120):
         report = await trio.run_process(

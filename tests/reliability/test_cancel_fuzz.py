@@ -373,6 +373,6 @@ async def run_case(case: Case) -> bool:
 )
 @given(case=case_strategy())
 def test_cancel_anywhere_holds_the_invariants(case: Case, tally: Tally) -> None:
-    tally.start(case.category)
+    tally.start(case.category, key=case)
     cancelled = trio.run(run_case, case, clock=trio.testing.MockClock(autojump_threshold=0))
-    tally.hold(case.category, cancelled=cancelled)
+    tally.hold(case.category, landed=cancelled)

@@ -462,7 +462,7 @@ async def fuzz(runner: Runner, backend: str, count: int, tally: Tally) -> None:
     assert "Paris" in runner.expected_answer
     for index in range(count):
         case = draw(rng, backend, index)
-        tally.start(case.category)
+        tally.start(case.category, key=case)
         try:
             # A hang is a failure of this case, reported with its seed, never a stuck suite.
             with trio.fail_after(CASE_DEADLINE_SECONDS):
@@ -470,7 +470,7 @@ async def fuzz(runner: Runner, backend: str, count: int, tally: Tally) -> None:
         except BaseException as exc:
             exc.add_note(f"seed={seed} case #{index}: {case}")
             raise
-        tally.hold(case.category, cancelled=cancelled)
+        tally.hold(case.category, landed=cancelled)
 
 
 @pytest.fixture
