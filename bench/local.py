@@ -19,7 +19,6 @@ import multiprocessing
 import random
 import statistics
 import tempfile
-import threading
 import time
 from typing import Any, cast
 
@@ -126,10 +125,6 @@ async def cancel_during_decode(provider: LlamaCppProvider, *, quick: bool) -> Co
     )
 
 
-def _worker_running() -> bool:
-    return any(t.name.startswith("agtl-llamacpp-") for t in threading.enumerate())
-
-
 async def cancel_during_prefill(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
     """Cancel after the worker started processing the prompt and before the first token."""
     samples = CancelSamples()
@@ -148,11 +143,14 @@ async def cancel_during_prefill(provider: LlamaCppProvider, *, quick: bool) -> C
                 async for _ in s:
                     pass
 
+        before = provider._engine.prefills_started
         async with provider.simple_execution(run) as execution:
             await entered.wait()
+            engine = provider._engine
             with trio.fail_after(10):
-                # The prompt is being processed from here on; no event says so, so poll.
-                while not _worker_running():  # noqa: ASYNC110
+                # The worker counts each prompt it begins to process; no event says so, so
+                # poll for this one.
+                while engine.prefills_started == before:  # noqa: ASYNC110
                     await trio.sleep(0.001)
             # Somewhere in the first few hundred ms of a prefill that takes seconds.
             await trio.sleep(rng.uniform(0.0, 0.4))
@@ -180,8 +178,8 @@ def _prefill_problem(result: Result[Any]) -> str | None:
         return f"the call ended by itself ({call.stop_reason.value})"
     if call.usage.output_tokens != 0 or call.time_to_first_token is not None:
         return "the first token had already come"
-    if not call.usage.input_tokens:
-        return "the prompt was never processed"
+    if not call.details.get("prefill_started"):
+        return "the prompt was never processed (the worker had not begun on it)"
     return None
 
 

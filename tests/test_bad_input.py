@@ -88,8 +88,17 @@ def test_unknown_option_suggests_the_close_name() -> None:
         provider.with_default_options(temprature=0.1)
 
 
-def test_lambdas_returning_coroutines_are_accepted() -> None:
-    provider.simple_execution(lambda session: coroutine_fn(session))
+async def test_lambdas_returning_coroutines_are_accepted() -> None:
+    ran: list[Session] = []
+
+    async def workflow(session: Session) -> str:
+        ran.append(session)
+        return "ran"
+
+    result = await ScriptedProvider().simple_execution(lambda session: workflow(session)).result()
+    assert result.status is agtl.Status.SUCCEEDED
+    assert result.value == "ran"
+    assert len(ran) == 1
 
 
 CALL_CASES: list[tuple[str, dict[str, Any], str]] = [

@@ -22,6 +22,7 @@ TOKEN_ENV = "AGTL_SERVE_TOKEN"
 def run(args: argparse.Namespace) -> int:
     try:
         from agtl.serve import create_app, serve
+        from agtl.serve._server import address_in_use
     except ImportError:
         raise CliError("agtl serve needs its extra", "pip install 'agtl[serve]'") from None
     workflow = load_workflow(args.target) if args.target else None
@@ -60,6 +61,13 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         trio.run(main)
+    except (OSError, BaseExceptionGroup) as exc:
+        if not address_in_use(exc):
+            raise
+        raise CliError(
+            f"port {args.port} on {args.host} is already in use",
+            "pick another with --port, or stop the server that holds it",
+        ) from None
     finally:
         trio.run(provider.aclose)
     out.print("agtl serve: stopped")

@@ -91,6 +91,13 @@ class HostileServer:
             key = headers.get("authorization", "").removeprefix("Bearer ")
             await _error(stream, 401, f"Incorrect API key provided: {key}", close=close)
             return True
+        if model in REFUSALS:
+            status, message = REFUSALS[model]
+            await _error(stream, status, message, close=close)
+            return True
+        if model == "no-headers":
+            await _silent_until_closed(stream)  # the request is read; no answer ever comes
+            return False
         await stream.send_all(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"transfer-encoding: chunked\r\n"
@@ -120,6 +127,21 @@ class HostileServer:
         await _chunk(stream, b"data: [DONE]\n\n")
         await stream.send_all(b"0\r\n\r\n")
         return True
+
+
+#: Models whose request the server refuses: (status, the error message it sends).
+REFUSALS = {
+    "bad-request": (400, "temperature must be between 0 and 2"),
+    "forbidden": (403, "this key may not use the model"),
+    "too-large": (413, "request body too large"),
+    "unprocessable": (422, "messages[0].content: field required"),
+    "context-400": (
+        400,
+        "This model's maximum context length is 2048 tokens. However, you requested 5000 "
+        "tokens. Please reduce the length of the messages.",
+    ),
+    "context-413": (413, "Requested tokens exceed context window: maximum context length 512"),
+}
 
 
 async def _tool_reply(stream: trio.SocketStream, model: str) -> bool:
@@ -210,7 +232,15 @@ async def _error(
     *,
     close: bool = True,
 ) -> None:
-    reasons = {401: "Unauthorized", 429: "Too Many Requests", 500: "Internal Server Error"}
+    reasons = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        413: "Payload Too Large",
+        422: "Unprocessable Entity",
+        429: "Too Many Requests",
+        500: "Internal Server Error",
+    }
     body = json.dumps({"error": {"message": message, "type": "error", "code": None}}).encode()
     head = f"HTTP/1.1 {status} {reasons[status]}\r\ncontent-type: application/json\r\n"
     head += f"content-length: {len(body)}\r\n" + ("connection: close\r\n" if close else "")

@@ -20,7 +20,7 @@ from agtl import Provenance, Session, Status, StopReason
 from agtl_openai import OpenAIProvider
 from agtl_openai.testing import serve_local_model
 from tests.local import free_port
-from tests.providers.hostile_server import HostileServer
+from tests.providers.hostile_server import REFUSALS, HostileServer
 from tests.waiting import wait_for
 
 SYSTEM = "You are a helpful assistant."
@@ -277,6 +277,55 @@ async def test_unauthorized_is_not_retried_and_never_shows_the_key(hostile: Host
     everything = json.dumps(logs, default=repr) + str(result.error) + repr(result)
     everything += json.dumps(result.summary.to_dict()) + result.summary.format()
     assert SECRET not in everything
+
+
+@pytest.mark.parametrize(
+    ("model", "error", "status"),
+    [
+        ("bad-request", agtl.BadRequestError, 400),
+        ("forbidden", agtl.PermissionDeniedError, 403),
+        ("too-large", agtl.BadRequestError, 413),
+        ("unprocessable", agtl.BadRequestError, 422),
+    ],
+)
+async def test_refusals_map_to_their_typed_error_and_are_not_retried(
+    hostile: HostileServer, model: str, error: type[agtl.ProviderError], status: int
+) -> None:
+    result = await run(hostile_provider(hostile, max_retries=2), model)
+    assert result.status is Status.FAILED
+    assert type(result.error) is error, result.error
+    assert result.error.status_code == status
+    assert not result.error.is_retryable
+    assert hostile.requests[model] == 1  # a refusal is final: never sent again
+    assert REFUSALS[model][1] in str(result.error)  # the server's own words
+    assert hostile.base_url.rstrip("/") in str(result.error)  # and which server said them
+    assert result.summary.llm_calls[0].stop_reason is StopReason.ERROR
+
+
+@pytest.mark.parametrize("model", ["context-400", "context-413"])
+async def test_a_context_length_refusal_is_a_context_length_error(
+    hostile: HostileServer, model: str
+) -> None:
+    result = await run(hostile_provider(hostile, max_retries=2), model)
+    assert result.status is Status.FAILED
+    assert isinstance(result.error, agtl.ContextLengthError), result.error
+    assert hostile.requests[model] == 1
+    message = str(result.error)
+    assert "maximum context length" in message
+    assert "shorten the history" in message  # what to do about it
+    assert hostile.base_url.rstrip("/") in message
+
+
+async def test_a_server_that_never_answers_times_out_typed(hostile: HostileServer) -> None:
+    provider = hostile_provider(hostile, timeout=0.3, max_retries=1)
+    with trio.fail_after(30):
+        result = await run(provider, "no-headers")
+    assert result.status is Status.FAILED
+    assert isinstance(result.error, agtl.ProviderTimeoutError), result.error
+    assert result.error.is_retryable
+    assert hostile.requests["no-headers"] == 2  # timed out before the first byte: retried once
+    assert hostile.base_url.rstrip("/") in str(result.error)
+    assert SECRET not in str(result.error)
 
 
 @pytest.mark.parametrize(

@@ -207,7 +207,7 @@ class _Everything(logging.Handler):
 
 @contextlib.contextmanager
 def stdlib_logs_at_debug() -> Iterator[_Everything]:
-    """Every stdlib logger (httpx, httpcore, openai, ...) at DEBUG, into one handler."""
+    """Every stdlib logger (httpx2, httpcore2, openai, ...) at DEBUG, into one handler."""
     root = logging.getLogger()
     handler = _Everything()
     level = root.level
@@ -256,10 +256,10 @@ async def test_a_fake_key_appears_in_nothing_a_run_produces(
     assert server.requests["unauthorized"] == 1  # the key was sent, and echoed back by the server
     produced += [repr(entry) for entry in logs]
     produced += stdlib.lines
-    # The stdlib loggers really were heard: httpx logs every request at INFO, httpcore the
-    # request headers at DEBUG (where an Authorization header would show).
-    assert any(line.startswith("httpx ") for line in stdlib.lines), stdlib.lines[:5]
-    assert any(line.startswith("httpcore.http11 DEBUG") for line in stdlib.lines)
+    # The stdlib loggers really were heard: the openai SDK's HTTP client (httpx2) logs every
+    # request at INFO, its transport (httpcore2) each step of a request at DEBUG.
+    assert any(line.startswith("httpx2 ") for line in stdlib.lines), stdlib.lines[:5]
+    assert any(line.startswith("httpcore2.http11 DEBUG") for line in stdlib.lines)
     produced.append(sink_path.read_text())
     with trio.fail_after(120):
         report = await trio.run_process(

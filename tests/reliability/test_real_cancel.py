@@ -7,7 +7,9 @@ or the server's single slot, during prefill, mid-stream, between two calls, insi
 on_done hook, after the terminal event), with random details inside each cell. Each runs one
 execution on one of the two hosts, asserts that the cancel landed in the phase the cell names
 (nothing produced before a prefill or queued cancel, the model still busy for a queued one,
-the stream under way for a mid-stream one), and checks the invariants of the scripted fuzz
+the stream under way for a mid-stream one), with evidence from the backend itself (a request
+body sent to the server, a prompt the local worker began to process after any KV load; see
+``Runner``), counted per cell as "landed", and checks the invariants of the scripted fuzz
 that do not depend on exact timing, plus: the model still gives its known answer right after
 the cancel; on the
 local model with a KV session on disk, the committed generation is the old or the new one,
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx2
 import pytest
 import trio
 import trio.testing
@@ -127,11 +130,6 @@ def draw(rng: random.Random, backend: str, index: int) -> RealCase:
     )
 
 
-def _worker_running() -> bool:
-    """Whether a local generation's worker thread is processing a prompt right now."""
-    return any(t.name.startswith("agtl-llamacpp-") for t in threading.enumerate())
-
-
 def _task_tree() -> list[str]:
     """Names of every living task (for a failure message)."""
     names: list[str] = []
@@ -150,12 +148,39 @@ def agtl_threads() -> list[str]:
 
 
 class Runner:
-    """Runs cases against one provider, with the check answer known in advance."""
+    """Runs cases against one provider, with the check answer known in advance.
+
+    It watches what the backend really did, to show where a cancel landed: on a server, how
+    many request bodies went out on the wire (the HTTP client's trace of each request; the
+    OpenAI provider sends nothing until the stream is first read); on the local model, how
+    many prompts the worker began to process (after any KV session load).
+    """
 
     def __init__(self, provider: agtl.Provider, cache_dir: Path | None) -> None:
         self.provider = provider
         self.cache_dir = cache_dir
         self.expected_answer = ""
+        self.bodies_sent = 0
+        if isinstance(provider, OpenAIProvider):
+            provider.client._client.event_hooks["request"].append(self._trace_request)
+
+    async def _trace_request(self, request: httpx2.Request) -> None:
+        request.extensions["trace"] = self._trace
+
+    async def _trace(self, event: str, info: dict[str, Any]) -> None:
+        if event == "http11.send_request_body.complete":
+            self.bodies_sent += 1
+
+    def prompts_started(self) -> int:
+        """Request bodies sent (server), or prompts the worker began (local)."""
+        if isinstance(self.provider, LlamaCppProvider):
+            return self.provider._engine.prefills_started
+        return self.bodies_sent
+
+    async def prompt_started(self, before: int) -> None:
+        """Return once the case's prompt is with the backend: sent, or being processed."""
+        what = "the request body sent" if self.cache_dir is None else "the prefill started"
+        await wait_until(lambda: self.prompts_started() > before, what)
 
     async def answer(self) -> str:
         async def ask(session: Session) -> str:
@@ -166,14 +191,18 @@ class Runner:
 
         return (await self.provider.simple_execution(ask).result()).unwrap()
 
-    async def queued(self) -> None:
-        """Return once this process's pending call waits for the busy model."""
+    def waiting(self) -> bool:
+        """Whether a call of this process waits for the busy local model."""
+        assert isinstance(self.provider, LlamaCppProvider)
+        return self.provider._engine.turn.statistics().tasks_waiting > 0
+
+    async def queued(self, before: int) -> None:
+        """Return once the case's call waits for the busy model: in the local model's queue,
+        or sent to the server, whose one slot the blocker holds."""
         if isinstance(self.provider, LlamaCppProvider):
-            turn = self.provider._engine.turn
-            await wait_until(lambda: turn.statistics().tasks_waiting > 0, "queueing for the model")
+            await wait_until(self.waiting, "queueing for the model")
         else:
-            # The request is sent once every task here waits (for the server's answer).
-            await trio.testing.wait_all_tasks_blocked(cushion=0.005)
+            await self.prompt_started(before)
 
     def committed(self, key: str) -> int | None:
         """The committed generation of a KV session, after checking it is whole."""
@@ -211,10 +240,19 @@ class Runner:
         # and whether the blocker still held the model (queued cases).
         landed: dict[str, Any] = {}
 
-        def fire() -> None:
+        started_before = self.prompts_started()
+
+        def note_landing() -> None:
+            """What the backend had done when the cancel was fired (evidence of its phase)."""
             landed.setdefault("deltas", deltas_seen[-1] if deltas_seen else None)
             landed.setdefault("calls", len(deltas_seen))
             landed.setdefault("blocker_busy", not blocker_done.is_set())
+            landed.setdefault("prompt_started", self.prompts_started() > started_before)
+            if isinstance(self.provider, LlamaCppProvider):
+                landed.setdefault("waiting", self.waiting())
+
+        def fire() -> None:
+            note_landing()
             if case.mechanism == "signal":
                 signal.cancel("fuzz")
             else:
@@ -288,12 +326,11 @@ class Runner:
         async def fire_at_point() -> None:
             if case.point == "queued":
                 await call_started.wait()
-                await self.queued()  # the request is waiting for the model from here on
+                await self.queued(started_before)  # waiting for the model from here on
                 await trio.sleep(case.delay)
             elif case.point == "prefill":
                 await call_started.wait()
-                if case.backend == "local":  # the prompt is being processed from here on
-                    await wait_until(_worker_running, "the worker thread starting the prefill")
+                await self.prompt_started(started_before)  # being processed from here on
                 await trio.sleep(case.delay)
             elif case.point == "mid_stream":
                 await reached.wait()
@@ -304,8 +341,7 @@ class Runner:
             if case.mechanism in ("handle", "signal"):
                 fire()
             if case.mechanism == "enclosing":
-                landed.setdefault("deltas", deltas_seen[-1] if deltas_seen else None)
-                landed.setdefault("blocker_busy", not blocker_done.is_set())
+                note_landing()
                 outer.cancel()
 
         seen: list[list[Event]] = []
@@ -378,7 +414,15 @@ class Runner:
             assert result.status is Status.CANCELED, (result, result.error)
             assert result.cancel is not None
             assert result.cancel.source is SOURCES[case.mechanism], result.cancel
-            _check_landing(case, landed, deltas_seen, calls)
+            _check_outcome(case, landed, deltas_seen, calls)
+        if case.mechanism == "timeout":
+            # The deadline fires by itself: what the backend had done by the end shows
+            # whether it landed in its phase (counted, not required).
+            note_landing()
+        evidence = _landed(case, landed, calls)
+        if case.mechanism != "timeout":
+            # Fired by hand once its phase was reached: it must have landed there.
+            assert evidence, ("the cancel did not land where the case says", case, landed)
         assert escaped == (result.status is Status.CANCELED and case.mechanism == "enclosing")
         # usage never below what was delivered
         assert len(calls) == len(deltas_seen)
@@ -410,13 +454,40 @@ class Runner:
         if isinstance(self.provider, OpenAIProvider):
             assert pool_state(self.provider).in_use == 0  # every connection back or closed
         assert await self.answer() == self.expected_answer
-        return result.status is Status.CANCELED
+        return evidence
 
 
-def _check_landing(
+def _landed(case: RealCase, landed: dict[str, Any], calls: Any) -> bool:
+    """Whether there is evidence that the cancel of ``case`` landed in the phase it names.
+
+    Queued: the blocker still held the model and the call was waiting for it (local: in the
+    model's queue; server: its request body was sent). Prefill: the prompt was with the
+    backend (local: the worker had begun on it, after any KV load; server: the body was sent)
+    and no token had come. Mid-stream: the stream had started and the call was the one cut.
+    Between calls: the first call had ended by itself and the second never started. The
+    other points (before the start, in the hook, after the terminal event) need no backend.
+    """
+    if case.point == "queued":
+        waiting = landed.get("waiting", landed["prompt_started"])
+        return bool(landed["blocker_busy"] and waiting and not landed["deltas"])
+    if case.point == "prefill":
+        if not calls:
+            return False  # a timeout that came before the call
+        started = landed["prompt_started"]
+        if case.backend == "local" and calls:
+            started = started and bool(calls[-1].details.get("prefill_started"))
+        return bool(started and not landed["deltas"]) and calls[-1].usage.output_tokens in (0, None)
+    if case.point == "mid_stream":
+        return bool(landed["deltas"]) and calls[-1].stop_reason is StopReason.CANCELLED
+    if case.point == "between_calls":
+        return len(calls) == 1 and calls[0].stop_reason is not StopReason.CANCELLED
+    return True
+
+
+def _check_outcome(
     case: RealCase, landed: dict[str, Any], deltas_seen: list[int], calls: Any
 ) -> None:
-    """Assert that the cancel of ``case`` landed in the phase it names."""
+    """Assert that the outcome of ``case`` fits the phase it names."""
     if case.point == "before_begin":
         assert calls == (), calls  # the workflow never ran; no model was touched
     elif case.point == "queued":

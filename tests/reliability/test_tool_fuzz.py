@@ -211,9 +211,7 @@ async def run_case(case: ToolCase) -> bool:
 
     async def body(session: Session) -> str:
         session.on_done(hooks.append)
-        reply = await session.generate_text(
-            prompt="go", tools=[work, work_sync], max_steps=10
-        )
+        reply = await session.generate_text(prompt="go", tools=[work, work_sync], max_steps=10)
         return reply.text
 
     execution: agtl.Execution[Any]

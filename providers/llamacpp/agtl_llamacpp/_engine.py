@@ -96,6 +96,10 @@ class Engine:
         self.closed = False
         #: The KV-cache session whose tokens the context holds now (None: anonymous calls).
         self.current_key: str | None = None
+        #: How many generations have begun processing their prompt (written by the worker
+        #: thread once a KV session is in place, read by anyone): where a cancel "in
+        #: prefill" can be shown to have landed.
+        self.prefills_started = 0
         self.store = (
             None
             if cache_dir is None

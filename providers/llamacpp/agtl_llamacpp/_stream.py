@@ -259,6 +259,9 @@ class LlamaStream(GenerationStream):
         try:
             self._enter_session(options.cache_key)
             self._cached = _reusable_prefix(llama, self._tokens)
+            # From here on the prompt is being processed (the generator evaluates it first).
+            self._kv["prefill_started"] = True
+            engine.prefills_started += 1
             if options.seed is not None:
                 llama.set_seed(options.seed)
             generator = llama.generate(
