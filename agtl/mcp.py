@@ -64,10 +64,13 @@ class MCPServer:
         *,
         secrets: Sequence[str] = (),
         startup_timeout: float = 30.0,
+        http_refusals: list[int] | None = None,
     ) -> None:
         self.label = label
         self._transport = transport
         self._secrets = tuple(s for s in secrets if s)
+        # HTTP transport: the error statuses the server answered with, to explain a failure.
+        self._http_refusals = http_refusals if http_refusals is not None else []
         self._startup_timeout = check_seconds("startup_timeout", startup_timeout)
         self._stack: contextlib.AsyncExitStack | None = None
         self._session: ClientSession | None = None
@@ -123,9 +126,15 @@ class MCPServer:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise InvalidArgumentError("url", f"must be an http:// or https:// URL, not {url!r}")
         sent = {str(k): str(v) for k, v in (headers or {}).items()}
+        refusals: list[int] = []
+
+        async def note(response: Any) -> None:
+            if response.status_code >= 400:
+                refusals.append(response.status_code)
 
         async def transport(stack: contextlib.AsyncExitStack, _errlog: IO[str]) -> Any:
             client = await stack.enter_async_context(create_mcp_http_client(headers=sent))
+            client.event_hooks["response"].append(note)
             return await stack.enter_async_context(streamable_http_client(url, http_client=client))
 
         return cls(
@@ -133,6 +142,7 @@ class MCPServer:
             transport,
             secrets=list(sent.values()),
             startup_timeout=startup_timeout,
+            http_refusals=refusals,
         )
 
     # -- the session ----------------------------------------------------------------------------
@@ -162,12 +172,24 @@ class MCPServer:
             except (SDKError, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise MCPServerError(
                     f"{self.label} failed while starting: {self._scrub(str(exc))}"
-                    f"{self._stderr_tail()}"
+                    f"{self._refused()}{self._stderr_tail()}"
                 ) from None
-        except BaseException:
+        except BaseException as error:
             # Closed here, in the scopes it was opened in: the transport's own shutdown is
             # bounded (stdin closed, then terminate, then kill) and shielded.
-            await stack.aclose()
+            try:
+                await stack.aclose()
+            except Exception as closing:
+                # The transport failed underneath (an HTTP server that is not there): that is
+                # the cause to report, in one error. Its own nursery cancelled the start-up
+                # (the Cancelled in hand is the transport's, replaced by this failure); an
+                # enclosing cancel is delivered again at the caller's next checkpoint.
+                if isinstance(error, KeyboardInterrupt | SystemExit):
+                    raise error from None
+                raise MCPServerError(
+                    f"{self.label} failed while starting: {self._cause(closing)}"
+                    f"{self._refused()}{self._stderr_tail()}"
+                ) from None
             raise
         self._stack, self._session = stack, session
         return self
@@ -279,6 +301,30 @@ class MCPServer:
             if len(secret) >= 4:
                 text = text.replace(secret, "***")
         return text
+
+    def _cause(self, error: BaseException) -> str:
+        """What went wrong underneath, from the leaves of an exception group."""
+        leaves: list[BaseException] = []
+        pending = [error]
+        while pending:
+            current = pending.pop()
+            if isinstance(current, BaseExceptionGroup):
+                pending.extend(current.exceptions)
+            else:
+                leaves.append(current)
+        text = "; ".join(f"{type(leaf).__name__}: {leaf}" for leaf in leaves)
+        if any("Connect" in type(leaf).__name__ or isinstance(leaf, OSError) for leaf in leaves):
+            text += " (is the server running there?)"
+        return self._scrub(text)
+
+    def _refused(self) -> str:
+        """The HTTP error status the server answered with, and what to check."""
+        if not self._http_refusals:
+            return ""
+        status = self._http_refusals[-1]
+        if status in (401, 403):
+            return f" (HTTP {status}: the server refused the credentials; check the headers)"
+        return f" (HTTP {status})"
 
     def _stderr_tail(self) -> str:
         """The last lines the server wrote to its stderr, for an error message."""

@@ -284,6 +284,69 @@ def test_loop_shutdown_cancels_what_still_runs_and_records_it() -> None:
     assert [r.execution_id for r in sink.results] == [execution.execution_id]
 
 
+def test_shutdown_cancels_what_runs_records_it_and_a_later_call_starts_afresh() -> None:
+    sink = Sink()
+    provider = slow().with_summary_sink(sink)
+    running = asyncio.Event()
+
+    async def long_call(session: Session) -> str:
+        running.set()
+        return await answer(session)
+
+    execution = provider.simple_execution(long_call)
+
+    async def trio_name() -> str:
+        await trio.lowlevel.checkpoint()
+        return sniffio.current_async_library()
+
+    async def main() -> tuple[agtl.Result[Any], str]:
+        await agtl.aio.shutdown()  # no guest run yet: nothing to do
+        waiter = asyncio.create_task(agtl.aio.result(execution))
+        await running.wait()
+        await agtl.aio.shutdown()
+        # The Result was recorded before shutdown() returned, and the waiter gets it.
+        assert [r.execution_id for r in sink.results] == [execution.execution_id]
+        result = await waiter
+        return result, await agtl.aio.call(trio_name)  # a new guest run on the same loop
+
+    result, library = run_asyncio(main)
+    assert result.status is Status.CANCELED
+    assert result.partial is not None  # what streamed before the shutdown is kept
+    assert result is execution.outcome
+    assert library == "trio"
+
+
+def test_cancelling_a_waiter_of_an_execution_it_did_not_start_leaves_it_running() -> None:
+    provider = ScriptedProvider(Reply(["x "] * 20, delay=0.01))
+    streamed = asyncio.Event()
+
+    async def reads(session: Session) -> str:
+        async with session.stream_text(prompt="hi") as stream:
+            async for _ in stream:
+                streamed.set()
+        return stream.text
+
+    execution = provider.simple_execution(reads)
+
+    async def main() -> agtl.Result[Any]:
+        starter = asyncio.create_task(agtl.aio.result(execution))
+        await streamed.wait()  # started by the first task, and streaming
+        onlooker = asyncio.create_task(agtl.aio.result(execution))
+        # One turn of the loop: the task runs to its first suspension, the wait for the Result
+        # (the guest run is up, so nothing before it suspends).
+        await asyncio.sleep(0)
+        onlooker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await onlooker
+        assert execution.outcome is None  # its wait stopped; the execution did not
+        return await starter
+
+    result = run_asyncio(main)
+    assert result.status is Status.SUCCEEDED
+    assert result.value == "x " * 20
+    assert result.cancel is None
+
+
 def test_call_runs_any_trio_function_and_a_new_loop_gets_a_new_guest_run() -> None:
     async def trio_only(x: int) -> str:
         await trio.lowlevel.checkpoint()

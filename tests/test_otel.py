@@ -244,6 +244,100 @@ async def test_tool_calls_are_spans_current_while_the_tool_runs(telemetry: Telem
     assert (execution.attributes or {})["agtl.tool_calls"] == 2
 
 
+async def test_a_failed_llm_call_is_an_error_span_with_its_type(telemetry: Telemetry) -> None:
+    refusal = agtl.ServerError("the server melted", provider="scripted", status_code=500)
+    provider = ScriptedProvider(Reply(["half "], error=refusal))
+    result = await provider.simple_execution(ask)
+    assert result.status is Status.FAILED
+    chat = telemetry.one("chat ")
+    assert chat.status.status_code is StatusCode.ERROR
+    assert "ServerError: the server melted" in (chat.status.description or "")
+    assert (chat.attributes or {})["error.type"] == "ServerError"
+    assert (chat.attributes or {})["gen_ai.response.finish_reasons"] == ("error",)
+    assert telemetry.one("agtl.execution").status.status_code is StatusCode.ERROR
+
+
+@agtl.tool
+async def broken_tool(city: str) -> str:
+    """Fail.
+
+    Args:
+        city: The city.
+    """
+    await trio.lowlevel.checkpoint()
+    raise RuntimeError(f"no data for {city}")
+
+
+@agtl.tool(timeout=0.05)
+async def slow_tool(city: str) -> str:
+    """Take too long.
+
+    Args:
+        city: The city.
+    """
+    await trio.sleep(30)
+    return city
+
+
+async def test_failed_invalid_and_timed_out_tools_are_error_spans(telemetry: Telemetry) -> None:
+    calls = (
+        agtl.ToolCallRequest(id="c1", name="broken_tool", arguments='{"city": "Paris"}'),
+        agtl.ToolCallRequest(id="c2", name="lookup", arguments='{"town": 3}'),
+        agtl.ToolCallRequest(id="c3", name="slow_tool", arguments='{"city": "Oslo"}'),
+    )
+    provider = ScriptedProvider(Reply(tool_calls=calls), "I could not find out.")
+
+    async def agent(session: Session) -> str:
+        reply = await session.generate_text(
+            prompt="weather?", tools=[broken_tool, lookup, slow_tool]
+        )
+        return reply.text
+
+    result = await provider.simple_execution(agent)
+    assert result.status is Status.SUCCEEDED, result.error  # the model was told, and answered
+    statuses = {c.call_id: c.status for c in result.summary.tool_calls}
+    assert statuses == {
+        "c1": agtl.ToolCallStatus.ERROR,
+        "c2": agtl.ToolCallStatus.INVALID,
+        "c3": agtl.ToolCallStatus.TIMEOUT,
+    }
+    spans = {(s.attributes or {})["gen_ai.tool.call.id"]: s for s in telemetry.named("execute_")}
+    assert set(spans) == {"c1", "c2", "c3"}
+    for call_id, status in statuses.items():
+        span = spans[call_id]
+        attributes = span.attributes or {}
+        assert span.status.status_code is StatusCode.ERROR, call_id
+        assert attributes["agtl.tool.status"] == status.value
+        assert attributes["error.type"] == status.value
+    assert "no data for Paris" in (spans["c1"].status.description or "")
+
+
+async def test_uninstrument_mid_run_keeps_the_running_trace_whole_and_starts_no_new_one(
+    telemetry: Telemetry,
+) -> None:
+    provider = ScriptedProvider("first", "second")
+
+    async def two_calls(session: Session) -> str:
+        first = await session.generate_text(prompt="one")
+        agtl.otel.uninstrument()  # while this execution runs, between its calls
+        second = await session.generate_text(prompt="two")
+        return first.text + " " + second.text
+
+    result = await provider.simple_execution(two_calls)
+    assert result.status is Status.SUCCEEDED
+    assert result.value == "first second"
+    # The execution started while on is traced to its end, the call made after the switch
+    # included: its trace is whole, never a parent missing a child.
+    execution = telemetry.one("agtl.execution")
+    assert execution.status.status_code is StatusCode.OK
+    assert (execution.attributes or {})["agtl.llm_calls"] == 2
+    chats = telemetry.named("chat ")
+    assert len(chats) == 2
+    assert {parent_of(chat) for chat in chats} == {span_id(execution)}
+    await ScriptedProvider("third").simple_execution(ask)
+    assert len(telemetry.spans()) == 3  # nothing that starts once off is traced
+
+
 async def test_content_is_recorded_only_when_asked(telemetry: Telemetry) -> None:
     agtl.otel.instrument(telemetry.tracer_provider, telemetry.meter_provider, capture_content=True)
     provider = ScriptedProvider("Paris.")

@@ -15,6 +15,7 @@ from agtl.temporal._activity import Executions
 from agtl.temporal._client import (
     DEFAULT_TASK_QUEUE,
     ExecutionHandle,
+    ExecutionNotFoundError,
     Progress,
     gather,
     get_handle,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_TASK_QUEUE",
     "WORKFLOW_NAME",
     "ExecutionHandle",
+    "ExecutionNotFoundError",
     "ExecutionWorkflow",
     "Executions",
     "Progress",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -14,7 +15,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import TerminatedError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from agtl._vocabulary import CancelInfo, CancelSource, Status
 from agtl.errors import AgtlError, InvalidArgumentError, RemoteError
@@ -29,6 +30,7 @@ from agtl.validation import check_str, type_name
 __all__ = [
     "DEFAULT_TASK_QUEUE",
     "ExecutionHandle",
+    "ExecutionNotFoundError",
     "Progress",
     "gather",
     "get_handle",
@@ -38,6 +40,26 @@ __all__ = [
 DEFAULT_TASK_QUEUE = "agtl"
 #: How many Results :func:`gather` asks Temporal for at once.
 _GATHER_BATCH = 32
+
+
+class ExecutionNotFoundError(AgtlError, LookupError):
+    """No execution with this id in the client's Temporal namespace."""
+
+
+@contextlib.contextmanager
+def _known(handle: ExecutionHandle) -> Iterator[None]:
+    """Turn Temporal's "not found" for ``handle`` into an error that names the id and what
+    to check."""
+    try:
+        yield
+    except RPCError as error:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        raise ExecutionNotFoundError(
+            f"no execution {handle.id!r} on Temporal (namespace "
+            f"{handle.client.namespace!r}): check the id (ExecutionHandle.id) and that the "
+            "client connects to the namespace it was submitted to"
+        ) from None
 
 
 @attrs.frozen
@@ -69,20 +91,24 @@ class ExecutionHandle:
 
     async def result(self) -> Result[Any]:
         """The agtl Result: ``succeeded``, ``canceled`` or ``failed``, never a Temporal error
-        for how the execution ended. Raises only when Temporal itself cannot be asked."""
+        for how the execution ended. Raises :class:`ExecutionNotFoundError` for an id Temporal
+        does not know, and otherwise only when Temporal itself cannot be asked."""
         try:
-            outcome = await self.workflow.result()
+            with _known(self):
+                outcome = await self.workflow.result()
         except WorkflowFailureError as error:
             return _unfinished_result(self.id, _describe_failure(error))
         return result_of(self.id, outcome)
 
     async def cancel(self, reason: str | None = None) -> None:
         """Cancel through Temporal; the execution ends ``canceled`` with ``reason``."""
-        await self.workflow.cancel(reason=reason or "")
+        with _known(self):
+            await self.workflow.cancel(reason=reason or "")
 
     async def progress(self) -> Progress | None:
         """The running attempt's last heartbeat (``None`` before the first one)."""
-        description = await self.workflow.describe()
+        with _known(self):
+            description = await self.workflow.describe()
         pending = description.raw_description.pending_activities
         if not pending or not pending[0].heartbeat_details.payloads:
             return None

@@ -274,6 +274,50 @@ def http_server(marks: Path) -> Iterator[str]:
         process.wait(30)
 
 
+async def test_over_http_a_server_that_is_not_there_is_one_clear_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}/mcp"  # nothing listens there
+    with trio.fail_after(30), pytest.raises(MCPServerError) as failure:
+        async with MCPServer.http(url, headers={"Authorization": f"Bearer {SECRET}"}):
+            pass
+    message = str(failure.value)
+    assert message.startswith(f"MCP server at {url} failed while starting: ")
+    assert "is the server running there?" in message
+    assert SECRET not in message
+
+
+async def _refuse_everything(stream: trio.SocketStream) -> None:
+    """An HTTP server that answers every request 401, as one behind a wrong token does."""
+    request = b""
+    while b"\r\n\r\n" not in request:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return
+        request += chunk
+    body = b'{"error": "invalid token"}'
+    await stream.send_all(
+        b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n"
+        b"www-authenticate: Bearer\r\nconnection: close\r\n"
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    await stream.aclose()
+
+
+async def test_over_http_a_401_says_the_credentials_were_refused() -> None:
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, _refuse_everything, 0)
+        port = listeners[0].socket.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/mcp"
+        with trio.fail_after(30), pytest.raises(MCPServerError) as failure:
+            async with MCPServer.http(url, headers={"Authorization": f"Bearer {SECRET}"}):
+                pass
+        nursery.cancel_scope.cancel()
+    message = str(failure.value)
+    assert message.startswith(f"MCP server at {url} failed while starting: ")
+    assert "HTTP 401: the server refused the credentials; check the headers" in message
+    assert SECRET not in message
+
+
 async def test_over_streamable_http_with_a_cancel(http_server: str, marks: Path) -> None:
     async with MCPServer.http(http_server, headers={"X-Api-Key": SECRET}) as server:
         tools = await server.tools()

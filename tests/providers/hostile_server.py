@@ -4,7 +4,10 @@ The request's ``model`` picks the behaviour: ``ok``, ``rate-limited`` (429 with 
 then ok), ``server-error`` (always 500), ``unauthorized`` (401 echoing the key, as careless
 servers do), ``cut`` (connection dropped mid-stream), ``malformed`` (an unparsable SSE line),
 ``stall`` (silence after the first chunk), ``endless`` (a body that never ends) and
-``no-finish`` (ends without a finish reason). Tool calls: ``tool-call`` (a get_weather call
+``no-finish`` (ends without a finish reason). Refusals (``REFUSALS``): ``bad-request``
+(400), ``forbidden`` (403), ``too-large`` (413), ``unprocessable`` (422), ``context-400`` and
+``context-413`` (a context-length message, as servers word it); ``no-headers`` reads the
+request and never answers. Tool calls: ``tool-call`` (a get_weather call
 streamed in pieces; answered with text once the request carries a tool result), ``tool-cut``
 (the connection drops inside the arguments), ``tool-bad-json`` (arguments that are not JSON)
 and ``tool-unknown`` (a call to a tool that does not exist).

@@ -42,3 +42,9 @@ async def add(session: agtl.Session, input: Any) -> int:
     """A coroutine: its value becomes the terminal event."""
     await trio.lowlevel.checkpoint()
     return int(input["a"]) + int(input["b"])
+
+
+async def boom(session: agtl.Session, input: Any) -> None:
+    """A workflow that raises: its error goes to the client as data."""
+    await trio.lowlevel.checkpoint()
+    raise ValueError(f"cannot handle {input!r}")

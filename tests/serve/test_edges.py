@@ -1,0 +1,136 @@
+"""`agtl serve` at its edges: a workflow that raises, a provider's secret in an error, the chat
+page alone on the bundled model, and the mistakes that stop it from starting."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import trio
+
+from tests.providers.hostile_server import HostileServer
+from tests.serve.conftest import DEADLINE, ROOT
+
+FLOWS = "tests/serve/flows.py"
+SECRET = "sk-serve-DO-NOT-LEAK-7c1e22"
+
+
+def test_a_workflow_that_raises_sends_its_error_as_data(serve: Any) -> None:
+    server = serve(f"{FLOWS}:boom")
+    execution_id = server.start({"n": 1})
+    events = server.events(execution_id).all()
+    assert [e.type for e in events] == ["end"]  # it raised: no event of its own
+    assert events[-1].data["status"] == "failed"
+    assert events[-1].data["error"] == {
+        "type": "ValueError",
+        "message": "cannot handle {'n': 1}",
+    }
+    record = server.outcome(execution_id)
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "ValueError"
+    assert record["value"] is None
+    assert server.stop() == 0
+
+
+@contextlib.contextmanager
+def hostile_in_a_thread() -> Iterator[HostileServer]:
+    """The hostile server on its own trio run in a thread (the serve tests are not async)."""
+    server = HostileServer()
+    ready = threading.Event()
+    held: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            held["scope"] = nursery.cancel_scope
+            held["token"] = trio.lowlevel.current_trio_token()
+            ready.set()
+
+    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
+    thread.start()
+    assert ready.wait(DEADLINE), "the hostile server did not start"
+    try:
+        yield server
+    finally:
+        trio.from_thread.run_sync(held["scope"].cancel, trio_token=held["token"])
+        thread.join(DEADLINE)
+
+
+def test_a_provider_secret_in_an_error_never_reaches_the_client(serve: Any) -> None:
+    with hostile_in_a_thread() as hostile:
+        env = {"AGTL_TEST_API_KEY": SECRET, "AGTL_TEST_BASE_URL": hostile.base_url}
+        server = serve("tests/serve/flows_remote.py:ask", env=env)
+        execution_id = server.start({"model": "unauthorized"})
+        events = server.events(execution_id).all()
+        record = server.outcome(execution_id)
+        listing = server.request("GET", f"/executions/{execution_id}")
+        assert server.stop() == 0
+    assert hostile.requests["unauthorized"] == 1  # the key went out, and came back echoed
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "AuthenticationError"
+    assert "***" in record["error"]["message"]  # the echoed key, scrubbed
+    everything = repr(events) + repr(record) + repr(listing)
+    everything += "".join(server.stdout) + "".join(server.stderr)
+    assert SECRET not in everything
+
+
+def test_without_a_workflow_it_serves_the_chat_on_the_bundled_model(serve: Any) -> None:
+    server = serve()
+    assert "chat only" in "".join(server.stdout)
+    refused = server.request("POST", "/executions", {"input": 1})
+    assert refused.status == 404
+    assert "runs no workflow" in refused.body["error"]
+    turn = server.request(
+        "POST", "/conversations/c1/turns", {"prompt": "What is the capital of France?"}
+    )
+    assert turn.status == 201, turn
+    events = server.events(turn.body["id"]).all()
+    assert events[-1].type == "end"
+    assert events[-1].data["status"] == "succeeded"
+    text = "".join(e.data for e in events if e.type == "text")
+    assert text.strip()  # the model answered (what it says is the model's business)
+    history = server.request("GET", "/conversations/c1").body
+    replies = [i for i in history["items"] if i["kind"] == "entry" and i["role"] == "assistant"]
+    assert [r["content"] for r in replies] == [text]  # the history keeps what streamed
+    assert server.stop() == 0
+
+
+def _serve_exits(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agtl.cli", "serve", f"{FLOWS}:add", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_a_port_in_use_is_one_line_not_a_traceback() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        completed = _serve_exits("--port", str(port))
+    assert completed.returncode == 2, completed
+    assert completed.stderr.splitlines() == [
+        f"error: port {port} on 127.0.0.1 is already in use",
+        "hint: pick another with --port, or stop the server that holds it",
+    ]
+
+
+def test_a_too_short_token_is_refused_before_it_listens() -> None:
+    completed = _serve_exits("--port", "1", env={"AGTL_SERVE_TOKEN": "short"})
+    assert completed.returncode == 2, completed
+    assert completed.stderr.splitlines() == [
+        "error: AGTL_SERVE_TOKEN is too short",
+        "hint: use at least 16 characters",
+    ]
+    assert "short" not in completed.stdout
