@@ -333,7 +333,8 @@ def _notes(result: Comparison) -> str:
         return (
             f"{detail['executions']:,} executions, all checked; {detail['workers_used']} "
             f"worker(s) ran them; ceiling (instant model) {detail['ceiling_exec_per_s']:.1f} "
-            f"exec/s; problems: {problems}"
+            f"exec/s; in-process {detail['in_process_exec_per_s']:.1f} exec/s; "
+            f"problems: {problems}"
         )
     if "after_cancel_ms" in detail:
         return f"warm {detail['warm_ms']:.1f} ms, after a cancel {detail['after_cancel_ms']:.1f} ms"

@@ -2,7 +2,8 @@
 
 * events/s to one server-sent-events client (the standard library's HTTP client, in a
   thread) vs the same execution's events consumed in-process with ``execution.stream()``,
-  interleaved (target >= 0.1x: every event is JSON-encoded, framed and sent through a socket);
+  interleaved (target >= 0.12x: every event is JSON-encoded, framed and sent through a socket,
+  while in-process consumption hands over references);
 * Stop latency on the bundled model, through the API: ``POST /executions/{id}/cancel`` sent
   after five text events, to the ``end`` event arriving (the execution has ended, the model
   stopped). Each sample is checked: canceled by the handle, the call stopped (``cancelled``),
@@ -30,6 +31,11 @@ from bench._harness import CancelSamples, Comparison, abba
 
 SYSTEM = "You are a helpful assistant."
 STOP_BUDGET_MS = 50.0
+#: Measured 0.15x to 0.19x in three runs on a 2-core machine (the SSE side steady near 46k
+#: events/s; the in-process side, which only hands over references, moves between 235k and
+#: 315k); the target sits below the lowest by that spread, so a real slowdown of the HTTP
+#: path fails it and the machine's noise does not.
+EVENTS_TARGET = 0.12
 
 
 def _free_port() -> int:
@@ -132,8 +138,8 @@ async def event_rate(*, quick: bool) -> Comparison:
         candidate=sse,
         baseline=local,
         ratio=ratio,
-        target=">= 0.1x",
-        passed=ratio >= 0.1,
+        target=f">= {EVENTS_TARGET}x",
+        passed=ratio >= EVENTS_TARGET,
         detail={"rounds": rounds},
     )
 

@@ -1,6 +1,8 @@
 """A chat that survives Stop: the second reply is cut off, the third still answers in context.
 
-Runs on the bundled local model. The conversation is saved to and loaded back from JSON.
+Runs on the bundled local model. Stop is pressed once the second reply has streamed 20
+pieces (a cancel signal, as a UI's Stop button would fire). The conversation is saved to and
+loaded back from JSON.
 """
 
 from __future__ import annotations
@@ -18,17 +20,24 @@ async def main() -> agtl.Conversation:
     conversation = agtl.Conversation(system="You are a helpful assistant.")
     async with LlamaCppProvider().with_default_options(temperature=0) as provider:
 
-        def ask(prompt: str, timeout: float | None = None) -> agtl.SimpleExecution[str]:
+        def ask(prompt: str, stop_after: int | None = None) -> agtl.SimpleExecution[str]:
+            stop = agtl.CancelSignal()
+
             async def turn(session: agtl.Session) -> str:
-                reply = await session.generate_text(
+                async with session.stream_text(
                     conversation=conversation, prompt=prompt, cache_key="demo-chat"
-                )
+                ) as reply:
+                    pieces = 0
+                    async for _ in reply:
+                        pieces += 1
+                        if pieces == stop_after:
+                            stop.cancel("Stop pressed")
                 return reply.text
 
-            return provider.simple_execution(turn, timeout=timeout)
+            return provider.simple_execution(turn, signal=stop)
 
         await ask("What is the capital of France?").result()
-        stopped = await ask("Write a long essay about the sea.", timeout=0.6).result()
+        stopped = await ask("Write a long essay about the sea.", stop_after=20).result()
         if stopped.cancel is not None:
             print(f"(turn 2 {stopped.status.value} by {stopped.cancel.source.value})")
         await ask("What is the capital of Italy?").result()

@@ -1,9 +1,19 @@
-"""What tests need of this machine: a free loopback port, the system's headless browser."""
+"""What tests need of this machine: a free loopback port, the system's headless browser, and
+how fast the bundled model runs here (so that a timeout meant to land mid-reply does, on a
+fast machine or a loaded one)."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import socket
+import threading
+
+import attrs
+import trio
+
+import agtl
+from agtl_llamacpp import LlamaCppProvider
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -20,3 +30,44 @@ def system_browser() -> str:
     found = next((path for name in BROWSERS if (path := shutil.which(name))), None)
     assert found is not None, "no headless browser on PATH (make test installs chromium)"
     return found
+
+
+@attrs.frozen
+class Speed:
+    """How fast the bundled model runs on this machine, measured, not assumed."""
+
+    first_token: float  # seconds to the first token of a short prompt, on a fresh model
+    decode: float  # tokens per second once it streams
+
+    def cut_after(self, tokens: int) -> float:
+        """A timeout that lands, on this machine, after about ``tokens`` tokens of a reply to
+        a short prompt (twice the first token's wait, for a loaded machine)."""
+        return 2 * self.first_token + tokens / self.decode
+
+
+@functools.cache
+def bundled_model_speed() -> Speed:
+    """Measured once per test process, in a thread of its own (callers may be inside trio)."""
+    box: list[Speed] = []
+
+    async def measure() -> None:
+        async with LlamaCppProvider(n_ctx=2048) as provider:
+
+            async def essay(session: agtl.Session) -> None:
+                await session.generate_text(
+                    prompt="Write a long essay about the sea.", max_tokens=48, temperature=0
+                )
+
+            result = await provider.simple_execution(essay).result()
+        [call] = result.summary.llm_calls
+        assert call.time_to_first_token is not None, call
+        rate = call.details.get("decode_tokens_per_second")
+        assert isinstance(rate, float), call.details
+        box.append(Speed(first_token=call.time_to_first_token, decode=rate))
+
+    thread = threading.Thread(target=trio.run, args=(measure,), name="measure-model-speed")
+    thread.start()
+    thread.join(120)
+    assert box, "could not measure the bundled model's speed"
+    print(f"bundled model on this machine: {box[0]}")
+    return box[0]

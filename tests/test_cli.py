@@ -20,7 +20,7 @@ from agtl import Price, Session
 from agtl.cli._serve import _token
 from agtl.reporting import JsonlSink, aggregate
 from agtl.testing import ScriptedProvider
-from tests.local import system_browser
+from tests.local import bundled_model_speed, system_browser
 
 ROOT = Path(__file__).resolve().parent.parent
 AGTL = [sys.executable, "-m", "agtl.cli"]
@@ -122,7 +122,7 @@ def test_run_shows_tracebacks_with_v_and_the_kept_text_in_json(tmp_path: Path) -
         "    raise ValueError('bad workflow')\n"
         "async def essay(session):\n"
         "    async with session.stream_text(prompt='Write a long essay about the sea.',\n"
-        "            max_tokens=400) as s:\n"
+        "            max_tokens=2000) as s:\n"
         "        async for d in s:\n"
         "            yield session.emit('chunk', d)\n"
         "    yield await session.done(s.text)\n"
@@ -135,7 +135,10 @@ def test_run_shows_tracebacks_with_v_and_the_kept_text_in_json(tmp_path: Path) -
     assert loud.returncode == 4
     assert "Traceback" in loud.stderr
     assert f'File "{flow}", line 2, in broken' in loud.stderr
-    stopped = agtl("run", f"{flow}:essay", "--timeout", "1", "--json")
+    # A timeout that lands about 40 tokens into the reply on this machine, whatever its speed
+    # (the reply could run to 2,000).
+    cut = bundled_model_speed().cut_after(40)
+    stopped = agtl("run", f"{flow}:essay", "--timeout", f"{cut:.3f}", "--json")
     assert stopped.returncode == 3, stopped.stderr
     data = json.loads(stopped.stdout)
     assert data["cancel"]["source"] == "timeout"
@@ -337,12 +340,13 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     flow.write_text(
         "async def essay(session):\n"
         "    async with session.stream_text(prompt='Write a long essay about the sea.',\n"
-        "            system='You are a helpful assistant.', max_tokens=300) as s:\n"
+        "            system='You are a helpful assistant.', max_tokens=2000) as s:\n"
         "        async for d in s:\n"
         "            yield session.emit('chunk', d)\n"
         "    yield await session.done(s.text)\n"
     )
-    stopped = agtl("run", f"{flow}:essay", "--timeout", "0.8", "--log-summaries", str(sink))
+    cut = bundled_model_speed().cut_after(30)  # mid-reply on this machine, whatever its speed
+    stopped = agtl("run", f"{flow}:essay", "--timeout", f"{cut:.3f}", "--log-summaries", str(sink))
     assert stopped.returncode == 3, stopped.stderr
     page = tmp_path / "report.html"
     done = agtl("report", str(sink), "--html", str(page))

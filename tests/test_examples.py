@@ -138,7 +138,9 @@ async def test_conversation_example() -> None:
     entries = conversation.entries
     assert [e.partial for e in entries if e.role is agtl.Role.ASSISTANT] == [False, True, False]
     assert len(conversation.markers) == 1
-    assert conversation.markers[0].reason == "timeout=0.6s"
+    assert conversation.markers[0].reason == "Stop pressed"
+    stopped = [e for e in entries if e.role is agtl.Role.ASSISTANT][1]
+    assert stopped.content  # the 20 pieces that streamed before Stop are kept
     assert "Rome" in entries[-1].content
 
 

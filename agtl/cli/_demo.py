@@ -47,8 +47,9 @@ async def _demo(provider: Any, rival: Any, out: Any) -> list[tuple[str, agtl.Res
     )
 
     out.rule("[bold]2. A timeout that fires mid-stream: the partial text is kept")
+    # Room for far more than 1.5 s of text, so the timeout lands mid-reply on a fast machine.
     stopped = await provider.simple_execution(
-        streamer("Write a long essay about the sea."), timeout=1.5
+        streamer("Write a long essay about the sea.", max_tokens=1500), timeout=1.5
     ).result()
     rows.append(("timed out", stopped))
     if stopped.partial is not None and stopped.cancel is not None:

@@ -11,6 +11,7 @@ provider is closed, no connection to the server is open and no task is left.
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -26,7 +27,9 @@ from tests.reliability.conftest import Tally, cases, non_socket_fds, open_socket
 from tests.waiting import wait_until
 
 TIMEOUT = 2.0
-GRACE = 0.5
+#: Wall-clock allowance past the timeout for closing up: 50 executions share two cores with
+#: the server, and a loaded machine stretches every close.
+GRACE = 2.0
 SECRET = "sk-fault-injection-0000"
 
 # fault -> (status, error type or cancel source)
@@ -106,6 +109,12 @@ async def one_round(rng: random.Random, tally: Tally, *, keep_alive: bool) -> No
 
 
 async def test_random_faults_under_concurrency(tally: Tally) -> None:
-    rng = random.Random()
+    seed = int(os.environ.get("AGTL_FUZZ_SEED") or random.randrange(2**32))
+    print(f"faults under load: seed={seed} (AGTL_FUZZ_SEED={seed} replays it)")
+    rng = random.Random(seed)
     for index in range(cases(full=4, quick=2)):
-        await one_round(rng, tally, keep_alive=index % 2 == 0)
+        try:
+            await one_round(rng, tally, keep_alive=index % 2 == 0)
+        except BaseException as exc:
+            exc.add_note(f"seed={seed} round #{index}")
+            raise

@@ -160,6 +160,8 @@ class Runner:
         self.provider = provider
         self.cache_dir = cache_dir
         self.expected_answer = ""
+        self.first_piece = 0.0
+        self.pieces_per_second = 0.0
         self.bodies_sent = 0
         if isinstance(provider, OpenAIProvider):
             provider.client._client.event_hooks["request"].append(self._trace_request)
@@ -181,6 +183,24 @@ class Runner:
         """Return once the case's prompt is with the backend: sent, or being processed."""
         what = "the request body sent" if self.cache_dir is None else "the prefill started"
         await wait_until(lambda: self.prompts_started() > before, what)
+
+    async def measure(self) -> None:
+        """How fast this backend answers the essay prompt here: the first piece, then the
+        pieces per second. Timeout cells aim at mid-reply with it, whatever the machine."""
+        stamps: list[float] = []
+
+        async def essay(session: Session) -> None:
+            started = trio.current_time()
+            async with session.stream_text(
+                prompt=ESSAY, system=SYSTEM, max_tokens=32, temperature=0
+            ) as stream:
+                async for _ in stream:
+                    stamps.append(trio.current_time() - started)
+
+        (await self.provider.simple_execution(essay).result()).unwrap()
+        assert len(stamps) > 8, stamps
+        self.first_piece = stamps[0]
+        self.pieces_per_second = (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
     async def answer(self) -> str:
         async def ask(session: Session) -> str:
@@ -268,7 +288,7 @@ class Runner:
         elif case.point == "between_calls":
             prompt, max_tokens = CHECK, 8
         elif case.mechanism == "timeout":
-            # Long enough that the timeout lands mid-stream even on a fast machine.
+            # Long enough that the timeout (from the measured speed) lands mid-stream.
             prompt, max_tokens = ESSAY, 400
         else:
             prompt, max_tokens = ESSAY, 160
@@ -385,7 +405,7 @@ class Runner:
                 if case.point not in ("before_begin", "in_hook", "after_terminal"):
                     nursery.start_soon(trigger)
                 if case.mechanism == "timeout":
-                    execution = _with_timeout(self.provider, execution, body, case)
+                    execution = _with_timeout(self, execution, body, case)
                 try:
                     async with execution:
                         if case.host == "streaming":
@@ -509,13 +529,18 @@ def _check_outcome(
 
 
 def _with_timeout(
-    provider: agtl.Provider, execution: agtl.Execution[Any], body: Any, case: RealCase
+    runner: Runner, execution: agtl.Execution[Any], body: Any, case: RealCase
 ) -> agtl.Execution[Any]:
     """The same workflow with ``timeout=``: long enough to reach the call, short of its end."""
-    # Prefill: fires long before the first token of a prompt that takes about a second.
-    # Mid-stream: after the first token of the short essay prompt even on a busy machine
-    # (a second at most), well before the end of its 400 tokens.
-    timeout = (0.02 if case.point == "prefill" else 2.0) + case.delay
+    provider = runner.provider
+    if case.point == "prefill":
+        # Fires long before the first token of a prompt that takes about a second (whether
+        # the prompt had reached the backend is counted as its evidence).
+        timeout = 0.02 + case.delay
+    else:
+        # Mid-stream, from this machine's measured speed: twice the wait for the first piece
+        # (a loaded machine), then about 30 pieces, far short of the reply's 400 tokens.
+        timeout = 2 * runner.first_piece + 30 / runner.pieces_per_second + case.delay
     if case.host == "simple":
         return provider.simple_execution(body, timeout=timeout)
 
@@ -531,6 +556,11 @@ async def fuzz(runner: Runner, backend: str, count: int, tally: Tally) -> None:
     rng = random.Random(seed)
     runner.expected_answer = await runner.answer()
     assert "Paris" in runner.expected_answer
+    await runner.measure()
+    print(
+        f"{backend}: seed={seed}; first piece {runner.first_piece * 1000:.0f} ms, "
+        f"{runner.pieces_per_second:.0f} pieces/s"
+    )
     for index in range(count):
         case = draw(rng, backend, index)
         tally.start(case.category, key=case)
