@@ -151,10 +151,12 @@ def test_a_hundred_concurrent_asyncio_tasks() -> None:
         assert [e.type for e in events] == ["delta", "delta", "complete"]
 
 
-def test_cancelling_the_awaiting_task_cancels_the_execution_and_records_it() -> None:
-    sink = Sink()
-    provider = slow().with_summary_sink(sink)
-    streamed = asyncio.Event()  # set from the trio side: both run on the loop's thread
+def streaming_reader(
+    provider: agtl.Provider,
+) -> tuple[agtl.SimpleExecution[str], asyncio.Event]:
+    """An execution that streams a reply and returns its text; the event is set once the
+    first piece arrived (from the trio side: both run on the loop's thread)."""
+    streamed = asyncio.Event()
 
     async def reads(session: Session) -> str:
         async with session.stream_text(prompt="hi") as stream:
@@ -162,7 +164,12 @@ def test_cancelling_the_awaiting_task_cancels_the_execution_and_records_it() -> 
                 streamed.set()
         return stream.text
 
-    execution = provider.simple_execution(reads)
+    return provider.simple_execution(reads), streamed
+
+
+def test_cancelling_the_awaiting_task_cancels_the_execution_and_records_it() -> None:
+    sink = Sink()
+    execution, streamed = streaming_reader(slow().with_summary_sink(sink))
 
     async def main() -> None:
         task = asyncio.create_task(agtl.aio.result(execution))
@@ -262,16 +269,21 @@ def test_result_of_an_execution_already_streaming_waits_for_it() -> None:
     assert len(provider.calls) == 1
 
 
-def test_loop_shutdown_cancels_what_still_runs_and_records_it() -> None:
-    sink = Sink()
-    provider = slow().with_summary_sink(sink)
+def long_running(sink: Sink) -> tuple[agtl.SimpleExecution[str], asyncio.Event]:
+    """An execution of a long call, recorded by ``sink``; the event is set once it runs (from
+    the trio side: both run on the loop's thread)."""
     running = asyncio.Event()
 
     async def long_call(session: Session) -> str:
         running.set()
         return await answer(session)
 
-    execution = provider.simple_execution(long_call)
+    return slow().with_summary_sink(sink).simple_execution(long_call), running
+
+
+def test_loop_shutdown_cancels_what_still_runs_and_records_it() -> None:
+    sink = Sink()
+    execution, running = long_running(sink)
 
     async def main() -> None:
         asyncio.create_task(agtl.aio.result(execution))  # noqa: RUF006 - left running on purpose
@@ -286,14 +298,7 @@ def test_loop_shutdown_cancels_what_still_runs_and_records_it() -> None:
 
 def test_shutdown_cancels_what_runs_records_it_and_a_later_call_starts_afresh() -> None:
     sink = Sink()
-    provider = slow().with_summary_sink(sink)
-    running = asyncio.Event()
-
-    async def long_call(session: Session) -> str:
-        running.set()
-        return await answer(session)
-
-    execution = provider.simple_execution(long_call)
+    execution, running = long_running(sink)
 
     async def trio_name() -> str:
         await trio.lowlevel.checkpoint()
@@ -317,16 +322,7 @@ def test_shutdown_cancels_what_runs_records_it_and_a_later_call_starts_afresh() 
 
 
 def test_cancelling_a_waiter_of_an_execution_it_did_not_start_leaves_it_running() -> None:
-    provider = ScriptedProvider(Reply(["x "] * 20, delay=0.01))
-    streamed = asyncio.Event()
-
-    async def reads(session: Session) -> str:
-        async with session.stream_text(prompt="hi") as stream:
-            async for _ in stream:
-                streamed.set()
-        return stream.text
-
-    execution = provider.simple_execution(reads)
+    execution, streamed = streaming_reader(ScriptedProvider(Reply(["x "] * 20, delay=0.01)))
 
     async def main() -> agtl.Result[Any]:
         starter = asyncio.create_task(agtl.aio.result(execution))

@@ -639,45 +639,45 @@ class TestLimits:
         assert result.partial.text == "the whole answer"
         assert result.partial.call_indexes == (0,)
 
-    async def test_input_token_budget_stops_the_call_at_its_first_piece(self, host: Host) -> None:
+    @pytest.mark.parametrize(
+        ("limits", "reason", "partial"),
+        [
+            # 5 input tokens > 3: cut at the first piece (the figure comes with it).
+            (
+                UsageLimits(max_input_tokens=3),
+                "max_input_tokens=3 exceeded (used 5) while call #0 streamed",
+                "w ",
+            ),
+            # 5 input + 2 output = 7 > 6: cut at the second piece, not at the first (6 is
+            # allowed).
+            (
+                UsageLimits(max_total_tokens=6),
+                "max_total_tokens=6 exceeded (used 7) while call #0 streamed",
+                "w w ",
+            ),
+        ],
+        ids=["input", "total"],
+    )
+    async def test_input_and_total_token_budgets_stop_the_call_where_crossed(
+        self, host: Host, limits: UsageLimits, reason: str, partial: str
+    ) -> None:
         provider = ScriptedProvider(Reply(["w "] * 20), "never sent")
 
         async def body(session: Session) -> None:
             await session.generate_text(prompt="one two three four five")
             await session.generate_text(prompt="y")
 
-        result = await host.execution(
-            provider, body, limits=UsageLimits(max_input_tokens=3)
-        ).result()
+        result = await host.execution(provider, body, limits=limits).result()
         assert result.status is Status.CANCELED
         assert result.cancel is not None
         assert result.cancel.source is CancelSource.LIMIT
-        assert result.cancel.reason == "max_input_tokens=3 exceeded (used 5) while call #0 streamed"
+        assert result.cancel.reason == reason
         assert len(provider.calls) == 1
         [call] = result.summary.llm_calls
-        assert (call.usage.input_tokens, call.usage.output_tokens) == (5, 1)
+        assert call.usage.input_tokens == 5
         assert call.stop_reason is StopReason.CANCELLED
         assert result.partial is not None
-        assert result.partial.text == "w "
-
-    async def test_total_token_budget_counts_input_and_output(self, host: Host) -> None:
-        provider = ScriptedProvider(Reply(["w "] * 20), "never sent")
-
-        async def body(session: Session) -> None:
-            await session.generate_text(prompt="one two three four five")
-            await session.generate_text(prompt="y")
-
-        result = await host.execution(
-            provider, body, limits=UsageLimits(max_total_tokens=6)
-        ).result()
-        assert result.status is Status.CANCELED
-        assert result.cancel is not None
-        assert result.cancel.source is CancelSource.LIMIT
-        # 5 input + 2 output = 7 > 6: cut at the second piece, not at the first (6 is allowed).
-        assert result.cancel.reason == "max_total_tokens=6 exceeded (used 7) while call #0 streamed"
-        assert len(provider.calls) == 1
-        assert result.partial is not None
-        assert result.partial.text == "w w "
+        assert result.partial.text == partial
 
     async def test_cost_budget(self, host: Host) -> None:
         price = agtl.Price(input="1000000", output="1000000")  # $1 per token
