@@ -99,14 +99,18 @@ class Tally:
         self.distinct.setdefault(category, set()).add(repr(key) if key is not None else "")
         self._started[category] = time.monotonic()
 
-    def hold(self, category: str, *, landed: bool | None = None) -> None:
-        """The case's checks passed; ``landed``: it showed evidence of landing."""
+    def hold(
+        self, category: str, *, landed: bool | None = None, seconds: float | None = None
+    ) -> None:
+        """The case's checks passed; ``landed``: it showed evidence of landing. ``seconds``:
+        how long the case ran, when it ran before its checks began (concurrent cases)."""
         self.checked[category] += 1
         if landed:
             self.landed[category] += 1
         started = self._started.pop(category, None)
-        if started is not None:
-            self.seconds[category] = self.seconds.get(category, 0.0) + time.monotonic() - started
+        if seconds is None and started is not None:
+            seconds = time.monotonic() - started
+        self.seconds[category] = self.seconds.get(category, 0.0) + (seconds or 0.0)
 
     def rows(self) -> dict[str, dict[str, float]]:
         return {

@@ -45,7 +45,7 @@ EXPECTED: dict[str, tuple[Status, Any]] = {
 }
 
 
-async def one_round(rng: random.Random, tally: Tally, *, keep_alive: bool) -> None:
+async def one_round(rng: random.Random, tally: Tally, *, keep_alive: bool, round_: int) -> None:
     server = HostileServer(keep_alive=keep_alive)
     mode = "keep-alive" if keep_alive else "connection: close"
     async with trio.open_nursery() as servers:
@@ -84,8 +84,8 @@ async def one_round(rng: random.Random, tally: Tally, *, keep_alive: bool) -> No
             if not keep_alive:
                 assert pool.idle == 0, pool  # every response said `connection: close`
             assert non_socket_fds() == others_before
-        for fault, result, took in outcomes:
-            tally.start(f"server faults x50 concurrent ({mode}): {fault}")
+        for number, (fault, result, took) in enumerate(outcomes):
+            tally.start(f"server faults x50 concurrent ({mode}): {fault}", key=(round_, number))
             status, detail = EXPECTED[fault]
             assert result.status is status, (fault, result, result.error)
             if status is Status.FAILED:
@@ -97,7 +97,12 @@ async def one_round(rng: random.Random, tally: Tally, *, keep_alive: bool) -> No
             else:
                 assert result.value == "Hello there!"
             assert took <= TIMEOUT + GRACE, (fault, took)
-            tally.hold(f"server faults x50 concurrent ({mode}): {fault}")
+            # Landed: the server really served this fault (it counts requests per fault).
+            tally.hold(
+                f"server faults x50 concurrent ({mode}): {fault}",
+                landed=server.requests[fault] > 0,
+                seconds=took,
+            )
         # every connection closed by the client side, no task of ours left
         with trio.fail_after(5):
             await server.wait_idle()
@@ -114,7 +119,7 @@ async def test_random_faults_under_concurrency(tally: Tally) -> None:
     rng = random.Random(seed)
     for index in range(cases(full=4, quick=2)):
         try:
-            await one_round(rng, tally, keep_alive=index % 2 == 0)
+            await one_round(rng, tally, keep_alive=index % 2 == 0, round_=index)
         except BaseException as exc:
             exc.add_note(f"seed={seed} round #{index}")
             raise
