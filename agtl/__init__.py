@@ -6,7 +6,9 @@ Workflows are coroutines or async generators that receive a :class:`Session`. A
 ends in exactly one frozen :class:`Result` with a :class:`Summary` of usage, cost and timings.
 """
 
-from agtl import aio
+import importlib
+from typing import TYPE_CHECKING
+
 from agtl._sync import run
 from agtl._tool_loop import TextPart, ToolCallFinished, ToolCallStarted, ToolLoopStream
 from agtl._tool_runner import ToolProgress
@@ -161,3 +163,14 @@ __all__ = [
     "run",
     "tool",
 ]
+
+if TYPE_CHECKING:  # for type checkers only: at run time ``aio`` loads on first use
+    from agtl import aio
+
+
+def __getattr__(name: str) -> object:
+    """``agtl.aio`` on first use: the asyncio bridge is an integration on top of the core,
+    so ``import agtl`` does not load it (PEP 562)."""
+    if name == "aio":
+        return importlib.import_module("agtl.aio")
+    raise AttributeError(f"module 'agtl' has no attribute {name!r}")

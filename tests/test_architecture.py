@@ -8,6 +8,8 @@ fails, naming the modules on it; so does a provider importing a private ``agtl._
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +138,46 @@ def test_providers_import_nothing_private_from_agtl(package: str) -> None:
         if target.startswith("agtl.") and any(p.startswith("_") for p in target.split(".")[1:])
     )
     assert not private, private
+
+
+#: The integrations on top of the core: the core never imports them.
+INTEGRATIONS = ("agtl.aio", "agtl.otel", "agtl.mcp", "agtl.serve", "agtl.temporal", "agtl.cli")
+
+
+#: ``agtl.aio`` is reachable as ``agtl.aio`` after ``import agtl``: the package loads it on
+#: first use (PEP 562) and imports it for type checkers only. The run-time check below
+#: holds the package to that.
+LAZY_REEXPORTS = {("agtl", "agtl.aio")}
+
+
+def _integration(module: str) -> bool:
+    return any(module == top or module.startswith(f"{top}.") for top in INTEGRATIONS)
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(
+        m for m in modules() if (m == "agtl" or m.startswith("agtl.")) and not _integration(m)
+    ),
+)
+def test_the_core_never_imports_an_integration(module: str) -> None:
+    upward = sorted(
+        t
+        for t, _ in imports(module, modules()[module])
+        if _integration(t) and (module, t) not in LAZY_REEXPORTS
+    )
+    assert not upward, f"{module} imports {upward}"
+
+
+def test_import_agtl_loads_no_integration() -> None:
+    script = (
+        "import sys, agtl\n"
+        f"tops = {INTEGRATIONS!r}\n"
+        "loaded = [m for m in sys.modules if any(m == t or m.startswith(t + '.') for t in tops)]\n"
+        "print(sorted(loaded))\n"
+        "assert agtl.aio.result is not None  # still there on first use\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]", done.stdout
