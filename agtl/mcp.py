@@ -29,9 +29,9 @@ from mcp import ClientSession
 from mcp import MCPError as SDKError
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import PaginatedRequestParams
 
+from agtl._mcp_compat import create_mcp_http_client
 from agtl.errors import AgtlError, InvalidArgumentError
 from agtl.session import Session
 from agtl.tools import Tool, progress_hook

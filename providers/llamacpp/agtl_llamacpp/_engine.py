@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
-import llama_cpp._logger
 import trio
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from agtl_llamacpp._compat import require_eval, upstream_log_callback
 from agtl_llamacpp._kv_store import KVStore
 from agtl_llamacpp._model_file import ModelLoadError
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
-_upstream_log = llama_cpp._logger.llama_log_callback
+_upstream_log = upstream_log_callback()
 # What llama.cpp logs, as an error, after every decode our own abort switch stopped.
 _ABORT_NOISE = b"decode: removing memory module entries"
 
@@ -132,7 +132,7 @@ class Engine:
             return False
         llama.input_ids[:n] = input_ids
         llama.n_tokens = n
-        llama._requires_eval = True  # the next decode must refresh the logits
+        require_eval(llama)  # the next decode must refresh the logits
         return True
 
     def save_state(self) -> tuple[list[int], bytes]:

@@ -30,6 +30,7 @@ from agtl import (
     ToolCallRequest,
     Usage,
 )
+from agtl_llamacpp._compat import drop_kv_after, held_tokens, needs_eval, vocab
 from agtl_llamacpp._engine import Engine
 from agtl_llamacpp._kv_store import Prepared
 from agtl_llamacpp._stop import StopMatcher
@@ -282,7 +283,7 @@ class LlamaStream(GenerationStream):
                 if engine.abort.is_set():
                     self._stop = StopReason.CANCELLED
                     break
-                if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token):
+                if llama_cpp.llama_vocab_is_eog(vocab(llama), token):
                     self._stop = StopReason.EOS
                     break
                 self._completion += 1
@@ -308,7 +309,7 @@ class LlamaStream(GenerationStream):
             if engine.abort.is_set():
                 # An aborted decode leaves a partial batch in the KV cache past n_tokens:
                 # drop it so the context is consistent and the valid prefix stays reusable.
-                llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)
+                drop_kv_after(llama, llama.n_tokens)
                 self._stop = StopReason.CANCELLED
             else:
                 self._error = ProviderError(f"llama.cpp failed: {exc}", provider="llamacpp")
@@ -348,14 +349,14 @@ class LlamaStream(GenerationStream):
 
 def _reusable_prefix(llama: llama_cpp.Llama, tokens: list[int]) -> int:
     """How many prompt tokens the context already holds (as ``Llama.generate`` reuses them)."""
-    held = llama._input_ids
+    held = held_tokens(llama)
     common = 0
     for a, b in zip(held, tokens, strict=False):
         if a != b:
             break
         common += 1
     if common == len(tokens):
-        if llama.n_tokens == len(tokens) and not llama._requires_eval:
+        if llama.n_tokens == len(tokens) and not needs_eval(llama):
             return common
         return max(common - 1, 0)
     return common
