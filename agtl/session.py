@@ -3,33 +3,26 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from types import TracebackType
 from typing import Any, Final, overload
 
-import attrs
 import trio
 
+from agtl._call import CallEnv, TextStream
 from agtl._cancel import Cancellation
 from agtl._replies import Step, TextResult
 from agtl._runtime import Runtime
-from agtl._state import CallState, ExecutionState
+from agtl._state import ExecutionState
 from agtl._tool_loop import ToolLoopStream
 from agtl._tool_runner import StepRunner
 from agtl._typed_output import OutputSchema, describe
-from agtl._vocabulary import CancelSource, Logger, ProviderInfo, StopReason, ToolCallStatus
-from agtl.backend import CallReport, GenerationRequest, GenerationStream, ToolSpec
-from agtl.conversation import Conversation, Turn
+from agtl._vocabulary import Logger, ProviderInfo, ToolCallStatus
+from agtl.conversation import Conversation
 from agtl.errors import (
-    CallTimeoutError,
     ExecutionClosedError,
-    FirstTokenTimeoutError,
     InvalidArgumentError,
-    LLMTimeoutError,
     OutputValidationError,
-    StallTimeoutError,
     WorkflowFailure,
 )
 from agtl.events import COMPLETE, ERROR, RESERVED_EVENT_TYPES, Event
@@ -38,7 +31,6 @@ from agtl.messages import Message, Role, build_messages
 from agtl.options import GenerationOptions
 from agtl.summary import CostEntry, RecordEntry, ToolCall
 from agtl.tools import Tool, check_tools
-from agtl.usage import Provenance, Usage, estimate_tokens
 from agtl.validation import (
     check_count,
     check_decimal,
@@ -48,9 +40,6 @@ from agtl.validation import (
 )
 
 __all__ = ["Session", "Step", "TextResult", "TextStream"]
-
-# How long closing a backend stream may take after a cancel before we give up on it.
-CLOSE_GRACE_SECONDS: Final = 5.0
 
 
 #: How many model calls a tool loop makes at most, unless ``max_steps=`` says otherwise.
@@ -416,7 +405,7 @@ class Session:
                 "or configure provider.with_default_model(...)",
             )
         return TextStream(
-            _CallEnv(self._state, self._cancellation, runtime, self._limits, self._log),
+            CallEnv(self._state, self._cancellation, runtime, self._limits, self._log),
             resolved_model,
             built,
             call_options,
@@ -545,298 +534,6 @@ class Session:
         if state.metadata is None:
             state.metadata = {}
         state.metadata.update(values)
-
-
-@attrs.frozen
-class _CallEnv:
-    """What an LLM call needs of its execution, handed to the stream explicitly."""
-
-    state: ExecutionState
-    cancellation: Cancellation
-    runtime: Runtime
-    limits: UsageLimits | None
-    log: Logger
-
-
-class TextStream:
-    """One streamed LLM call; see :meth:`Session.stream_text`."""
-
-    def __init__(
-        self,
-        env: _CallEnv,
-        model: str,
-        messages: Any,
-        options: GenerationOptions,
-        *,
-        timeout: float | None,
-        first_token_timeout: float | None,
-        stall_timeout: float | None,
-        conversation: Conversation | None = None,
-        user_turn: str | None = None,
-    ) -> None:
-        self._env = env
-        self._conversation = conversation
-        self._user_turn = user_turn
-        self._turn: Turn | None = None
-        self._model = model
-        self._messages = messages
-        self._options = options
-        self._timeout = timeout
-        self._first_token_timeout = first_token_timeout
-        self._stall_timeout = stall_timeout
-        self._call: CallState | None = None
-        self._backend: GenerationStream | None = None
-        self._call_deadline = math.inf
-        self._first_token_deadline = math.inf
-        self._last_delta = 0.0
-        self._result: TextResult | None = None
-        self._entered = False
-        self._input_estimate: int | None = None  # made when a budget first needs it
-        # Set by the tool loop for its model calls: what the model may call, and how.
-        self._tools: tuple[ToolSpec, ...] = ()
-        self._tool_choice: str | None = None
-
-    def _offer_tools(self, tools: tuple[ToolSpec, ...], choice: str) -> None:
-        """Offer the model these tools in this call (the tool loop's steps)."""
-        self._tools = tools
-        self._tool_choice = choice
-
-    @property
-    def text(self) -> str:
-        """The text delivered so far."""
-        return "" if self._call is None else self._call.text
-
-    @property
-    def result(self) -> TextResult:
-        """The finished call's :class:`TextResult`."""
-        if self._result is None:
-            raise ExecutionClosedError(
-                "stream.result is only available after the stream was read to its end"
-            )
-        return self._result
-
-    async def __aenter__(self) -> TextStream:
-        if self._entered:
-            raise ExecutionClosedError("a TextStream can be entered only once")
-        self._entered = True
-        env = self._env
-        state = env.state
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if state.terminal is not None or state.frozen:
-            raise ExecutionClosedError(
-                "no LLM call may start after the execution's terminal event was delivered"
-            )
-        if env.cancellation.requested:
-            raise ExecutionClosedError("no LLM call may start after the execution was cancelled")
-        if env.limits is not None:
-            refusal = env.limits.request_refusal(len(state.calls))
-            if refusal is not None:
-                env.cancellation.request(CancelSource.LIMIT, refusal)
-                await trio.lowlevel.checkpoint_if_cancelled()
-                raise ExecutionClosedError(f"LLM call refused: {refusal}")
-        if self._conversation is not None:
-            self._turn = self._conversation.begin_turn(self._user_turn)
-            self._messages = self._conversation.to_model_messages()
-        call = state.new_call(env.runtime.provider_name, self._model, self._options.max_tokens)
-        self._call = call
-        now = trio.current_time()
-        if self._timeout is not None:
-            self._call_deadline = now + self._timeout
-        if self._first_token_timeout is not None:
-            self._first_token_deadline = now + self._first_token_timeout
-        request = GenerationRequest(
-            self._model,
-            tuple(self._messages),
-            self._options,
-            state.execution_id,
-            call.index,
-            tools=self._tools,
-            tool_choice=self._tool_choice if self._tools else None,
-        )
-        if state.trace is not None:
-            observer, parent = state.trace
-            handle = observer.call_started(parent, env.runtime.provider_name, request)
-            call.trace = (observer, handle)
-        try:
-            deadline = min(self._call_deadline, self._first_token_deadline)
-            if deadline == math.inf:
-                self._backend = await env.runtime.start_generation(request)
-            else:
-                with trio.move_on_at(deadline) as scope:
-                    self._backend = await env.runtime.start_generation(request)
-                if scope.cancelled_caught:
-                    raise self._timeout_error()
-        except BaseException as exc:
-            await self._finish(exc)
-            raise
-        return self
-
-    def __aiter__(self) -> TextStream:
-        if not self._entered:
-            raise ExecutionClosedError(
-                "iterate a stream inside `async with session.stream_text(...) as stream:`"
-            )
-        return self
-
-    async def __anext__(self) -> str:
-        call, backend = self._call, self._backend
-        if call is None or backend is None or call.finished:
-            raise StopAsyncIteration
-        while True:
-            if call.first_token_at is None:
-                deadline = min(self._call_deadline, self._first_token_deadline)
-            elif self._stall_timeout is not None:
-                deadline = min(self._call_deadline, self._last_delta + self._stall_timeout)
-            else:
-                deadline = self._call_deadline
-            if deadline == math.inf:
-                delta = await backend.next_delta()
-            else:
-                with trio.move_on_at(deadline) as scope:
-                    delta = await backend.next_delta()
-                if scope.cancelled_caught:
-                    raise self._timeout_error()
-            if delta is None:
-                await self._finish(None)
-                raise StopAsyncIteration
-            if delta:
-                break
-        self._last_delta = trio.current_time()
-        if call.first_token_at is None:
-            call.first_token_at = self._env.state.elapsed()
-        call.add_text(delta)
-        if self._turn is not None:
-            self._turn.feed(delta)
-        limits = self._env.limits
-        if limits is not None and limits.watches_usage:
-            self._check_budgets(call, limits, backend)
-        return delta
-
-    def _check_budgets(
-        self, call: CallState, limits: UsageLimits, backend: GenerationStream
-    ) -> None:
-        """A token or cost budget crossed by the output so far stops the call at this piece."""
-        env = self._env
-        if env.cancellation.requested:
-            return
-        if self._input_estimate is None:
-            self._input_estimate = estimate_tokens(
-                "".join(m.content or "" for m in self._messages if isinstance(m, Message))
-            )
-        running = call.running_usage(backend.report(), self._input_estimate)
-        settled, settled_cost = env.state.usage_and_cost()
-        cost = env.runtime.cost_of(call.model, running)
-        total_cost = None if cost is None or settled_cost is None else settled_cost + cost
-        violation = limits.usage_violation(settled + running, total_cost)
-        if violation is not None:
-            estimated = " (estimated)" if running.provenance is Provenance.ESTIMATED else ""
-            env.cancellation.request(
-                CancelSource.LIMIT, f"{violation}{estimated} while call #{call.index} streamed"
-            )
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._call is not None and not self._call.finished:
-            if isinstance(exc, GeneratorExit):
-                exc = None  # an async generator reading the stream was closed: left early
-            await self._finish(exc, abandoned=exc is None)
-
-    def _timeout_error(self) -> LLMTimeoutError:
-        now = trio.current_time()
-        if now >= self._call_deadline and self._timeout is not None:
-            return CallTimeoutError(self._timeout, model=self._model)
-        if (
-            self._call is not None
-            and self._call.first_token_at is None
-            and self._first_token_timeout is not None
-        ):
-            return FirstTokenTimeoutError(self._first_token_timeout, model=self._model)
-        assert self._stall_timeout is not None
-        return StallTimeoutError(self._stall_timeout, model=self._model)
-
-    async def _finish(self, exc: BaseException | None, *, abandoned: bool = False) -> None:
-        """Close the backend, then settle usage and cost and account the call. Runs once.
-
-        An interrupted call is closed shielded, with a bounded grace, because that is where
-        a backend has work to undo. A call that ended normally is closed like any trio call;
-        if a cancel lands during that close, the call is still accounted before it propagates.
-        """
-        backend = self._backend
-        try:
-            if backend is None:
-                pass
-            elif exc is None and not abandoned:
-                await backend.aclose()
-            else:
-                with trio.move_on_after(CLOSE_GRACE_SECONDS, shield=True):
-                    await backend.aclose()
-        except Exception as close_error:
-            self._env.log.warning(
-                "llm_call.close_failed",
-                call=None if self._call is None else self._call.index,
-                error=type(close_error).__name__,
-            )
-        finally:
-            self._account(exc, abandoned)
-
-    def _account(self, exc: BaseException | None, abandoned: bool) -> None:
-        """The call ended: record it, close its conversation turn, and check the limits."""
-        call, env = self._call, self._env
-        assert call is not None
-        backend = self._backend
-        report = (
-            backend.report()
-            if backend is not None
-            else CallReport(Usage(provenance=Provenance.UNKNOWN))
-        )
-        call.end(report, exc, abandoned=abandoned, at=env.state.elapsed())
-        call.settle(env.runtime.cost_of)
-        if call.trace is not None:
-            observer, handle = call.trace
-            observer.call_finished(handle, call.freeze(env.state.elapsed()), call.text)
-        if self._turn is not None:
-            self._close_turn(call, exc)
-        assert call.stop_reason is not None
-        assert call.usage is not None
-        env.log.debug(
-            "llm_call.finished",
-            call=call.index,
-            model=call.model,
-            stop_reason=call.stop_reason.value,
-            output_tokens=call.usage.output_tokens,
-            duration=(call.ended_at or 0.0) - call.started_at,
-        )
-        if call.completed:
-            self._result = TextResult(
-                text=call.text,
-                usage=call.usage,
-                stop_reason=call.stop_reason,
-                model=call.model,
-                call_index=call.index,
-                time_to_first_token=call.time_to_first_token,
-                tool_calls=report.tool_calls,
-            )
-        if env.limits is not None:
-            violation = env.limits.usage_violation(*env.state.usage_and_cost())
-            if violation is not None:
-                call.over_budget = True  # its text is not lost: the partial keeps it
-                env.cancellation.request(CancelSource.LIMIT, violation)
-
-    def _close_turn(self, call: CallState, exc: BaseException | None) -> None:
-        """Append the reply to the conversation, or what was said so far and a marker."""
-        assert self._turn is not None
-        if call.stop_reason is StopReason.CANCELLED:
-            left = "the stream was left early"
-            self._turn.stop(self._env.cancellation.reason if exc is not None else left)
-        elif call.stop_reason is StopReason.ERROR:
-            assert exc is not None
-            self._turn.fail(exc)
-        else:
-            self._turn.finish(call.report.tool_calls if call.report is not None else ())
 
 
 def _check_tool_choice(choice: object, tools: Mapping[str, Tool]) -> str:
