@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import copy
 import threading
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
@@ -33,7 +34,7 @@ from agtl.session import Session, TextResult
 from agtl.signals import CancelSignal
 from agtl.tools import Tool
 from agtl.usage import Usage
-from agtl.validation import check_str, require_trio, type_name
+from agtl.validation import check_optional_seconds, check_str, require_trio, type_name
 
 __all__ = ["Provider"]
 
@@ -256,21 +257,43 @@ class Provider(abc.ABC):
         tool_choice: str | None = None,
         max_steps: int | None = None,
         signal: CancelSignal | Sequence[CancelSignal] | None = None,
-        timeout: float | None = None,
+        execution_timeout: float | None = None,
+        first_token_timeout: float | None = None,
+        stall_timeout: float | None = None,
         limits: UsageLimits | None = None,
+        timeout: float | None = None,
         **options: Any,
     ) -> SimpleExecution[TextResult]:
         """Ask one question: an execution of one ``session.generate_text`` call.
 
         Its Result's value is the :class:`~agtl.TextResult`. ``await`` it in trio code,
         pass it to :func:`agtl.run` in synchronous code, or to :func:`agtl.aio.result` in
-        asyncio code. ``timeout`` bounds the whole execution; the other arguments are those of
-        :meth:`Session.generate_text`, checked here.
+        asyncio code. ``execution_timeout`` bounds the whole execution (every model call and
+        tool of it); ``first_token_timeout`` and ``stall_timeout`` bound each model call, and
+        the other arguments are those of :meth:`Session.generate_text`, checked here.
+
+        ``timeout=`` is the old name of ``execution_timeout=`` and is deprecated: in
+        ``session.generate_text`` the same word bounds each model call.
         """
+        if timeout is not None:
+            if execution_timeout is not None:
+                raise InvalidArgumentError(
+                    "timeout", "pass execution_timeout= only (timeout= is its deprecated name)"
+                )
+            warnings.warn(
+                "provider.generate_text(timeout=) is deprecated: use execution_timeout=, which "
+                "bounds the whole execution (session.generate_text(timeout=) bounds each model "
+                "call)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            execution_timeout = timeout
         if prompt is None and messages is None:
             raise InvalidArgumentError("prompt", "pass prompt=... (or messages=[...])")
         if prompt is not None:
             check_str("prompt", prompt)
+        check_optional_seconds("first_token_timeout", first_token_timeout)
+        check_optional_seconds("stall_timeout", stall_timeout)
         GenerationOptions.from_kwargs(options)  # an unknown or bad option fails here
 
         async def ask(session: Session) -> TextResult:
@@ -282,10 +305,12 @@ class Provider(abc.ABC):
                 tools=tools,
                 tool_choice=tool_choice,
                 max_steps=max_steps,
+                first_token_timeout=first_token_timeout,
+                stall_timeout=stall_timeout,
                 **options,
             )
 
-        return self.simple_execution(ask, signal=signal, timeout=timeout, limits=limits)
+        return self.simple_execution(ask, signal=signal, timeout=execution_timeout, limits=limits)
 
     # -- backend --------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -42,7 +42,7 @@ app = FastAPI(lifespan=lifespan)
 @app.get("/ask")
 async def ask(q: str) -> dict[str, object]:
     assert provider is not None
-    result = await agtl.aio.result(provider.generate_text(q, system=SYSTEM, timeout=60))
+    result = await agtl.aio.result(provider.generate_text(q, system=SYSTEM, execution_timeout=60))
     return {
         "status": result.status.value,
         "text": None if result.value is None else result.value.text,

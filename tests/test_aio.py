@@ -373,6 +373,35 @@ def test_events_refuses_a_simple_execution() -> None:
 
 
 # -- agtl.run and provider.generate_text ---------------------------------------------------------
+
+
+def test_generate_text_bounds_the_execution_with_execution_timeout() -> None:
+    provider = ScriptedProvider(Reply(["x "] * 100, delay=0.05))
+    result = agtl.run(provider.generate_text("Tell a long story.", execution_timeout=0.2))
+    assert result.status is Status.CANCELED
+    assert result.cancel is not None
+    assert result.cancel.source is CancelSource.TIMEOUT
+    assert result.partial is not None  # what streamed before the timeout is kept
+
+
+def test_generate_text_timeout_is_the_deprecated_name_of_execution_timeout() -> None:
+    provider = ScriptedProvider(Reply(["x "] * 100, delay=0.05))
+    with pytest.warns(DeprecationWarning, match="use execution_timeout="):
+        execution = provider.generate_text("Tell a long story.", timeout=0.2)
+    result = agtl.run(execution)
+    assert result.cancel is not None
+    assert result.cancel.source is CancelSource.TIMEOUT
+    with pytest.raises(agtl.InvalidArgumentError, match="execution_timeout= only"):
+        provider.generate_text("hi", timeout=1, execution_timeout=1)
+
+
+def test_generate_text_passes_the_per_call_deadlines() -> None:
+    provider = ScriptedProvider(Reply("late", first_delay=1.0))
+    result = agtl.run(provider.generate_text("hi", first_token_timeout=0.05))
+    assert result.status is Status.FAILED
+    assert isinstance(result.error, agtl.FirstTokenTimeoutError)
+    with pytest.raises(agtl.InvalidArgumentError, match="stall_timeout"):
+        provider.generate_text("hi", stall_timeout=-1)
 def test_run_returns_the_result_of_a_one_call_shortcut() -> None:
     provider = ScriptedProvider("Paris.")
     result = agtl.run(provider.generate_text("What is the capital of France?", temperature=0))
