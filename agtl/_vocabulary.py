@@ -22,11 +22,20 @@ __all__ = [
     "Logger",
     "Partial",
     "ProviderInfo",
+    "SessionType",
     "Status",
     "StopReason",
     "SummarySink",
     "ToolCallStatus",
 ]
+
+class SessionType:
+    """What every agtl session is: the marker a tool's first parameter is recognised by (a
+    parameter annotated with a subclass of it receives the session, and is not in the
+    schema), so that modules below the session need not import it."""
+
+    __slots__ = ()
+
 
 #: The structlog logger agtl logs through: bound per execution with ``bind(...)``.
 Logger: TypeAlias = FilteringBoundLogger

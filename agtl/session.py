@@ -17,7 +17,7 @@ from agtl._state import ExecutionState
 from agtl._tool_loop import ToolLoopStream
 from agtl._tool_runner import StepRunner
 from agtl._typed_output import OutputSchema, describe
-from agtl._vocabulary import Logger, ProviderInfo, ToolCallStatus
+from agtl._vocabulary import Logger, ProviderInfo, SessionType, ToolCallStatus
 from agtl.conversation import Conversation
 from agtl.errors import (
     ExecutionClosedError,
@@ -47,7 +47,7 @@ DEFAULT_MAX_STEPS: Final = 10
 _TOOL_ERRORS: Final = ("model", "raise")
 
 
-class Session:
+class Session(SessionType):
     """Handed to a workflow; every LLM call and event of the execution goes through it."""
 
     __slots__ = ("_cancellation", "_limits", "_log", "_runtime", "_state")

@@ -24,6 +24,7 @@ from typing import Any, Final, overload
 import attrs
 import pydantic
 
+from agtl._vocabulary import SessionType
 from agtl.backend import ToolSpec
 from agtl.errors import InvalidArgumentError, ToolArgumentsError
 from agtl.validation import check_count, check_optional_seconds, check_str, type_name
@@ -311,9 +312,7 @@ def _check_name(name: object) -> str:
 def _is_session(parameter: inspect.Parameter, hints: Mapping[str, Any]) -> bool:
     """Whether a first parameter is annotated with agtl's Session (it is not in the schema)."""
     hint = hints.get(parameter.name)
-    return (
-        isinstance(hint, type) and hint.__name__ == "Session" and hint.__module__ == "agtl.session"
-    )
+    return isinstance(hint, type) and issubclass(hint, SessionType)
 
 
 _SECTION: Final = ("args:", "arguments:", "parameters:")

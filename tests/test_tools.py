@@ -90,6 +90,36 @@ def test_options_and_a_session_parameter() -> None:
     assert find.validate('{"query": "x"}') == {"query": "x", "limit": 3}
 
 
+class _MySession(agtl.Session):
+    """A subclass of agtl's Session (a typed helper around it, say)."""
+
+
+#: A class that merely has Session's name and module string.
+_Impostor = type("Session", (), {"__module__": "agtl.session"})
+
+
+def test_the_session_parameter_is_found_by_type_not_by_name() -> None:
+    # A class that merely has Session's name and module string is not the session: it is an
+    # argument the model would fill in, and it has no schema.
+    def theirs(session: _Impostor, query: str) -> str:  # type: ignore[valid-type]
+        """Look something up."""
+        return query
+
+    def subclass(session: _MySession, query: str) -> str:
+        """Look something up."""
+        return query
+
+    def agtls(session: agtl.Session, query: str) -> str:
+        """Look something up."""
+        return query
+
+    with pytest.raises(agtl.InvalidArgumentError, match="no JSON schema"):
+        tool(theirs)
+    assert tool(subclass).takes_session
+    assert tool(agtls).takes_session
+    assert set(tool(agtls).parameters["properties"]) == {"query"}
+
+
 def _no_hint(city):  # type: ignore[no-untyped-def]
     """Doc."""
 
