@@ -29,6 +29,7 @@ __all__ = [
     "ToolCallStatus",
 ]
 
+
 class SessionType:
     """What every agtl session is: the marker a tool's first parameter is recognised by (a
     parameter annotated with a subclass of it receives the session, and is not in the

@@ -402,6 +402,8 @@ def test_generate_text_passes_the_per_call_deadlines() -> None:
     assert isinstance(result.error, agtl.FirstTokenTimeoutError)
     with pytest.raises(agtl.InvalidArgumentError, match="stall_timeout"):
         provider.generate_text("hi", stall_timeout=-1)
+
+
 def test_run_returns_the_result_of_a_one_call_shortcut() -> None:
     provider = ScriptedProvider("Paris.")
     result = agtl.run(provider.generate_text("What is the capital of France?", temperature=0))

@@ -156,9 +156,7 @@ def _integration(module: str) -> bool:
 
 @pytest.mark.parametrize(
     "module",
-    sorted(
-        m for m in modules() if (m == "agtl" or m.startswith("agtl.")) and not _integration(m)
-    ),
+    sorted(m for m in modules() if (m == "agtl" or m.startswith("agtl.")) and not _integration(m)),
 )
 def test_the_core_never_imports_an_integration(module: str) -> None:
     upward = sorted(

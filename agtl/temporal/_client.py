@@ -25,7 +25,13 @@ from agtl.temporal._activity import load_workflow, with_why
 from agtl.temporal._connection import TemporalUnavailableError
 from agtl.temporal._spec import ProviderSpec
 from agtl.temporal._workflow import WORKFLOW_NAME
-from agtl.validation import check_str, type_name
+from agtl.validation import (
+    check_count,
+    check_optional_seconds,
+    check_seconds,
+    check_str,
+    type_name,
+)
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
@@ -204,16 +210,13 @@ async def submit(
             load_workflow(workflow)
         except AgtlError as error:
             raise InvalidArgumentError("workflow", str(error).removeprefix("workflow ")) from None
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+    # The same checks as the core's (a bool is not a number of seconds, nor a count).
+    timeout = check_optional_seconds("timeout", timeout)
+    if check_seconds("heartbeat_timeout", heartbeat_timeout) <= 0:
         raise InvalidArgumentError(
-            "timeout", f"must be a positive number of seconds, not {timeout!r}"
+            "heartbeat_timeout", f"must be more than 0 seconds, got {heartbeat_timeout!r}"
         )
-    if not isinstance(heartbeat_timeout, int | float) or heartbeat_timeout <= 0:
-        raise InvalidArgumentError(
-            "heartbeat_timeout", f"must be positive, not {heartbeat_timeout!r}"
-        )
-    if not isinstance(max_attempts, int) or max_attempts < 1:
-        raise InvalidArgumentError("max_attempts", f"must be an int >= 1, not {max_attempts!r}")
+    max_attempts = check_count("max_attempts", max_attempts, minimum=1)
     request = {
         "workflow": workflow,
         "input": _json("input", input),

@@ -492,6 +492,18 @@ def test_bad_input_fails_at_the_call(workers: Workers) -> None:
             await temporal.submit(client, f"{FLOWS}:answer", {"x": float("nan")}, provider=spec)
         with pytest.raises(agtl.InvalidArgumentError, match="ProviderSpec"):
             await temporal.submit(client, f"{FLOWS}:answer", {}, provider="local")  # type: ignore[arg-type]
+        # The core's own checks: a bool is neither seconds nor a count.
+        answer = f"{FLOWS}:answer"
+        for bad, message in (
+            ({"timeout": True}, "timeout: must be a number of seconds, not bool"),
+            ({"timeout": -1}, "timeout: must be >= 0 seconds"),
+            ({"max_attempts": True}, "max_attempts: must be an int, not bool"),
+            ({"max_attempts": 0}, "max_attempts: must be >= 1"),
+            ({"heartbeat_timeout": 0}, "heartbeat_timeout: must be more than 0 seconds"),
+        ):
+            with pytest.raises(agtl.InvalidArgumentError) as info:
+                await temporal.submit(client, answer, {}, provider=spec, **bad)
+            assert message in str(info.value), (bad, str(info.value))
 
     with_client(workers.address, scenario)
     with pytest.raises(temporal.TemporalUnavailableError, match=r"127\.0\.0\.1:\d+.*running"):
