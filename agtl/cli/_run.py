@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import inspect
 import json
 import signal
-import sys
 import traceback
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import trio
 
 import agtl
+from agtl import _entry as entry
 from agtl._jsonable import jsonable
 from agtl._sync import INTERRUPT_REASON
 from agtl.cli._common import CliError, console, make_provider, summary_table
+from agtl.errors import InvalidArgumentError
 from agtl.reporting import record_of
 
 EXIT_CODES = {agtl.Status.SUCCEEDED: 0, agtl.Status.CANCELED: 3, agtl.Status.FAILED: 4}
@@ -26,35 +24,12 @@ _TEXT_EVENTS = {"chunk", "delta", "text", "token"}
 
 
 def load_workflow(target: str) -> Any:
-    path_text, sep, name = target.rpartition(":")
-    if not sep or not path_text or not name:
-        raise CliError(
-            f"expected FILE.py:FUNCTION, got {target!r}",
-            "e.g. agtl run examples/quickstart.py:answer",
-        )
-    path = Path(path_text)
-    if not path.is_file():
-        raise CliError(f"no such file: {path}")
-    spec = importlib.util.spec_from_file_location(f"agtl_run_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise CliError(f"cannot load {path} as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.resolve().parent))
+    """The workflow ``FILE.py:FUNCTION`` (or ``package.module:FUNCTION``) names, as serve and
+    Temporal load it; a mistake is one line and a hint."""
     try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.pop(0)
-    workflow = getattr(module, name, None)
-    if workflow is None:
-        found = [
-            n
-            for n, v in vars(module).items()
-            if inspect.iscoroutinefunction(v) or inspect.isasyncgenfunction(v)
-        ]
-        raise CliError(f"{path} has no {name!r}", f"workflows in it: {', '.join(found) or 'none'}")
-    if not (inspect.iscoroutinefunction(workflow) or inspect.isasyncgenfunction(workflow)):
-        raise CliError(f"{name!r} is not an async function or async generator taking a session")
-    return workflow
+        return entry.load(target)
+    except InvalidArgumentError as error:
+        raise CliError(error.problem, "e.g. agtl run examples/quickstart.py:answer") from None
 
 
 async def _execute(
@@ -85,7 +60,7 @@ async def _execute_once(
     out: Any,
     interrupted: agtl.CancelSignal,
 ) -> agtl.Result[Any]:
-    streaming = inspect.isasyncgenfunction(workflow)
+    streaming = entry.is_streaming(workflow)
     options = {"timeout": args.timeout, "signal": interrupted}
     if not streaming:
         return await provider.simple_execution(workflow, **options).result()  # type: ignore[no-any-return]

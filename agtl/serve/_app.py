@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from agtl import _entry as entry
 from agtl.errors import InvalidArgumentError
 from agtl.events import Event
 from agtl.execution import StreamingExecution
@@ -302,7 +302,7 @@ class _Api:
 async def _as_events(workflow: Workflow, value: Any, session: Session) -> AsyncIterator[Event]:
     """The served function as a streaming workflow: a generator's events, or a coroutine's
     value as the terminal event."""
-    if inspect.isasyncgenfunction(workflow):
+    if entry.is_streaming(workflow):
         async with contextlib.aclosing(workflow(session, value)) as events:
             async for event in events:
                 yield event
@@ -312,15 +312,7 @@ async def _as_events(workflow: Workflow, value: Any, session: Session) -> AsyncI
 
 
 def _check_workflow(workflow: object) -> None:
-    target = getattr(workflow, "func", workflow)
-    if callable(target):
-        target = inspect.unwrap(target)
-    if not (inspect.isasyncgenfunction(target) or inspect.iscoroutinefunction(target)):
-        raise InvalidArgumentError(
-            "workflow",
-            f"must be an async generator or `async def` function taking (session, input), "
-            f"not {type_name(workflow)}",
-        )
+    entry.check(workflow)
 
 
 def _directory(conversations: Any) -> Path | None:

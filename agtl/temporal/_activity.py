@@ -13,26 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import inspect
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from agtl import _entry as entry
 from agtl import aio
 from agtl._logging import default_logger
 from agtl._vocabulary import SummarySink
 from agtl.errors import AgtlError
-from agtl.events import Event
 from agtl.journal import CallJournal, JournalEntry
 from agtl.provider import Provider
 from agtl.result import Result
 from agtl.session import Session
 from agtl.signals import CancelSignal
-from agtl.temporal._spec import ProviderSpec, load_object
+from agtl.temporal._spec import ProviderSpec
 from agtl.temporal._workflow import ACTIVITY_NAME, BAD_REQUEST
 
 __all__ = ["Executions", "load_workflow", "with_why"]
@@ -47,23 +46,7 @@ _REASON_LOOKUP_SECONDS = 1.0
 
 def load_workflow(path: str) -> Callable[..., Any]:
     """The agtl workflow function ``"package.module:function"`` names, checked."""
-    fn = load_object(path, "workflow")
-    if not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
-        raise AgtlError(
-            f"workflow {path!r} is not an async function or async generator "
-            "(it takes a session, and the input if it has a second parameter)"
-        )
-    return fn  # type: ignore[no-any-return]
-
-
-def takes_input(fn: Callable[..., Any]) -> bool:
-    """Whether the workflow has a parameter for the input besides the session."""
-    parameters = [
-        p
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    return len(parameters) >= 2
+    return entry.load(path, files=False)
 
 
 class Executions:
@@ -157,7 +140,7 @@ class Executions:
         workflow = _bind(fn, request.get("input"), info, self._identity)
         journaled = provider.with_journal(journal)
         execution: Any
-        if inspect.isasyncgenfunction(fn):
+        if entry.is_streaming(fn):
             execution = journaled.streaming_execution(workflow, signal=signal, timeout=timeout)
         else:
             execution = journaled.simple_execution(workflow, signal=signal, timeout=timeout)
@@ -209,7 +192,6 @@ def _bind(
     fn: Callable[..., Any], value: Any, info: activity.Info, worker: str | None
 ) -> Callable[[Session], Any]:
     """The workflow as an execution runs it: with its input, and Temporal's ids recorded."""
-    args = (value,) if takes_input(fn) else ()
 
     def label(session: Session) -> None:
         session.set_metadata(
@@ -219,20 +201,7 @@ def _bind(
             temporal_worker=worker,
         )
 
-    if inspect.isasyncgenfunction(fn):
-
-        async def stream(session: Session) -> AsyncIterator[Event]:
-            label(session)
-            async for event in fn(session, *args):
-                yield event
-
-        return stream
-
-    async def call(session: Session) -> Any:
-        label(session)
-        return await fn(session, *args)
-
-    return call
+    return entry.bind(fn, value, before=label)
 
 
 async def _why_cancelled(info: activity.Info) -> str:
@@ -296,17 +265,17 @@ class _Heartbeat:
 
     def details(self) -> dict[str, Any]:
         entries = () if self.journal is None else self.journal.entries
-        for entry in entries[len(self._kept) :]:
+        for recorded in entries[len(self._kept) :]:
             if self._full:
                 break
-            data = entry.to_dict()
+            data = recorded.to_dict()
             size = len(json.dumps(data, ensure_ascii=False).encode())
             if self._kept_bytes + size > self.journal_budget:
                 self._full = True
                 break
             self._kept.append(data)
             self._kept_bytes += size
-        output = sum(entry.usage.output_tokens or 0 for entry in entries)
+        output = sum(e.usage.output_tokens or 0 for e in entries)
         return {
             "attempt": self.attempt,
             "calls": len(entries),

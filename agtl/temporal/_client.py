@@ -206,10 +206,7 @@ async def submit(
         )
     check_str("workflow", workflow)
     if check:
-        try:
-            load_workflow(workflow)
-        except AgtlError as error:
-            raise InvalidArgumentError("workflow", str(error).removeprefix("workflow ")) from None
+        load_workflow(workflow)  # as a worker will: a wrong path fails here
     # The same checks as the core's (a bool is not a number of seconds, nor a count).
     timeout = check_optional_seconds("timeout", timeout)
     if check_seconds("heartbeat_timeout", heartbeat_timeout) <= 0:

@@ -7,7 +7,6 @@ plain options; an API key is read on the worker from the environment variable th
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -16,11 +15,12 @@ from typing import Any
 
 import attrs
 
+from agtl import _entry as entry
 from agtl.errors import InvalidArgumentError
 from agtl.provider import Provider
 from agtl.validation import check_str, type_name
 
-__all__ = ["ProviderSpec", "load_object"]
+__all__ = ["ProviderSpec"]
 
 _KINDS = ("local", "openai", "factory")
 _SECRET = re.compile(r"key|token|secret|password|authorization|credential", re.IGNORECASE)
@@ -41,32 +41,6 @@ def _json_mapping(name: str, value: Mapping[str, Any]) -> dict[str, Any]:
                 "put it in the worker's environment and name the variable (api_key_env=...)",
             )
     return data
-
-
-def load_object(path: str, what: str) -> Any:
-    """The object ``"package.module:name"`` names, or a clear error saying what is wrong."""
-    module_name, sep, name = path.partition(":")
-    if (
-        not sep
-        or not module_name
-        or not name
-        or not all(part.isidentifier() for part in (*module_name.split("."), *name.split(".")))
-    ):
-        raise InvalidArgumentError(
-            what, f"must be an import path 'package.module:function', not {path!r}"
-        )
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as error:
-        raise InvalidArgumentError(
-            what, f"cannot import {module_name!r} for {path!r}: {error}"
-        ) from None
-    for part in name.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise InvalidArgumentError(what, f"module {module_name!r} has no {name!r}") from None
-    return target
 
 
 @attrs.frozen
@@ -173,7 +147,7 @@ def _openai(settings: dict[str, Any], environ: Mapping[str, str]) -> Provider:
 
 
 def _factory(settings: dict[str, Any], _environ: Mapping[str, str]) -> Provider:
-    make = load_object(settings["path"], "provider factory")
+    make = entry.load_object(settings["path"], "provider factory", files=False)
     if not callable(make):
         raise InvalidArgumentError("provider factory", f"{settings['path']} is not callable")
     provider: Any = make(**settings.get("arguments", {}))

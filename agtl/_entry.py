@@ -1,0 +1,150 @@
+"""Naming, loading and binding a workflow: the one way ``agtl run``, ``agtl serve`` and
+``agtl.temporal`` do it, so that the three cannot drift apart.
+
+A workflow is named ``file.py:function`` (a file, as the command line takes it) or
+``package.module:function`` (an import path, as a Temporal worker takes it). It is an
+``async def`` function or an async generator taking the session, and the input too when it
+has a second parameter. Every mistake is an :class:`~agtl.InvalidArgumentError` for
+``workflow`` that says what was wrong and what is expected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from agtl._vocabulary import SessionType
+from agtl.errors import InvalidArgumentError
+from agtl.events import Event
+
+__all__ = ["bind", "check", "is_streaming", "load", "load_object", "takes_input"]
+
+#: What a workflow is, said in every message about a wrong one.
+EXPECTED = (
+    "an async function or async generator taking a session (and the input, if it has a "
+    "second parameter)"
+)
+
+
+def load(target: str, *, argument: str = "workflow", files: bool = True) -> Callable[..., Any]:
+    """The workflow ``target`` names (``file.py:function`` or ``package.module:function``;
+    with ``files=False`` an import path only, as for workers elsewhere), checked to be one."""
+    fn = load_object(target, argument, files=files)
+    check(fn, argument=argument, label=target)
+    return fn  # type: ignore[no-any-return]
+
+
+def load_object(target: str, argument: str, *, files: bool = True) -> Any:
+    """The object ``file.py:name`` or ``package.module:name`` names, or a clear error."""
+    if not isinstance(target, str):
+        raise InvalidArgumentError(argument, f"must be a str, not {type(target).__name__}")
+    expected = (
+        "FILE.py:FUNCTION or package.module:FUNCTION"
+        if files
+        else "an import path package.module:FUNCTION (workers import it)"
+    )
+    where, sep, name = target.rpartition(":")
+    file_like = where.endswith(".py") or "/" in where or "\\" in where
+    if not sep or not where or not name or (file_like and not files):
+        raise InvalidArgumentError(argument, f"expected {expected}, got {target!r}")
+    if file_like:
+        module = _from_file(Path(where), argument)
+    else:
+        if not all(part.isidentifier() for part in (*where.split("."), *name.split("."))):
+            raise InvalidArgumentError(argument, f"expected {expected}, got {target!r}")
+        try:
+            module = importlib.import_module(where)
+        except ImportError as error:
+            raise InvalidArgumentError(
+                argument, f"cannot import {where!r} for {target!r}: {error}"
+            ) from None
+    found: Any = module
+    for part in name.split("."):
+        if not hasattr(found, part):
+            candidates = sorted(
+                n
+                for n, v in vars(module).items()
+                if inspect.iscoroutinefunction(v) or inspect.isasyncgenfunction(v)
+            )
+            raise InvalidArgumentError(
+                argument,
+                f"{where} has no {name!r} (workflows in it: {', '.join(candidates) or 'none'})",
+            )
+        found = getattr(found, part)
+    return found
+
+
+def _from_file(path: Path, argument: str) -> Any:
+    if not path.is_file():
+        raise InvalidArgumentError(argument, f"no such file: {path}")
+    spec = importlib.util.spec_from_file_location(f"agtl_workflow_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise InvalidArgumentError(argument, f"cannot load {path} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.resolve().parent))  # the file's neighbours import as usual
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def check(fn: object, *, argument: str = "workflow", label: str | None = None) -> None:
+    """``fn`` is a workflow (a ``functools.partial`` or a decorated one included)."""
+    target = getattr(fn, "func", fn)
+    if callable(target):
+        target = inspect.unwrap(target)
+    if not (inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)):
+        name = label if label is not None else getattr(fn, "__name__", type(fn).__name__)
+        raise InvalidArgumentError(argument, f"{name!r} is not {EXPECTED}")
+
+
+def is_streaming(fn: Callable[..., Any]) -> bool:
+    """Whether the workflow is an async generator (it runs as a streaming execution)."""
+    target = inspect.unwrap(getattr(fn, "func", fn))
+    return inspect.isasyncgenfunction(target)
+
+
+def takes_input(fn: Callable[..., Any]) -> bool:
+    """Whether the workflow has a parameter for the input besides the session."""
+    parameters = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(parameters) >= 2
+
+
+def bind(
+    fn: Callable[..., Any],
+    value: Any,
+    *,
+    before: Callable[[Any], None] | None = None,
+) -> Callable[[Any], Any]:
+    """The workflow as an execution runs it: called with the input when it takes one, after
+    ``before(session)`` (labels, metadata) if given; a generator stays a generator."""
+    args = (value,) if takes_input(fn) else ()
+
+    if is_streaming(fn):
+
+        async def stream(session: SessionType) -> AsyncIterator[Event]:
+            if before is not None:
+                before(session)
+            async with contextlib.aclosing(fn(session, *args)) as events:
+                async for event in events:
+                    yield event
+
+        return stream
+
+    async def call(session: SessionType) -> Any:
+        if before is not None:
+            before(session)
+        return await fn(session, *args)
+
+    return call
