@@ -281,6 +281,37 @@ class ExecutionState:
             children=tuple(self.children or ()),
         )
 
+    # -- the named writers: the only ways in for the session, the tool runner and the host --
+    def add_tool_call(self, record: ToolCall) -> None:
+        """A tool call ran (the tool runner) or was reported by the workflow (the session)."""
+        if self.tool_calls is None:
+            self.tool_calls = []
+        self.tool_calls.append(record)
+
+    def add_record(self, kind: str, data: Any) -> None:
+        """A free-form record (the session) or a tool's progress report (the tool runner)."""
+        if self.records is None:
+            self.records = []
+        self.records.append(RecordEntry(kind, data, self.elapsed()))
+
+    def add_cost(self, label: str, amount: Decimal, data: Any) -> None:
+        """A non-LLM cost the workflow recorded (the session)."""
+        if self.costs is None:
+            self.costs = []
+        self.costs.append(CostEntry(label, amount, data, self.elapsed()))
+
+    def add_hook(self, callback: Callable[[Any], object]) -> None:
+        """An ``on_done`` callback (the session)."""
+        if self.hooks is None:
+            self.hooks = []
+        self.hooks.append(callback)
+
+    def update_metadata(self, values: dict[str, Any]) -> None:
+        """Metadata for the summary, later values replacing earlier ones (the session)."""
+        if self.metadata is None:
+            self.metadata = {}
+        self.metadata.update(values)
+
     def add_child(self, child: ChildSummary) -> None:
         """A child execution finished: list it (ignored once this summary is frozen)."""
         if self.frozen:

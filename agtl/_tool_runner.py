@@ -30,7 +30,7 @@ from agtl._vocabulary import CancelSource, Logger, ToolCallStatus
 from agtl.errors import ExecutionClosedError, ToolArgumentsError, ToolError
 from agtl.limits import UsageLimits
 from agtl.messages import ToolCallRequest
-from agtl.summary import RecordEntry, ToolCall
+from agtl.summary import ToolCall
 from agtl.tools import Tool, progress_hook
 
 __all__ = ["SYNC_TOOL_GRACE", "StepRunner", "ToolOutcome"]
@@ -185,9 +185,7 @@ class StepRunner:
                 call_id=call.id,
                 step=step,
             )
-            if state.tool_calls is None:
-                state.tool_calls = []
-            state.tool_calls.append(record)
+            state.add_tool_call(record)
             if traced is not None:
                 traced[0].deactivate(activated)
                 traced[0].tool_finished(span, record)
@@ -236,8 +234,6 @@ class StepRunner:
         def deliver(part: ToolProgress) -> None:
             if state.frozen:
                 return
-            if state.records is None:
-                state.records = []
             data = {
                 "tool": part.name,
                 "call_id": part.call_id,
@@ -245,7 +241,7 @@ class StepRunner:
                 "total": part.total,
                 "message": part.message,
             }
-            state.records.append(RecordEntry("tool.progress", data, state.elapsed()))
+            state.add_record("tool.progress", data)
             if sink is not None:
                 sink(part)
 

@@ -29,7 +29,7 @@ from agtl.events import COMPLETE, ERROR, RESERVED_EVENT_TYPES, Event
 from agtl.limits import UsageLimits
 from agtl.messages import Message, Role, build_messages
 from agtl.options import GenerationOptions
-from agtl.summary import CostEntry, RecordEntry, ToolCall
+from agtl.summary import ToolCall
 from agtl.tools import Tool, check_tools
 from agtl.validation import (
     check_count,
@@ -483,18 +483,12 @@ class Session(SessionType):
             raise InvalidArgumentError("callback", f"must be callable, not {type_name(callback)}")
         if self._state.frozen:
             raise ExecutionClosedError("session.on_done() after the execution ended")
-        state = self._state
-        if state.hooks is None:
-            state.hooks = []
-        state.hooks.append(callback)
+        self._state.add_hook(callback)
 
     def record(self, kind: str, data: Any = None) -> None:
         """Keep a free-form record in the summary."""
         check_str("kind", kind)
-        state = self._state
-        if state.records is None:
-            state.records = []
-        state.records.append(RecordEntry(kind, data, state.elapsed()))
+        self._state.add_record(kind, data)
 
     def record_tool_call(
         self,
@@ -510,10 +504,8 @@ class Session(SessionType):
         seconds = check_optional_seconds("duration", duration)
         message = None if error is None else str(error) or type(error).__name__
         state = self._state
-        if state.tool_calls is None:
-            state.tool_calls = []
         status = ToolCallStatus.OK if message is None else ToolCallStatus.ERROR
-        state.tool_calls.append(
+        state.add_tool_call(
             ToolCall(name, arguments, result, message, seconds, state.elapsed(), status)
         )
 
@@ -523,17 +515,11 @@ class Session(SessionType):
         """Add a non-LLM cost in USD (a search API, a tool) to the summary's total."""
         check_str("label", label)
         value = check_decimal("amount", amount)
-        state = self._state
-        if state.costs is None:
-            state.costs = []
-        state.costs.append(CostEntry(label, value, data, state.elapsed()))
+        self._state.add_cost(label, value, data)
 
     def set_metadata(self, **values: Any) -> None:
         """Attach key/value metadata to the summary (later values replace earlier ones)."""
-        state = self._state
-        if state.metadata is None:
-            state.metadata = {}
-        state.metadata.update(values)
+        self._state.update_metadata(values)
 
 
 def _check_tool_choice(choice: object, tools: Mapping[str, Tool]) -> str:
