@@ -151,6 +151,7 @@ class MCPServer:
         if self._stack is not None:
             raise AgtlError(f"{self.label} is entered already")
         stack = contextlib.AsyncExitStack()
+        self._http_refusals.clear()  # what an earlier start-up was answered says nothing now
         # The server's stderr goes to a file of ours: its last lines explain a failure.
         self._stderr = stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8"))  # noqa: SIM115
         try:
