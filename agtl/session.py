@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, Final, overload
+from typing import Any, overload
 
+import attrs
 import trio
 
 from agtl._call import CallEnv, TextStream
+from agtl._call_spec import CallSpec
 from agtl._cancel import Cancellation
 from agtl._replies import Step, TextResult
 from agtl._runtime import Runtime
@@ -18,6 +20,7 @@ from agtl._tool_loop import ToolLoopStream
 from agtl._tool_runner import StepRunner
 from agtl._typed_output import OutputSchema, describe
 from agtl._vocabulary import Logger, ProviderInfo, SessionType, ToolCallStatus
+from agtl.backend import ToolSpec
 from agtl.conversation import Conversation
 from agtl.errors import (
     ExecutionClosedError,
@@ -27,10 +30,9 @@ from agtl.errors import (
 )
 from agtl.events import COMPLETE, ERROR, RESERVED_EVENT_TYPES, Event
 from agtl.limits import UsageLimits
-from agtl.messages import Message, Role, build_messages
-from agtl.options import GenerationOptions
+from agtl.messages import Message, Role
 from agtl.summary import ToolCall
-from agtl.tools import Tool, check_tools
+from agtl.tools import Tool
 from agtl.validation import (
     check_count,
     check_decimal,
@@ -40,11 +42,6 @@ from agtl.validation import (
 )
 
 __all__ = ["Session", "Step", "TextResult", "TextStream"]
-
-
-#: How many model calls a tool loop makes at most, unless ``max_steps=`` says otherwise.
-DEFAULT_MAX_STEPS: Final = 10
-_TOOL_ERRORS: Final = ("model", "raise")
 
 
 class Session(SessionType):
@@ -108,28 +105,7 @@ class Session(SessionType):
         A tool that raises is reported to the model as an error, or, with
         ``tool_errors="raise"``, raises :class:`~agtl.ToolError` here.
         """
-        if tools is not None or tool_choice is not None or max_steps is not None:
-            loop = self._tool_loop_stream(
-                prompt=prompt,
-                messages=messages,
-                system=system,
-                model=model,
-                timeouts=(timeout, first_token_timeout, stall_timeout),
-                conversation=conversation,
-                tools=tools,
-                tool_choice=tool_choice,
-                max_steps=max_steps,
-                tool_errors=tool_errors,
-                options=options,
-                live_progress=False,  # nobody reads the parts: the summary keeps the progress
-            )
-            async with loop:
-                async for _ in loop.parts():
-                    pass
-            return loop.result
-        if tool_errors != "model":
-            raise InvalidArgumentError("tool_errors", "only applies to a call with tools=")
-        stream = self._text_stream(
+        spec = CallSpec.of(
             prompt=prompt,
             messages=messages,
             system=system,
@@ -138,8 +114,24 @@ class Session(SessionType):
             first_token_timeout=first_token_timeout,
             stall_timeout=stall_timeout,
             conversation=conversation,
+            tools=tools,
+            tool_choice=tool_choice,
+            max_steps=max_steps,
+            tool_errors=tool_errors,
             options=options,
         )
+        return await self._generate(spec)
+
+    async def _generate(self, spec: CallSpec) -> TextResult:
+        """Run ``spec`` to its end: one call, or the tool loop."""
+        if spec.tools is not None:
+            # Nobody reads the parts: the summary keeps the tools' progress.
+            loop = self._tool_loop(spec, live_progress=False)
+            async with loop:
+                async for _ in loop.parts():
+                    pass
+            return loop.result
+        stream = self._open(spec)
         async with stream:
             async for _ in stream:
                 pass
@@ -155,6 +147,9 @@ class Session(SessionType):
         model: str | None = None,
         retries: int = 2,
         timeout: float | None = None,  # noqa: ASYNC109 - per-call budget, typed error
+        first_token_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        conversation: Conversation | None = None,
         **options: Any,
     ) -> Any:
         """Ask for JSON matching ``output_type`` and return it validated, as that type.
@@ -162,7 +157,9 @@ class Session(SessionType):
         ``output_type`` is a pydantic model, a dataclass, a TypedDict or a plain type. A reply
         that does not validate is sent back with the errors, up to ``retries`` times; then
         :class:`~agtl.OutputValidationError` is raised. Every attempt is an LLM call in the
-        summary (and a ``generate_object.invalid`` record for each one that failed).
+        summary (and a ``generate_object.invalid`` record for each one that failed). The
+        per-call budgets are those of :meth:`generate_text`; with ``conversation=`` every
+        attempt and every correction is a turn of it.
         """
         wanted = OutputSchema.of(output_type)
         tries = check_count("retries", retries)
@@ -170,16 +167,20 @@ class Session(SessionType):
             raise InvalidArgumentError(
                 "response_format", "generate_object sets it from output_type: leave it out"
             )
-        history = list(build_messages(prompt=prompt, messages=messages, system=system))
+        spec = CallSpec.of(
+            prompt=prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            timeout=timeout,
+            first_token_timeout=first_token_timeout,
+            stall_timeout=stall_timeout,
+            conversation=conversation,
+            options={**options, "response_format": wanted.response_format()},
+        )
         problem, text = "", ""
         for attempt in range(tries + 1):
-            reply = await self.generate_text(
-                messages=history,
-                model=model,
-                timeout=timeout,
-                response_format=wanted.response_format(),
-                **options,
-            )
+            reply = await self._generate(spec)
             text = reply.text
             try:
                 return wanted.validate(text)
@@ -189,85 +190,54 @@ class Session(SessionType):
                 "generate_object.invalid",
                 {"attempt": attempt + 1, "call": reply.call_index, "problem": problem},
             )
-            history += [
-                Message(Role.ASSISTANT, text),
-                Message(
-                    Role.USER,
-                    f"That reply is not valid: {problem}. Reply again with only JSON "
-                    f"matching the schema {json.dumps(wanted.schema)}.",
-                ),
-            ]
+            correction = (
+                f"That reply is not valid: {problem}. Reply again with only JSON "
+                f"matching the schema {json.dumps(wanted.schema)}."
+            )
+            if spec.conversation is not None:
+                spec = attrs.evolve(spec, prompt=correction)  # the reply is in it already
+            else:
+                assert spec.messages is not None
+                history = (
+                    Message(Role.ASSISTANT, text),
+                    Message(Role.USER, correction),
+                )
+                spec = attrs.evolve(spec, messages=spec.messages + history)
         raise OutputValidationError(wanted.name, tries + 1, problem, text)
 
-    def _tool_loop_stream(
-        self,
-        *,
-        prompt: str | None,
-        messages: Any,
-        system: str | None,
-        model: str | None,
-        timeouts: tuple[float | None, float | None, float | None],
-        conversation: Conversation | None,
-        tools: Sequence[Tool] | None,
-        tool_choice: str | None,
-        max_steps: int | None,
-        tool_errors: str,
-        options: dict[str, Any],
-        live_progress: bool = True,
-    ) -> ToolLoopStream:
+    def _tool_loop(self, spec: CallSpec, *, live_progress: bool = True) -> ToolLoopStream:
         """The tool loop of :meth:`generate_text` and :meth:`stream_text` (see there)."""
-        checked = check_tools(tools if tools is not None else [])
-        by_name = {t.name: t for t in checked}
-        choice = _check_tool_choice(tool_choice, by_name)
-        steps_allowed = check_count(
-            "max_steps", DEFAULT_MAX_STEPS if max_steps is None else max_steps, minimum=1
-        )
-        if tool_errors not in _TOOL_ERRORS:
-            raise InvalidArgumentError(
-                "tool_errors", f"must be 'model' or 'raise', not {tool_errors!r}"
-            )
-        history: list[Message] = []
-        if conversation is None:
-            history = list(build_messages(prompt=prompt, messages=messages, system=system))
-        else:
-            _check_conversation_call(conversation, prompt=prompt, messages=messages, system=system)
-        specs = tuple(t.spec for t in checked)
+        use = spec.tools
+        assert use is not None
         runner = StepRunner(
-            tools=by_name,
+            tools=use.by_name,
             state=self._state,
             cancellation=self._cancellation,
             limits=self._limits,
             log=self._log,
             session=self,
-            raise_errors=tool_errors == "raise",
+            raise_errors=use.raise_errors,
         )
-        timeout, first_token_timeout, stall_timeout = timeouts
+        conversation = spec.conversation
 
         def open_step(number: int, so_far: list[Message]) -> TextStream:
-            stream = self._text_stream(
-                messages=None,
-                conversation=conversation,
-                prompt=prompt if conversation is not None and number == 0 else None,
-                system=None,
-                model=model,
-                timeout=timeout,
-                first_token_timeout=first_token_timeout,
-                stall_timeout=stall_timeout,
-                options=options,
-                # the history was checked once, and grows only by messages agtl made
-                checked_messages=tuple(so_far) if conversation is None else None,
+            # The history grows only by messages agtl made: it is not checked again. With a
+            # conversation, the prompt is the first step's user turn.
+            step = attrs.evolve(
+                spec,
+                messages=tuple(so_far) if conversation is None else None,
+                prompt=spec.prompt if conversation is not None and number == 0 else None,
             )
             # tool_choice applies to the first model call; later ones may answer in text.
-            stream._offer_tools(specs, choice if number == 0 else "auto")
-            return stream
+            return self._open(step, offer=(use.specs, use.choice if number == 0 else "auto"))
 
         return ToolLoopStream(
             open_step,
             runner,
-            history=history,
+            history=[] if spec.messages is None else list(spec.messages),
             conversation=conversation,
-            max_steps=steps_allowed,
-            answer_only=choice == "none",
+            max_steps=use.max_steps,
+            answer_only=use.choice == "none",
             cancellation=self._cancellation,
             live_progress=live_progress,
         )
@@ -338,25 +308,13 @@ class Session(SessionType):
         With ``tools=`` it streams the tool loop of :meth:`generate_text` instead: the text of
         every model call, and with ``stream.parts()`` the tool calls starting and finishing.
         """
-        if tools is not None:
-            return self._tool_loop_stream(
-                prompt=prompt,
-                messages=messages,
-                system=system,
-                model=model,
-                timeouts=(timeout, first_token_timeout, stall_timeout),
-                conversation=conversation,
-                tools=tools,
-                tool_choice=tool_choice,
-                max_steps=max_steps,
-                tool_errors=tool_errors,
-                options=options,
-            )
-        if tool_choice is not None or max_steps is not None or tool_errors != "model":
+        if tools is None and (
+            tool_choice is not None or max_steps is not None or tool_errors != "model"
+        ):
             raise InvalidArgumentError(
                 "tools", "tool_choice, max_steps and tool_errors need tools=[...]"
             )
-        return self._text_stream(
+        spec = CallSpec.of(
             prompt=prompt,
             messages=messages,
             system=system,
@@ -365,56 +323,45 @@ class Session(SessionType):
             first_token_timeout=first_token_timeout,
             stall_timeout=stall_timeout,
             conversation=conversation,
+            tools=tools,
+            tool_choice=tool_choice,
+            max_steps=max_steps,
+            tool_errors=tool_errors,
             options=options,
         )
+        if spec.tools is not None:
+            return self._tool_loop(spec)
+        return self._open(spec)
 
-    def _text_stream(
-        self,
-        *,
-        prompt: str | None,
-        messages: Any,
-        system: str | None,
-        model: str | None,
-        timeout: float | None,
-        first_token_timeout: float | None,
-        stall_timeout: float | None,
-        conversation: Conversation | None,
-        options: dict[str, Any],
-        checked_messages: tuple[Message, ...] | None = None,
+    def _open(
+        self, spec: CallSpec, *, offer: tuple[tuple[ToolSpec, ...], str] | None = None
     ) -> TextStream:
-        """One call's stream; ``checked_messages`` skips checking messages built by agtl."""
-        built: tuple[Message, ...] | None
-        if checked_messages is not None:
-            built = checked_messages
-        elif conversation is not None:
-            built = None
-            _check_conversation_call(conversation, prompt=prompt, messages=messages, system=system)
-        else:
-            built = build_messages(prompt=prompt, messages=messages, system=system)
-        if model is not None:
-            check_str("model", model)
+        """The stream of one model call of ``spec`` (offering tools, for a loop's step)."""
         runtime = self._runtime
         call_options = runtime.default_options
-        if options:
-            call_options = call_options.merged(GenerationOptions.from_kwargs(options))
-        resolved_model = model or runtime.default_model
+        if spec.options is not None:
+            call_options = call_options.merged(spec.options)
+        resolved_model = spec.model or runtime.default_model
         if resolved_model is None:
             raise InvalidArgumentError(
                 "model",
                 "no model given and the provider has no default; pass model=... "
                 "or configure provider.with_default_model(...)",
             )
-        return TextStream(
+        stream = TextStream(
             CallEnv(self._state, self._cancellation, runtime, self._limits, self._log),
             resolved_model,
-            built,
+            spec.messages,
             call_options,
-            timeout=check_optional_seconds("timeout", timeout),
-            first_token_timeout=check_optional_seconds("first_token_timeout", first_token_timeout),
-            stall_timeout=check_optional_seconds("stall_timeout", stall_timeout),
-            conversation=conversation,
-            user_turn=prompt if conversation is not None else None,
+            timeout=spec.deadlines.call,
+            first_token_timeout=spec.deadlines.first_token,
+            stall_timeout=spec.deadlines.stall,
+            conversation=spec.conversation,
+            user_turn=spec.prompt if spec.conversation is not None else None,
         )
+        if offer is not None:
+            stream._offer_tools(*offer)
+        return stream
 
     # -- events -------------------------------------------------------------------------------
     def emit(self, type: str, data: Any = None) -> Event:
@@ -520,41 +467,3 @@ class Session(SessionType):
     def set_metadata(self, **values: Any) -> None:
         """Attach key/value metadata to the summary (later values replace earlier ones)."""
         self._state.update_metadata(values)
-
-
-def _check_tool_choice(choice: object, tools: Mapping[str, Tool]) -> str:
-    """``tool_choice``: "auto" (default), "required", "none", or one of the tools' names."""
-    if choice is None:
-        return "auto"
-    if not isinstance(choice, str):
-        raise InvalidArgumentError("tool_choice", f"must be a str, not {type_name(choice)}")
-    if choice in ("auto", "required", "none") or choice in tools:
-        if choice != "none" and not tools:
-            raise InvalidArgumentError("tools", f"tool_choice={choice!r} needs at least one tool")
-        return choice
-    names = ", ".join(sorted(tools)) or "no tools were given"
-    raise InvalidArgumentError(
-        "tool_choice",
-        f"{choice!r} is not 'auto', 'required', 'none' or a tool's name ({names})",
-    )
-
-
-def _check_conversation_call(
-    conversation: object, *, prompt: object, messages: object, system: object
-) -> None:
-    if not isinstance(conversation, Conversation):
-        raise InvalidArgumentError(
-            "conversation", f"must be an agtl.Conversation, not {type_name(conversation)}"
-        )
-    if messages is not None or system is not None:
-        raise InvalidArgumentError(
-            "conversation",
-            "pass it without messages= or system=: the conversation holds the history and the "
-            "system prompt; use prompt= for the new user message",
-        )
-    if prompt is not None:
-        check_str("prompt", prompt)
-    elif not any(m.role is not Role.SYSTEM for m in conversation.to_model_messages()):
-        raise InvalidArgumentError(
-            "prompt", "the conversation has no user message yet: pass prompt=... for the first turn"
-        )

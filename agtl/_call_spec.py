@@ -1,0 +1,162 @@
+"""A model call as a value: everything a caller asked for, checked once.
+
+Every public entry that makes a model call (``Session.generate_text``, ``stream_text``,
+``generate_object``, and ``Provider.generate_text`` through the first) turns its arguments into
+one :class:`CallSpec` with :meth:`CallSpec.of`. What follows (the call, the tool loop and its
+steps, the typed-output retries) reads the spec and never checks an argument again, so an
+option means the same on every entry and is refused with the same message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+
+from agtl.backend import ToolSpec
+from agtl.conversation import Conversation
+from agtl.errors import InvalidArgumentError
+from agtl.messages import Message, Role, build_messages
+from agtl.options import GenerationOptions
+from agtl.tools import Tool, check_tools
+from agtl.validation import check_count, check_optional_seconds, check_str, type_name
+
+__all__ = ["DEFAULT_MAX_STEPS", "CallSpec", "Deadlines", "ToolUse"]
+
+#: How many model calls a tool loop makes at most, unless ``max_steps=`` says otherwise.
+DEFAULT_MAX_STEPS: Final = 10
+_TOOL_ERRORS: Final = ("model", "raise")
+
+
+@attrs.frozen
+class Deadlines:
+    """The per-call budgets, in seconds (``None``: none): the whole call, the wait for the
+    first output, any gap between two pieces. Each model call of a tool loop gets them."""
+
+    call: float | None = None
+    first_token: float | None = None
+    stall: float | None = None
+
+
+@attrs.frozen
+class ToolUse:
+    """The tools a call offers and how the loop treats them."""
+
+    by_name: Mapping[str, Tool]
+    specs: tuple[ToolSpec, ...]
+    choice: str  # for the first model call; later ones use "auto"
+    max_steps: int
+    raise_errors: bool
+
+
+@attrs.frozen
+class CallSpec:
+    """One model call (or tool loop) as asked for, checked.
+
+    ``messages`` is the history built from ``prompt``/``messages``/``system``, or ``None``
+    when the call continues a ``conversation`` (which then holds the history and the system
+    prompt, and ``prompt`` is the new user turn). ``options`` are the caller's generation
+    options, parsed (``None``: only the provider's defaults).
+    """
+
+    messages: tuple[Message, ...] | None
+    conversation: Conversation | None
+    prompt: str | None
+    model: str | None
+    options: GenerationOptions | None
+    deadlines: Deadlines
+    tools: ToolUse | None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        prompt: str | None = None,
+        messages: Any = None,
+        system: str | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+        first_token_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        conversation: Conversation | None = None,
+        tools: Sequence[Tool] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        tool_errors: str = "model",
+        options: Mapping[str, Any] | None = None,
+    ) -> CallSpec:
+        """Check every argument, in the order a reader meets them; the first wrong one
+        raises :class:`~agtl.InvalidArgumentError` naming it."""
+        use = _tool_use(tools, tool_choice, max_steps, tool_errors)
+        built: tuple[Message, ...] | None
+        if conversation is not None:
+            _check_conversation_call(conversation, prompt=prompt, messages=messages, system=system)
+            built = None
+        else:
+            built = build_messages(prompt=prompt, messages=messages, system=system)
+        if model is not None:
+            check_str("model", model)
+        parsed = GenerationOptions.from_kwargs(dict(options)) if options else None
+        deadlines = Deadlines(
+            call=check_optional_seconds("timeout", timeout),
+            first_token=check_optional_seconds("first_token_timeout", first_token_timeout),
+            stall=check_optional_seconds("stall_timeout", stall_timeout),
+        )
+        return cls(built, conversation, prompt, model, parsed, deadlines, use)
+
+
+def _tool_use(
+    tools: Sequence[Tool] | None, choice: str | None, max_steps: int | None, errors: str
+) -> ToolUse | None:
+    if tools is None and choice is None and max_steps is None:
+        if errors != "model":
+            raise InvalidArgumentError("tool_errors", "only applies to a call with tools=")
+        return None
+    checked = check_tools(tools if tools is not None else [])
+    by_name = {t.name: t for t in checked}
+    chosen = _check_tool_choice(choice, by_name)
+    steps = check_count(
+        "max_steps", DEFAULT_MAX_STEPS if max_steps is None else max_steps, minimum=1
+    )
+    if errors not in _TOOL_ERRORS:
+        raise InvalidArgumentError("tool_errors", f"must be 'model' or 'raise', not {errors!r}")
+    return ToolUse(by_name, tuple(t.spec for t in checked), chosen, steps, errors == "raise")
+
+
+def _check_tool_choice(choice: object, tools: Mapping[str, Tool]) -> str:
+    """``tool_choice``: "auto" (default), "required", "none", or one of the tools' names."""
+    if choice is None:
+        return "auto"
+    if not isinstance(choice, str):
+        raise InvalidArgumentError("tool_choice", f"must be a str, not {type_name(choice)}")
+    if choice in ("auto", "required", "none") or choice in tools:
+        if choice != "none" and not tools:
+            raise InvalidArgumentError("tools", f"tool_choice={choice!r} needs at least one tool")
+        return choice
+    names = ", ".join(sorted(tools)) or "no tools were given"
+    raise InvalidArgumentError(
+        "tool_choice",
+        f"{choice!r} is not 'auto', 'required', 'none' or a tool's name ({names})",
+    )
+
+
+def _check_conversation_call(
+    conversation: object, *, prompt: object, messages: object, system: object
+) -> None:
+    if not isinstance(conversation, Conversation):
+        raise InvalidArgumentError(
+            "conversation", f"must be an agtl.Conversation, not {type_name(conversation)}"
+        )
+    if messages is not None or system is not None:
+        raise InvalidArgumentError(
+            "conversation",
+            "pass it without messages= or system=: the conversation holds the history and the "
+            "system prompt; use prompt= for the new user message",
+        )
+    if prompt is not None:
+        check_str("prompt", prompt)
+    elif not any(m.role is not Role.SYSTEM for m in conversation.to_model_messages()):
+        raise InvalidArgumentError(
+            "prompt", "the conversation has no user message yet: pass prompt=... for the first turn"
+        )
