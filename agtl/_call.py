@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from agtl._cancel import Cancellation
+from agtl._observe import NO_TRACE
 from agtl._replies import TextResult
 from agtl._runtime import Runtime
 from agtl._state import CallState, ExecutionState
@@ -170,11 +171,7 @@ class TextStream:
         )
 
     def _trace_start(self, call: CallState, request: GenerationRequest) -> None:
-        state = self._env.state
-        if state.trace is not None:
-            observer, parent = state.trace
-            handle = observer.call_started(parent, self._env.runtime.provider_name, request)
-            call.trace = (observer, handle)
+        call.trace = self._env.state.trace.call(self._env.runtime.provider_name, request)
 
     async def _start_backend(self, request: GenerationRequest) -> None:
         """Open the backend's stream, within the call's first deadline."""
@@ -320,9 +317,8 @@ class TextStream:
         self._check_limits_after()
 
     def _trace_finish(self, call: CallState) -> None:
-        if call.trace is not None:
-            observer, handle = call.trace
-            observer.call_finished(handle, call.freeze(self._env.state.elapsed()), call.text)
+        if call.trace is not NO_TRACE:  # freezing the summary costs: only for an observer
+            call.trace.call_finished(call.freeze(self._env.state.elapsed()), call.text)
 
     def _log_finished(self, call: CallState) -> None:
         assert call.stop_reason is not None

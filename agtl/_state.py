@@ -18,6 +18,7 @@ import trio
 from agtl._cancel import Cancellation
 from agtl._event_log import EventLog
 from agtl._groups import is_cancellation
+from agtl._observe import NO_TRACE, Trace
 from agtl._vocabulary import StopReason
 from agtl.backend import CallReport
 from agtl.events import Event, EventMetrics
@@ -56,8 +57,8 @@ class CallState:
     usage: Usage | None = None
     #: Its usage crossed a budget of the execution: its text is kept in the partial.
     over_budget: bool = False
-    #: The telemetry observer and its handle for this call, when one is installed.
-    trace: tuple[Any, Any] | None = None
+    #: This call's telemetry (``NO_TRACE`` when no observer is installed).
+    trace: Trace = NO_TRACE
 
     @property
     def text(self) -> str:
@@ -211,8 +212,8 @@ class ExecutionState:
         self.hooks: list[Callable[[Any], object]] | None = None
         self.terminal: Event | None = None
         self.parent_id: str | None = None
-        #: The telemetry observer and its handle for this execution, when one is installed.
-        self.trace: tuple[Any, Any] | None = None
+        #: This execution's telemetry (``NO_TRACE`` when no observer is installed).
+        self.trace: Trace = NO_TRACE
         self.children: list[ChildSummary] | None = None
         self.start_time: float | None = None  # trio clock; None until the execution began
         self.started_at = _NOT_STARTED

@@ -136,12 +136,9 @@ class StepRunner:
         error: str | None = None
         notes: list[str] = []  # what happened to a sync tool's thread, if worth saying
         reporting = progress_hook.set(self._reporter(call))
-        traced = state.trace
-        span = activated = None
-        if traced is not None:
-            # The tool's span is current while it runs: spans the tool makes nest under it.
-            span = traced[0].tool_started(traced[1], call.name, call.id, arguments)
-            activated = traced[0].activate(span)
+        # The tool's trace is current while it runs: spans the tool makes nest under it.
+        trace = state.trace.tool(call.name, call.id, arguments)
+        activated = trace.activate()
         try:
             if tool is None:
                 status = ToolCallStatus.INVALID
@@ -186,9 +183,8 @@ class StepRunner:
                 step=step,
             )
             state.add_tool_call(record)
-            if traced is not None:
-                traced[0].deactivate(activated)
-                traced[0].tool_finished(span, record)
+            trace.deactivate(activated)
+            trace.tool_finished(record)
             progress_hook.reset(reporting)
             self.log.debug("tool_call.finished", tool=call.name, status=status.value, step=step)
         return ToolOutcome(record, _message_for(record, tool))

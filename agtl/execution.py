@@ -231,14 +231,11 @@ class Execution(Generic[T]):
         returned: Any = None
         escaped: BaseException | None = None
         log.debug("execution.started", streaming=self._streaming)
-        observer = _observe.current()
-        activated = None
-        if observer is not None:
-            handle = observer.execution_started(
-                self.execution_id, _workflow_name(self._workflow), self._streaming
-            )
-            state.trace = (observer, handle)
-            activated = observer.activate(handle)
+        trace = _observe.trace_execution(
+            self.execution_id, _workflow_name(self._workflow), self._streaming
+        )
+        state.trace = trace
+        activated = trace.activate()
         running = _running.set(state)
         try:
             returned = await self._scoped(session)
@@ -246,8 +243,7 @@ class Execution(Generic[T]):
             escaped = exc
         finally:
             _running.reset(running)
-            if observer is not None:
-                observer.deactivate(activated)
+            trace.deactivate(activated)
             cancellation.end()
         end = state.elapsed()
         state.frozen = True
@@ -256,9 +252,7 @@ class Execution(Generic[T]):
         self._outcome = result
         if self._parent is not None:
             self._parent.add_child(result.summary.as_child(result.status))
-        if state.trace is not None:
-            traced_by, handle = state.trace
-            traced_by.execution_finished(handle, result)
+        trace.execution_finished(result)
         sink = runtime.summary_sink
         if sink is not None:
             try:

@@ -322,8 +322,8 @@ def _notes(result: Comparison) -> str:
         return f"raw trio {detail['raw_trio_bytes']:,.0f} B; wall {detail['wall_s']:.1f} s"
     if "off_hook_ns" in detail:
         return (
-            f"SDK floor (2 bare spans, 5 points) {detail['sdk_floor_us']:.0f} us; off: the hook "
-            f"reads cost {detail['off_hook_ns']:.0f} ns per execution ({detail['off_share']:.2%})"
+            f"SDK floor (2 bare spans, 5 points) {detail['sdk_floor_us']:.0f} us; off: the trace "
+            f"lookup costs {detail['off_hook_ns']:.0f} ns per execution ({detail['off_share']:.2%})"
         )
     if "idle_default_ms" in detail:
         return (
