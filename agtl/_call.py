@@ -1,10 +1,10 @@
 """One LLM call: the stream a workflow reads, from its admission to its accounting.
 
 :class:`TextStream` is what ``session.stream_text(...)`` returns and what ``generate_text``
-and the tool loop's steps read. It takes what it needs of the execution as one
-:class:`CallEnv`, opens the backend through the runtime, enforces the call's deadlines and
-the execution's budgets as text arrives, and settles usage, cost, telemetry and the
-conversation turn exactly once, however the call ends.
+and the tool loop's steps read. It reads the execution through its one
+:class:`~agtl._context.ExecutionContext`, opens the backend through the runtime, enforces the
+call's deadlines and the execution's budgets as text arrives, and settles usage, cost,
+telemetry and the conversation turn exactly once, however the call ends.
 """
 
 from __future__ import annotations
@@ -13,15 +13,13 @@ import math
 from types import TracebackType
 from typing import Any, Final
 
-import attrs
 import trio
 
-from agtl._cancel import Cancellation
+from agtl._context import ExecutionContext
 from agtl._observe import NO_TRACE
 from agtl._replies import TextResult
-from agtl._runtime import Runtime
-from agtl._state import CallState, ExecutionState
-from agtl._vocabulary import CancelSource, Logger, StopReason
+from agtl._state import CallState
+from agtl._vocabulary import CancelSource, StopReason
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, ToolSpec
 from agtl.conversation import Conversation, Turn
 from agtl.errors import (
@@ -36,21 +34,10 @@ from agtl.messages import Message
 from agtl.options import GenerationOptions
 from agtl.usage import Provenance, Usage, estimate_tokens
 
-__all__ = ["CLOSE_GRACE_SECONDS", "CallEnv", "TextStream"]
+__all__ = ["CLOSE_GRACE_SECONDS", "TextStream"]
 
 # How long closing a backend stream may take after a cancel before we give up on it.
 CLOSE_GRACE_SECONDS: Final = 5.0
-
-
-@attrs.frozen
-class CallEnv:
-    """What an LLM call needs of its execution, handed to the stream explicitly."""
-
-    state: ExecutionState
-    cancellation: Cancellation
-    runtime: Runtime
-    limits: UsageLimits | None
-    log: Logger
 
 
 class TextStream:
@@ -58,7 +45,7 @@ class TextStream:
 
     def __init__(
         self,
-        env: CallEnv,
+        env: ExecutionContext,
         model: str,
         messages: Any,
         options: GenerationOptions,

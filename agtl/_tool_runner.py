@@ -23,12 +23,10 @@ from typing import Any, Final
 import attrs
 import trio
 
-from agtl._cancel import Cancellation
-from agtl._state import ExecutionState
+from agtl._context import ExecutionContext
 from agtl._trio_thread import call_in_run
 from agtl._vocabulary import CancelSource, Logger, ToolCallStatus
 from agtl.errors import ExecutionClosedError, ToolArgumentsError, ToolError
-from agtl.limits import UsageLimits
 from agtl.messages import ToolCallRequest
 from agtl.summary import ToolCall
 from agtl.tools import Tool, progress_hook
@@ -67,10 +65,7 @@ class StepRunner:
     """Runs the tool calls of the loop's steps for one ``generate_text`` call."""
 
     tools: Mapping[str, Tool]
-    state: ExecutionState
-    cancellation: Cancellation
-    limits: UsageLimits | None
-    log: Logger
+    ctx: ExecutionContext
     session: object  # handed to tools that take the Session
     raise_errors: bool = False
     #: Invalid-argument replies sent back to the model so far, per tool name.
@@ -89,7 +84,7 @@ class StepRunner:
         handed to ``progress``.
         """
         self._sink = progress
-        state = self.state
+        state = self.ctx.state
         if state.terminal is not None or state.frozen:
             raise ExecutionClosedError(
                 "no tool may start after the execution's terminal event was delivered"
@@ -115,18 +110,18 @@ class StepRunner:
 
     async def _admit(self) -> None:
         """Start one more tool call, or cancel the execution if a limit forbids it."""
-        if self.limits is None:
+        if self.ctx.limits is None:
             return
-        started = len(self.state.tool_calls or ()) + self._in_flight
-        refusal = self.limits.tool_call_refusal(started)
+        started = len(self.ctx.state.tool_calls or ()) + self._in_flight
+        refusal = self.ctx.limits.tool_call_refusal(started)
         if refusal is not None:
-            self.cancellation.request(CancelSource.LIMIT, refusal)
+            self.ctx.cancellation.request(CancelSource.LIMIT, refusal)
             await trio.lowlevel.checkpoint_if_cancelled()
             raise ExecutionClosedError(f"tool call refused: {refusal}")
         self._in_flight += 1
 
     async def _call(self, call: ToolCallRequest, step: int) -> ToolOutcome:
-        state = self.state
+        state = self.ctx.state
         started = state.elapsed()
         clock = trio.current_time()
         tool = self.tools.get(call.name)
@@ -167,7 +162,7 @@ class StepRunner:
             status, error = ToolCallStatus.ERROR, f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            if self.limits is not None:
+            if self.ctx.limits is not None:
                 self._in_flight -= 1
             if notes:
                 error = f"{error}; {notes[0]}" if error else notes[0]
@@ -186,7 +181,7 @@ class StepRunner:
             trace.deactivate(activated)
             trace.tool_finished(record)
             progress_hook.reset(reporting)
-            self.log.debug("tool_call.finished", tool=call.name, status=status.value, step=step)
+            self.ctx.log.debug("tool_call.finished", tool=call.name, status=status.value, step=step)
         return ToolOutcome(record, _message_for(record, tool))
 
     async def _invoke(
@@ -220,12 +215,12 @@ class StepRunner:
     ) -> Any:
         if tool.is_async:
             return await tool.function(*args, **arguments)
-        return await _in_thread(tool.function, args, arguments, tool.name, notes, self.log)
+        return await _in_thread(tool.function, args, arguments, tool.name, notes, self.ctx.log)
 
     def _reporter(self, call: ToolCallRequest) -> Callable[[float, float | None, str | None], None]:
         """What ``agtl.report_progress`` does inside this call (from any thread)."""
         token = trio.lowlevel.current_trio_token()
-        state, sink = self.state, self._sink
+        state, sink = self.ctx.state, self._sink
 
         def deliver(part: ToolProgress) -> None:
             if state.frozen:

@@ -28,6 +28,7 @@ import trio
 
 from agtl import _observe
 from agtl._cancel import Cancellation
+from agtl._context import ExecutionContext
 from agtl._event_log import EventStream
 from agtl._groups import contains_cancelled, is_cancellation, leaves, raise_collapsed, unwrap
 from agtl._runtime import Runtime
@@ -227,7 +228,7 @@ class Execution(Generic[T]):
     async def _run(self) -> Result[T]:
         state, runtime, cancellation = self._state, self._runtime, self._cancellation
         log = runtime.logger.bind(execution_id=self.execution_id, provider=runtime.provider_name)
-        session = Session(state, cancellation, runtime, self._limits, log)
+        session = Session(ExecutionContext(state, cancellation, runtime, self._limits, log))
         returned: Any = None
         escaped: BaseException | None = None
         log.debug("execution.started", streaming=self._streaming)

@@ -10,16 +10,14 @@ from typing import Any, overload
 import attrs
 import trio
 
-from agtl._call import CallEnv, TextStream
+from agtl._call import TextStream
 from agtl._call_spec import CallSpec
-from agtl._cancel import Cancellation
+from agtl._context import ExecutionContext
 from agtl._replies import Step, TextResult
-from agtl._runtime import Runtime
-from agtl._state import ExecutionState
 from agtl._tool_loop import ToolLoopStream
 from agtl._tool_runner import StepRunner
 from agtl._typed_output import OutputSchema, describe
-from agtl._vocabulary import Logger, ProviderInfo, SessionType, ToolCallStatus
+from agtl._vocabulary import ProviderInfo, SessionType, ToolCallStatus
 from agtl.backend import ToolSpec
 from agtl.conversation import Conversation
 from agtl.errors import (
@@ -29,7 +27,6 @@ from agtl.errors import (
     WorkflowFailure,
 )
 from agtl.events import COMPLETE, ERROR, RESERVED_EVENT_TYPES, Event
-from agtl.limits import UsageLimits
 from agtl.messages import Message, Role
 from agtl.summary import ToolCall
 from agtl.tools import Tool
@@ -47,30 +44,19 @@ __all__ = ["Session", "Step", "TextResult", "TextStream"]
 class Session(SessionType):
     """Handed to a workflow; every LLM call and event of the execution goes through it."""
 
-    __slots__ = ("_cancellation", "_limits", "_log", "_runtime", "_state")
+    __slots__ = ("_ctx",)
 
-    def __init__(
-        self,
-        state: ExecutionState,
-        cancellation: Cancellation,
-        runtime: Runtime,
-        limits: UsageLimits | None,
-        log: Logger,
-    ) -> None:
-        self._state = state
-        self._cancellation = cancellation
-        self._runtime = runtime
-        self._limits = limits
-        self._log = log
+    def __init__(self, ctx: ExecutionContext) -> None:
+        self._ctx = ctx
 
     @property
     def execution_id(self) -> str:
-        return self._state.execution_id
+        return self._ctx.state.execution_id
 
     @property
     def provider(self) -> ProviderInfo:
         """The provider running this execution (its ``name``, ``default_model``)."""
-        return self._runtime.provider
+        return self._ctx.runtime.provider
 
     # -- LLM calls ----------------------------------------------------------------------------
     async def generate_text(
@@ -210,13 +196,7 @@ class Session(SessionType):
         use = spec.tools
         assert use is not None
         runner = StepRunner(
-            tools=use.by_name,
-            state=self._state,
-            cancellation=self._cancellation,
-            limits=self._limits,
-            log=self._log,
-            session=self,
-            raise_errors=use.raise_errors,
+            tools=use.by_name, ctx=self._ctx, session=self, raise_errors=use.raise_errors
         )
         conversation = spec.conversation
 
@@ -238,7 +218,7 @@ class Session(SessionType):
             conversation=conversation,
             max_steps=use.max_steps,
             answer_only=use.choice == "none",
-            cancellation=self._cancellation,
+            cancellation=self._ctx.cancellation,
             live_progress=live_progress,
         )
 
@@ -337,7 +317,7 @@ class Session(SessionType):
         self, spec: CallSpec, *, offer: tuple[tuple[ToolSpec, ...], str] | None = None
     ) -> TextStream:
         """The stream of one model call of ``spec`` (offering tools, for a loop's step)."""
-        runtime = self._runtime
+        runtime = self._ctx.runtime
         call_options = runtime.default_options
         if spec.options is not None:
             call_options = call_options.merged(spec.options)
@@ -349,7 +329,7 @@ class Session(SessionType):
                 "or configure provider.with_default_model(...)",
             )
         stream = TextStream(
-            CallEnv(self._state, self._cancellation, runtime, self._limits, self._log),
+            self._ctx,
             resolved_model,
             spec.messages,
             call_options,
@@ -378,9 +358,9 @@ class Session(SessionType):
                 f"{type!r} is reserved for terminal events: use session.done() / session.fail()",
             )
         self._check_open("emit")
-        event = self._state.make_event(type, data)
-        if not self._state.streaming:
-            self._state.deliver(event)
+        event = self._ctx.state.make_event(type, data)
+        if not self._ctx.state.streaming:
+            self._ctx.state.deliver(event)
         return event
 
     async def done(self, value: Any = None) -> Event:
@@ -405,17 +385,17 @@ class Session(SessionType):
     async def _terminal(self, type_: str, data: Any, method: str) -> Event:
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open(method)
-        event = self._state.make_event(type_, data)
-        self._state.deliver(event)
+        event = self._ctx.state.make_event(type_, data)
+        self._ctx.state.deliver(event)
         return event
 
     def _check_open(self, what: str) -> None:
-        if self._state.terminal is not None:
+        if self._ctx.state.terminal is not None:
             raise ExecutionClosedError(
-                f"session.{what}() after the terminal {self._state.terminal.type!r} event: "
+                f"session.{what}() after the terminal {self._ctx.state.terminal.type!r} event: "
                 "the execution is already decided"
             )
-        if self._state.frozen:
+        if self._ctx.state.frozen:
             raise ExecutionClosedError(f"session.{what}() after the execution ended")
 
     # -- records ------------------------------------------------------------------------------
@@ -428,14 +408,14 @@ class Session(SessionType):
         """
         if not callable(callback):
             raise InvalidArgumentError("callback", f"must be callable, not {type_name(callback)}")
-        if self._state.frozen:
+        if self._ctx.state.frozen:
             raise ExecutionClosedError("session.on_done() after the execution ended")
-        self._state.add_hook(callback)
+        self._ctx.state.add_hook(callback)
 
     def record(self, kind: str, data: Any = None) -> None:
         """Keep a free-form record in the summary."""
         check_str("kind", kind)
-        self._state.add_record(kind, data)
+        self._ctx.state.add_record(kind, data)
 
     def record_tool_call(
         self,
@@ -450,7 +430,7 @@ class Session(SessionType):
         check_str("name", name)
         seconds = check_optional_seconds("duration", duration)
         message = None if error is None else str(error) or type(error).__name__
-        state = self._state
+        state = self._ctx.state
         status = ToolCallStatus.OK if message is None else ToolCallStatus.ERROR
         state.add_tool_call(
             ToolCall(name, arguments, result, message, seconds, state.elapsed(), status)
@@ -462,8 +442,8 @@ class Session(SessionType):
         """Add a non-LLM cost in USD (a search API, a tool) to the summary's total."""
         check_str("label", label)
         value = check_decimal("amount", amount)
-        self._state.add_cost(label, value, data)
+        self._ctx.state.add_cost(label, value, data)
 
     def set_metadata(self, **values: Any) -> None:
         """Attach key/value metadata to the summary (later values replace earlier ones)."""
-        self._state.update_metadata(values)
+        self._ctx.state.update_metadata(values)
