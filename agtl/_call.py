@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import trio
 
+from agtl._call_spec import CallSpec
 from agtl._context import ExecutionContext
 from agtl._observe import NO_TRACE
 from agtl._replies import TextResult
@@ -26,6 +27,7 @@ from agtl.errors import (
     CallTimeoutError,
     ExecutionClosedError,
     FirstTokenTimeoutError,
+    InvalidArgumentError,
     LLMTimeoutError,
     StallTimeoutError,
 )
@@ -34,7 +36,7 @@ from agtl.messages import Message
 from agtl.options import GenerationOptions
 from agtl.usage import Provenance, Usage, estimate_tokens
 
-__all__ = ["CLOSE_GRACE_SECONDS", "TextStream"]
+__all__ = ["CLOSE_GRACE_SECONDS", "TextStream", "open_call"]
 
 # How long closing a backend stream may take after a cancel before we give up on it.
 CLOSE_GRACE_SECONDS: Final = 5.0
@@ -355,3 +357,38 @@ def _text_result(call: CallState, report: CallReport) -> TextResult:
         time_to_first_token=call.time_to_first_token,
         tool_calls=report.tool_calls,
     )
+
+
+def open_call(
+    ctx: ExecutionContext,
+    spec: CallSpec,
+    *,
+    offer: tuple[tuple[ToolSpec, ...], str] | None = None,
+) -> TextStream:
+    """The stream of one model call of ``spec`` (offering tools, for a loop's step): the
+    provider's defaults under the spec's options, its model or the provider's default."""
+    runtime = ctx.runtime
+    options = runtime.default_options
+    if spec.options is not None:
+        options = options.merged(spec.options)
+    model = spec.model or runtime.default_model
+    if model is None:
+        raise InvalidArgumentError(
+            "model",
+            "no model given and the provider has no default; pass model=... "
+            "or configure provider.with_default_model(...)",
+        )
+    stream = TextStream(
+        ctx,
+        model,
+        spec.messages,
+        options,
+        timeout=spec.deadlines.call,
+        first_token_timeout=spec.deadlines.first_token,
+        stall_timeout=spec.deadlines.stall,
+        conversation=spec.conversation,
+        user_turn=spec.prompt if spec.conversation is not None else None,
+    )
+    if offer is not None:
+        stream._offer_tools(*offer)
+    return stream

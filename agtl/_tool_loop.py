@@ -16,16 +16,16 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
-from typing import Protocol, Self
 
 import attrs
 import trio
 
-from agtl._cancel import Cancellation
+from agtl._call import TextStream, open_call
+from agtl._call_spec import CallSpec
+from agtl._context import ExecutionContext
 from agtl._groups import is_cancellation, raise_collapsed
 from agtl._replies import Step, TextResult
 from agtl._tool_runner import StepRunner, ToolOutcome, ToolProgress
-from agtl.conversation import Conversation
 from agtl.errors import ExecutionClosedError, ToolLoopError
 from agtl.messages import Message, Role, ToolCallRequest
 from agtl.summary import ToolCall
@@ -38,24 +38,6 @@ __all__ = [
     "ToolLoopStream",
     "ToolProgress",
 ]
-
-
-class StepStream(Protocol):
-    """One model call of the loop, as the loop reads it (a ``TextStream``)."""
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def __aiter__(self) -> AsyncIterator[str]: ...
-
-    @property
-    def result(self) -> TextResult: ...
 
 
 @attrs.frozen
@@ -81,8 +63,6 @@ class ToolCallFinished:
 
 
 Part = TextPart | ToolCallStarted | ToolProgress | ToolCallFinished
-#: Opens model call ``number`` of the loop on ``history`` (the messages so far).
-OpenStep = Callable[[int, list[Message]], StepStream]
 
 
 class ToolLoopStream:
@@ -96,23 +76,25 @@ class ToolLoopStream:
 
     def __init__(
         self,
-        open_step: OpenStep,
-        runner: StepRunner,
+        ctx: ExecutionContext,
+        spec: CallSpec,
+        session: object,
         *,
-        history: list[Message],
-        conversation: Conversation | None,
-        max_steps: int,
-        answer_only: bool,
-        cancellation: Cancellation,
         live_progress: bool = True,
     ) -> None:
-        self._open_step = open_step
-        self._runner = runner
-        self._history = history
-        self._conversation = conversation
-        self._max_steps = max_steps
-        self._answer_only = answer_only  # tool_choice="none": a call asked for is not run
-        self._cancellation = cancellation
+        use = spec.tools
+        assert use is not None
+        self._ctx = ctx
+        self._spec = spec
+        self._use = use
+        self._runner = StepRunner(
+            tools=use.by_name, ctx=ctx, session=session, raise_errors=use.raise_errors
+        )
+        self._history = [] if spec.messages is None else list(spec.messages)
+        self._conversation = spec.conversation
+        self._max_steps = use.max_steps
+        self._answer_only = use.choice == "none"  # a call asked for is not run
+        self._cancellation = ctx.cancellation
         # Whether the tools' progress is yielded while they run (a reader wants parts), which
         # needs the step to run as a task; generate_text runs it inline instead.
         self._live_progress = live_progress
@@ -189,6 +171,19 @@ class ToolLoopStream:
         async for part in self.parts():
             if isinstance(part, TextPart):
                 yield part.text
+
+    def _open_step(self, number: int, history: list[Message]) -> TextStream:
+        """Model call ``number`` of the loop, on the history so far (messages agtl made are
+        not checked again); with a conversation, the prompt is the first call's user turn.
+        ``tool_choice`` applies to the first call; later ones may answer in text."""
+        spec, conversation = self._spec, self._conversation
+        step = attrs.evolve(
+            spec,
+            messages=tuple(history) if conversation is None else None,
+            prompt=spec.prompt if conversation is not None and number == 0 else None,
+        )
+        choice = self._use.choice if number == 0 else "auto"
+        return open_call(self._ctx, step, offer=(self._use.specs, choice))
 
     async def _run(self) -> AsyncIterator[Part]:
         steps: list[Step] = []

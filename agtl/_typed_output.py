@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import attrs
 import pydantic
 
-from agtl.errors import InvalidArgumentError
+from agtl._call_spec import CallSpec
+from agtl._replies import TextResult
+from agtl.errors import InvalidArgumentError, OutputValidationError
+from agtl.messages import Message, Role
 from agtl.tools import describe_errors
 
 __all__ = ["NotJSONError", "OutputSchema", "describe"]
@@ -70,3 +74,40 @@ def describe(error: ValueError) -> str:
     if not isinstance(error, pydantic.ValidationError):
         return str(error)
     return describe_errors(error, whole="the value")
+
+
+async def ask_for_object(
+    spec: CallSpec,
+    wanted: OutputSchema,
+    tries: int,
+    *,
+    generate: Callable[[CallSpec], Awaitable[TextResult]],
+    record: Callable[[str, Any], None],
+) -> Any:
+    """Ask with ``spec`` (its ``response_format`` set from ``wanted``) until a reply validates:
+    an invalid one is recorded and sent back with what was wrong, ``tries`` times at most;
+    then :class:`~agtl.OutputValidationError`. In a conversation every attempt and every
+    correction is a turn; otherwise they extend the call's history."""
+    problem, text = "", ""
+    for attempt in range(tries + 1):
+        reply = await generate(spec)
+        text = reply.text
+        try:
+            return wanted.validate(text)
+        except ValueError as exc:  # pydantic's ValidationError, or not JSON at all
+            problem = describe(exc)
+        record(
+            "generate_object.invalid",
+            {"attempt": attempt + 1, "call": reply.call_index, "problem": problem},
+        )
+        correction = (
+            f"That reply is not valid: {problem}. Reply again with only JSON "
+            f"matching the schema {json.dumps(wanted.schema)}."
+        )
+        if spec.conversation is not None:
+            spec = attrs.evolve(spec, prompt=correction)  # the reply is in it already
+        else:
+            assert spec.messages is not None
+            history = (Message(Role.ASSISTANT, text), Message(Role.USER, correction))
+            spec = attrs.evolve(spec, messages=spec.messages + history)
+    raise OutputValidationError(wanted.name, tries + 1, problem, text)

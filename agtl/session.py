@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, overload
 
-import attrs
 import trio
 
-from agtl._call import TextStream
+from agtl._call import TextStream, open_call
 from agtl._call_spec import CallSpec
 from agtl._context import ExecutionContext
 from agtl._replies import Step, TextResult
 from agtl._tool_loop import ToolLoopStream
-from agtl._tool_runner import StepRunner
-from agtl._typed_output import OutputSchema, describe
+from agtl._typed_output import OutputSchema, ask_for_object
 from agtl._vocabulary import ProviderInfo, SessionType, ToolCallStatus
-from agtl.backend import ToolSpec
 from agtl.conversation import Conversation
 from agtl.errors import (
     ExecutionClosedError,
     InvalidArgumentError,
-    OutputValidationError,
     WorkflowFailure,
 )
 from agtl.events import COMPLETE, ERROR, RESERVED_EVENT_TYPES, Event
-from agtl.messages import Message, Role
 from agtl.summary import ToolCall
 from agtl.tools import Tool
 from agtl.validation import (
@@ -112,12 +106,12 @@ class Session(SessionType):
         """Run ``spec`` to its end: one call, or the tool loop."""
         if spec.tools is not None:
             # Nobody reads the parts: the summary keeps the tools' progress.
-            loop = self._tool_loop(spec, live_progress=False)
+            loop = ToolLoopStream(self._ctx, spec, self, live_progress=False)
             async with loop:
                 async for _ in loop.parts():
                     pass
             return loop.result
-        stream = self._open(spec)
+        stream = open_call(self._ctx, spec)
         async with stream:
             async for _ in stream:
                 pass
@@ -164,62 +158,8 @@ class Session(SessionType):
             conversation=conversation,
             options={**options, "response_format": wanted.response_format()},
         )
-        problem, text = "", ""
-        for attempt in range(tries + 1):
-            reply = await self._generate(spec)
-            text = reply.text
-            try:
-                return wanted.validate(text)
-            except ValueError as exc:  # pydantic's ValidationError, or not JSON at all
-                problem = describe(exc)
-            self.record(
-                "generate_object.invalid",
-                {"attempt": attempt + 1, "call": reply.call_index, "problem": problem},
-            )
-            correction = (
-                f"That reply is not valid: {problem}. Reply again with only JSON "
-                f"matching the schema {json.dumps(wanted.schema)}."
-            )
-            if spec.conversation is not None:
-                spec = attrs.evolve(spec, prompt=correction)  # the reply is in it already
-            else:
-                assert spec.messages is not None
-                history = (
-                    Message(Role.ASSISTANT, text),
-                    Message(Role.USER, correction),
-                )
-                spec = attrs.evolve(spec, messages=spec.messages + history)
-        raise OutputValidationError(wanted.name, tries + 1, problem, text)
-
-    def _tool_loop(self, spec: CallSpec, *, live_progress: bool = True) -> ToolLoopStream:
-        """The tool loop of :meth:`generate_text` and :meth:`stream_text` (see there)."""
-        use = spec.tools
-        assert use is not None
-        runner = StepRunner(
-            tools=use.by_name, ctx=self._ctx, session=self, raise_errors=use.raise_errors
-        )
-        conversation = spec.conversation
-
-        def open_step(number: int, so_far: list[Message]) -> TextStream:
-            # The history grows only by messages agtl made: it is not checked again. With a
-            # conversation, the prompt is the first step's user turn.
-            step = attrs.evolve(
-                spec,
-                messages=tuple(so_far) if conversation is None else None,
-                prompt=spec.prompt if conversation is not None and number == 0 else None,
-            )
-            # tool_choice applies to the first model call; later ones may answer in text.
-            return self._open(step, offer=(use.specs, use.choice if number == 0 else "auto"))
-
-        return ToolLoopStream(
-            open_step,
-            runner,
-            history=[] if spec.messages is None else list(spec.messages),
-            conversation=conversation,
-            max_steps=use.max_steps,
-            answer_only=use.choice == "none",
-            cancellation=self._ctx.cancellation,
-            live_progress=live_progress,
+        return await ask_for_object(
+            spec, wanted, tries, generate=self._generate, record=self.record
         )
 
     @overload
@@ -310,38 +250,8 @@ class Session(SessionType):
             options=options,
         )
         if spec.tools is not None:
-            return self._tool_loop(spec)
-        return self._open(spec)
-
-    def _open(
-        self, spec: CallSpec, *, offer: tuple[tuple[ToolSpec, ...], str] | None = None
-    ) -> TextStream:
-        """The stream of one model call of ``spec`` (offering tools, for a loop's step)."""
-        runtime = self._ctx.runtime
-        call_options = runtime.default_options
-        if spec.options is not None:
-            call_options = call_options.merged(spec.options)
-        resolved_model = spec.model or runtime.default_model
-        if resolved_model is None:
-            raise InvalidArgumentError(
-                "model",
-                "no model given and the provider has no default; pass model=... "
-                "or configure provider.with_default_model(...)",
-            )
-        stream = TextStream(
-            self._ctx,
-            resolved_model,
-            spec.messages,
-            call_options,
-            timeout=spec.deadlines.call,
-            first_token_timeout=spec.deadlines.first_token,
-            stall_timeout=spec.deadlines.stall,
-            conversation=spec.conversation,
-            user_turn=spec.prompt if spec.conversation is not None else None,
-        )
-        if offer is not None:
-            stream._offer_tools(*offer)
-        return stream
+            return ToolLoopStream(self._ctx, spec, self)
+        return open_call(self._ctx, spec)
 
     # -- events -------------------------------------------------------------------------------
     def emit(self, type: str, data: Any = None) -> Event:
