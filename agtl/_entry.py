@@ -95,11 +95,15 @@ def _from_file(path: Path, argument: str) -> Any:
     return module
 
 
+def _function(fn: object) -> object:
+    """The function behind ``fn``: a ``functools.partial``'s, unwrapped from decorators."""
+    target = getattr(fn, "func", fn)
+    return inspect.unwrap(target) if callable(target) else target
+
+
 def check(fn: object, *, argument: str = "workflow", label: str | None = None) -> None:
     """``fn`` is a workflow (a ``functools.partial`` or a decorated one included)."""
-    target = getattr(fn, "func", fn)
-    if callable(target):
-        target = inspect.unwrap(target)
+    target = _function(fn)
     if not (inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)):
         name = label if label is not None else getattr(fn, "__name__", type(fn).__name__)
         raise InvalidArgumentError(argument, f"{name!r} is not {EXPECTED}")
@@ -107,8 +111,7 @@ def check(fn: object, *, argument: str = "workflow", label: str | None = None) -
 
 def is_streaming(fn: Callable[..., Any]) -> bool:
     """Whether the workflow is an async generator (it runs as a streaming execution)."""
-    target = inspect.unwrap(getattr(fn, "func", fn))
-    return inspect.isasyncgenfunction(target)
+    return inspect.isasyncgenfunction(_function(fn))
 
 
 def takes_input(fn: Callable[..., Any]) -> bool:

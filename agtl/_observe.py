@@ -107,10 +107,18 @@ class Trace:
 NO_TRACE: Final = Trace(None)
 
 
-def trace_execution(execution_id: str, workflow: str, streaming: bool) -> Trace:
-    """The trace of an execution that starts now: :data:`NO_TRACE` unless an observer is
-    installed (the one global read per execution)."""
+def trace_execution(execution_id: str, workflow: object, streaming: bool) -> Trace:
+    """The trace of an execution of ``workflow`` that starts now: :data:`NO_TRACE` unless an
+    observer is installed (the one global read per execution; the workflow's name is worked
+    out only for an observer)."""
     observer = _observer
     if observer is None:
         return NO_TRACE
-    return Trace(observer, observer.execution_started(execution_id, workflow, streaming))
+    name = _workflow_name(workflow)
+    return Trace(observer, observer.execution_started(execution_id, name, streaming))
+
+
+def _workflow_name(workflow: object) -> str:
+    """The workflow's qualified name (a partial's function's), for telemetry."""
+    target = getattr(workflow, "func", workflow)
+    return str(getattr(target, "__qualname__", None) or type(target).__name__)

@@ -232,9 +232,7 @@ class Execution(Generic[T]):
         returned: Any = None
         escaped: BaseException | None = None
         log.debug("execution.started", streaming=self._streaming)
-        trace = _observe.trace_execution(
-            self.execution_id, _workflow_name(self._workflow), self._streaming
-        )
+        trace = _observe.trace_execution(self.execution_id, self._workflow, self._streaming)
         state.trace = trace
         activated = trace.activate()
         running = _running.set(state)
@@ -544,12 +542,6 @@ def _caused_by(error: BaseException | None, candidate: BaseException) -> bool:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return False
-
-
-def _workflow_name(workflow: object) -> str:
-    """The workflow's qualified name (a partial's function's), for telemetry."""
-    target = getattr(workflow, "func", workflow)
-    return str(getattr(target, "__qualname__", None) or type(target).__name__)
 
 
 def _describe(hook: object) -> str:

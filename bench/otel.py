@@ -95,7 +95,7 @@ async def overhead(*, quick: bool, processor: str = "batch") -> Comparison:
     reads = 1_000_000
     start = time.perf_counter()
     for _ in range(reads):
-        _observe.trace_execution("id", "workflow", False)
+        _observe.trace_execution("id", overhead, False)
     per_read = (time.perf_counter() - start) / reads
     ratio = candidate / baseline
     target = TARGETS[processor]
