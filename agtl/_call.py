@@ -57,6 +57,8 @@ class TextStream:
         stall_timeout: float | None,
         conversation: Conversation | None = None,
         user_turn: str | None = None,
+        tools: tuple[ToolSpec, ...] = (),
+        tool_choice: str | None = None,
     ) -> None:
         self._env = env
         self._conversation = conversation
@@ -76,14 +78,9 @@ class TextStream:
         self._result: TextResult | None = None
         self._entered = False
         self._input_estimate: int | None = None  # made when a budget first needs it
-        # Set by the tool loop for its model calls: what the model may call, and how.
-        self._tools: tuple[ToolSpec, ...] = ()
-        self._tool_choice: str | None = None
-
-    def _offer_tools(self, tools: tuple[ToolSpec, ...], choice: str) -> None:
-        """Offer the model these tools in this call (the tool loop's steps)."""
+        # A tool loop's model calls: what the model may call, and how.
         self._tools = tools
-        self._tool_choice = choice
+        self._tool_choice = tool_choice
 
     @property
     def text(self) -> str:
@@ -378,7 +375,8 @@ def open_call(
             "no model given and the provider has no default; pass model=... "
             "or configure provider.with_default_model(...)",
         )
-    stream = TextStream(
+    tools, choice = offer if offer is not None else ((), None)
+    return TextStream(
         ctx,
         model,
         spec.messages,
@@ -388,7 +386,6 @@ def open_call(
         stall_timeout=spec.deadlines.stall,
         conversation=spec.conversation,
         user_turn=spec.prompt if spec.conversation is not None else None,
+        tools=tools,
+        tool_choice=choice,
     )
-    if offer is not None:
-        stream._offer_tools(*offer)
-    return stream
