@@ -39,6 +39,9 @@ class Deadlines:
     stall: float | None = None
 
 
+NO_DEADLINES: Final = Deadlines()
+
+
 @attrs.frozen
 class ToolUse:
     """The tools a call offers and how the loop treats them."""
@@ -98,11 +101,14 @@ class CallSpec:
         if model is not None:
             check_str("model", model)
         parsed = GenerationOptions.from_kwargs(dict(options)) if options else None
-        deadlines = Deadlines(
-            call=check_optional_seconds("timeout", timeout),
-            first_token=check_optional_seconds("first_token_timeout", first_token_timeout),
-            stall=check_optional_seconds("stall_timeout", stall_timeout),
-        )
+        if timeout is None and first_token_timeout is None and stall_timeout is None:
+            deadlines = NO_DEADLINES
+        else:
+            deadlines = Deadlines(
+                call=check_optional_seconds("timeout", timeout),
+                first_token=check_optional_seconds("first_token_timeout", first_token_timeout),
+                stall=check_optional_seconds("stall_timeout", stall_timeout),
+            )
         return cls(built, conversation, prompt, model, parsed, deadlines, use)
 
 

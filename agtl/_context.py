@@ -10,9 +10,9 @@ from __future__ import annotations
 import attrs
 
 from agtl._cancel import Cancellation
+from agtl._logging import ExecutionLogger
 from agtl._runtime import Runtime
 from agtl._state import ExecutionState
-from agtl._vocabulary import Logger
 from agtl.limits import UsageLimits
 
 __all__ = ["ExecutionContext"]
@@ -27,4 +27,4 @@ class ExecutionContext:
     cancellation: Cancellation
     runtime: Runtime
     limits: UsageLimits | None
-    log: Logger
+    log: ExecutionLogger

@@ -24,8 +24,9 @@ import attrs
 import trio
 
 from agtl._context import ExecutionContext
+from agtl._logging import ExecutionLogger
 from agtl._trio_thread import call_in_run
-from agtl._vocabulary import CancelSource, Logger, ToolCallStatus
+from agtl._vocabulary import CancelSource, ToolCallStatus
 from agtl.errors import ExecutionClosedError, ToolArgumentsError, ToolError
 from agtl.messages import ToolCallRequest
 from agtl.summary import ToolCall
@@ -278,7 +279,7 @@ async def _in_thread(
     kwargs: dict[str, Any],
     name: str,
     note: list[str],
-    log: Logger,
+    log: ExecutionLogger,
 ) -> Any:
     """Run a sync tool in a thread of its own; on a cancel wait a bounded grace for it.
 

@@ -21,7 +21,7 @@ import inspect
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
-from types import TracebackType
+from types import FunctionType, TracebackType
 from typing import Any, ClassVar, Final, Generic, Self, TypeVar
 
 import trio
@@ -31,9 +31,10 @@ from agtl._cancel import Cancellation
 from agtl._context import ExecutionContext
 from agtl._event_log import EventStream
 from agtl._groups import contains_cancelled, is_cancellation, leaves, raise_collapsed, unwrap
+from agtl._logging import ExecutionLogger
 from agtl._runtime import Runtime
 from agtl._state import ExecutionState
-from agtl._vocabulary import CancelInfo, CancelSource, Logger, Partial, Status, StopReason
+from agtl._vocabulary import CancelInfo, CancelSource, Partial, Status, StopReason
 from agtl.errors import ExecutionClosedError, InvalidArgumentError, NoTerminalEventError
 from agtl.events import ERROR, Event
 from agtl.limits import UsageLimits
@@ -227,7 +228,9 @@ class Execution(Generic[T]):
     # -- running ------------------------------------------------------------------------------
     async def _run(self) -> Result[T]:
         state, runtime, cancellation = self._state, self._runtime, self._cancellation
-        log = runtime.logger.bind(execution_id=self.execution_id, provider=runtime.provider_name)
+        log = ExecutionLogger(
+            runtime.logger, execution_id=self.execution_id, provider=runtime.provider_name
+        )
         session = Session(ExecutionContext(state, cancellation, runtime, self._limits, log))
         returned: Any = None
         escaped: BaseException | None = None
@@ -260,7 +263,8 @@ class Execution(Generic[T]):
                 log.warning(
                     "execution.summary_sink_failed", error=type(exc).__name__, message=str(exc)
                 )
-        await self._run_hooks(result, log)
+        if state.hooks:
+            await self._run_hooks(result, log)
         state.log.close()
         if self._finished is not None:
             self._finished.set()
@@ -349,7 +353,7 @@ class Execution(Generic[T]):
         text = "".join(call.text for call in interrupted)
         return Partial(text, events, tuple(call.index for call in interrupted))
 
-    async def _run_hooks(self, result: Result[T], log: Logger) -> None:
+    async def _run_hooks(self, result: Result[T], log: ExecutionLogger) -> None:
         for hook in reversed(self._state.hooks or ()):
             with trio.move_on_after(HOOK_GRACE_SECONDS, shield=True) as grace:
                 try:
@@ -489,9 +493,14 @@ def _signals(signal: object) -> tuple[CancelSignal, ...]:
     )
 
 
+_FLAG: Final = {False: inspect.CO_COROUTINE, True: inspect.CO_ASYNC_GENERATOR}
+
+
 def _check_workflow(name: str, fn: object, *, generator: bool) -> None:
+    if type(fn) is FunctionType and fn.__code__.co_flags & _FLAG[generator]:
+        return  # the common case: a plain `async def`, decided from its code flags
     if inspect.isasyncgenfunction(fn) if generator else inspect.iscoroutinefunction(fn):
-        return  # the common case, decided without unwrapping
+        return
     if not callable(fn):
         raise InvalidArgumentError(name, f"must be callable, not {type_name(fn)}")
     target = inspect.unwrap(getattr(fn, "func", fn))

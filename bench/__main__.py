@@ -320,9 +320,11 @@ def _notes(result: Comparison) -> str:
         return ", ".join(f"{p['n']:,}: {p['agtl_cpu_us']:.0f} us" for p in detail["curve"])
     if "raw_trio_bytes" in detail:
         return f"raw trio {detail['raw_trio_bytes']:,.0f} B; wall {detail['wall_s']:.1f} s"
+    if "added_us" in detail:
+        return f"the loop adds {detail['added_us']:.1f} us per tool call"
     if "off_hook_ns" in detail:
         return (
-            f"SDK floor (2 bare spans, 5 points) {detail['sdk_floor_us']:.0f} us; off: the trace "
+            f"on {detail['on_us']:.0f} vs off {detail['off_us']:.0f} us; off: the trace "
             f"lookup costs {detail['off_hook_ns']:.0f} ns per execution ({detail['off_share']:.2%})"
         )
     if "idle_default_ms" in detail:

@@ -1,14 +1,16 @@
-"""Telemetry benchmark: what ``agtl.otel.instrument()`` costs per execution.
+"""Telemetry benchmark: what ``agtl.otel.instrument()`` adds to an execution.
 
 The same execution as ``overhead`` (one scripted call), with telemetry on (the OpenTelemetry
 SDK as a service sets it up, with an exporter that drops every span, and metrics aggregated
 by an SDK meter with a reader, collected at the end and checked) against telemetry off, in
 ABBA-ordered batches. Two span processors: ``otel`` the batch processor (spans leave on its
 own thread), ``otel-simple`` the simple one (each span exported on the spot, in the
-execution's own time). Off, the core asks for an execution's trace once (one read of a global,
-returning the do-nothing trace that its calls and tool calls then carry); the notes give
-that step's measured cost as a share of the execution, and the SDK's own floor for the same
-telemetry (two bare spans and five metric points) measured in the same run.
+execution's own time). The figure is what turning telemetry on adds (on - off) against the
+SDK's own cost for the same telemetry, measured in the same run: the same two spans, with
+the same attributes, context and statuses, and the same five metric points, made by hand.
+Off, the core asks for an execution's trace once (one read of a global, returning the
+do-nothing trace that its calls and tool calls then carry); the notes give that step's
+measured cost as a share of the execution.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from opentelemetry import context, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -25,6 +28,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import agtl.otel
 from agtl import Session, _observe
@@ -43,8 +47,9 @@ class _Drop(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-#: The targets: on <= this x off, per span processor.
-TARGETS = {"batch": 1.3, "simple": 1.4}
+#: The targets: what agtl adds with telemetry on <= this x the SDK's own cost for the same
+#: spans and points, per span processor.
+TARGETS = {"batch": 1.5, "simple": 1.5}
 
 
 async def overhead(*, quick: bool, processor: str = "batch") -> Comparison:
@@ -80,42 +85,107 @@ async def overhead(*, quick: bool, processor: str = "batch") -> Comparison:
     assert dropped.spans >= 2 * iterations, "telemetry was not on"  # execution + call spans
     points = _points(reader)
     assert points >= 1, "no metric reached the reader"
-    # The SDK's own floor for the same telemetry: two spans and five metric points, bare.
-    tracer = tracer_provider.get_tracer("floor")
-    histogram = meter_provider.get_meter("floor").create_histogram("floor")
-    floor_runs = 2_000
-    start = time.perf_counter()
-    for _ in range(floor_runs):
-        for _span in range(2):
-            tracer.start_span("floor", attributes={"a": 1, "b": "x"}).end()
-        for _point in range(5):
-            histogram.record(1, {"k": "v"})
-    floor = (time.perf_counter() - start) / floor_runs
+    floor = _sdk_floor(tracer_provider, meter_provider, runs=2_000 if quick else 10_000)
     tracer_provider.force_flush()
     reads = 1_000_000
     start = time.perf_counter()
     for _ in range(reads):
         _observe.trace_execution("id", overhead, False)
     per_read = (time.perf_counter() - start) / reads
-    ratio = candidate / baseline
+    added = candidate - baseline
+    ratio = added / floor
     target = TARGETS[processor]
     return Comparison(
         key="otel" if processor == "batch" else "otel-simple",
-        name=f"execution with telemetry on (SDK, {processor} span processor, dropping exporter, "
-        "metrics read) vs off",
+        name=f"telemetry on ({processor} span processor): what agtl adds to an execution vs "
+        "the SDK's own cost for the same spans and points",
         unit="us/execution",
-        candidate=candidate * 1e6,
-        baseline=baseline * 1e6,
+        candidate=added * 1e6,
+        baseline=floor * 1e6,
         ratio=ratio,
         target=f"<= {target}x",
         passed=ratio <= target,
         detail={
+            "on_us": candidate * 1e6,
+            "off_us": baseline * 1e6,
             "metric_points": points,
             "off_hook_ns": per_read * 1e9,  # one per execution
             "off_share": per_read / baseline,
-            "sdk_floor_us": floor * 1e6,
         },
     )
+
+
+def _sdk_floor(tracer_provider: TracerProvider, meter_provider: MeterProvider, runs: int) -> float:
+    """Seconds per execution the SDK itself spends on the telemetry agtl emits for one
+    execution with one call: the same two spans (the call's a child of the execution's, made
+    current for the call as agtl does), with the same attributes set at start and at end, the
+    same statuses, and the same five metric points with the same attributes."""
+    tracer = tracer_provider.get_tracer("floor")
+    meter = meter_provider.get_meter("floor")
+    usage = meter.create_histogram("floor.token.usage")
+    duration = meter.create_histogram("floor.duration")
+    first_token = meter.create_histogram("floor.first_token")
+    executions = meter.create_counter("floor.executions")
+    metric = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "scripted",
+        "gen_ai.request.model": "scripted-model",
+    }
+    start = time.perf_counter()
+    for index in range(runs):
+        execution_id = f"{index:032x}"
+        parent = tracer.start_span(
+            "agtl.execution workflow",
+            kind=SpanKind.INTERNAL,
+            attributes={
+                "agtl.execution.id": execution_id,
+                "agtl.workflow": "workflow",
+                "agtl.streaming": False,
+            },
+        )
+        token = context.attach(trace.set_span_in_context(parent))
+        child = tracer.start_span(
+            "chat scripted-model",
+            context=trace.set_span_in_context(parent),
+            kind=SpanKind.CLIENT,
+            attributes={**metric, "agtl.execution.id": execution_id, "agtl.llm_call.index": 0},
+        )
+        child.set_attributes(
+            {
+                "gen_ai.response.model": "scripted-model",
+                "gen_ai.response.finish_reasons": ("eos",),
+                "agtl.usage.provenance": "counted",
+                "gen_ai.usage.input_tokens": 1,
+                "gen_ai.usage.output_tokens": 2,
+                "agtl.usage.cached_input_tokens": 0,
+                "agtl.time_to_first_token": 0.0001,
+                "agtl.decode_seconds": 0.00005,
+                "agtl.cost_usd": 0.0,
+            }
+        )
+        child.end()
+        duration.record(0.0002, metric)
+        usage.record(1, {**metric, "gen_ai.token.type": "input"})
+        usage.record(2, {**metric, "gen_ai.token.type": "output"})
+        first_token.record(0.0001, metric)
+        context.detach(token)
+        parent.set_attributes(
+            {
+                "agtl.status": "succeeded",
+                "agtl.duration": 0.0004,
+                "agtl.llm_calls": 1,
+                "agtl.tool_calls": 0,
+                "gen_ai.usage.input_tokens": 1,
+                "gen_ai.usage.output_tokens": 2,
+                "agtl.cost_usd": 0.0,
+            }
+        )
+        parent.set_status(Status(StatusCode.OK))
+        parent.end()
+        executions.add(1, {"agtl.status": "succeeded"})
+    floor = (time.perf_counter() - start) / runs
+    tracer_provider.force_flush()
+    return floor
 
 
 def _points(reader: InMemoryMetricReader) -> int:

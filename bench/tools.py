@@ -2,9 +2,10 @@
 
 * tools-overhead: a two-step loop (the scripted model asks for a no-op tool, then answers)
   against the same two scripted model calls made by hand with the same function awaited
-  between them, in the same trio run, ABBA. The difference is what the loop adds per tool
-  call: validating the arguments, running the call in a nursery, recording it, building the
-  messages (target <= 50 us, a constant budget);
+  between them, in the same trio run, ABBA. The ratio is judged (target <= 1.2x), since the
+  absolute cost moves with the machine; the notes give what the loop adds per tool call in
+  us (validating the arguments, running the call in a nursery, recording it, building the
+  messages);
 * peer-tools: the same two-step loop against pydantic-ai's ``Agent.run`` with a ``TestModel``
   that calls the same tool once and then answers (target >= 10x faster);
 * tools-cancel: cancel() to result() while 10 tools of one step run (p99 <= 2 ms, a constant
@@ -25,7 +26,7 @@ from agtl.testing import Reply, ScriptedProvider
 from bench._harness import CancelSamples, Comparison, interleaved
 from bench.peers import alternate
 
-TOOL_BUDGET_US = 50.0
+TOOL_RATIO = 1.2
 CANCEL_BUDGET_MS = 2.0
 CONCURRENT_TOOLS = 10
 
@@ -71,18 +72,17 @@ async def overhead(*, quick: bool) -> Comparison:
     candidate, baseline = await interleaved(
         with_loop, with_hand, iterations=iterations, rounds=rounds
     )
-    added_us = (candidate - baseline) * 1e6
+    ratio = candidate / baseline
     return Comparison(
         key="tools-overhead",
-        name="tool loop: added cost per tool call (loop vs the same calls by hand), us",
-        unit="us/tool call",
-        candidate=added_us,
-        baseline=TOOL_BUDGET_US,
-        ratio=added_us / TOOL_BUDGET_US,
-        target="<= 1.0x",
-        passed=added_us <= TOOL_BUDGET_US,
-        detail={"loop_us": candidate * 1e6, "by_hand_us": baseline * 1e6},
-        baseline_kind="constant",
+        name="tool loop: one tool call through the loop vs the same calls by hand",
+        unit="us/execution",
+        candidate=candidate * 1e6,
+        baseline=baseline * 1e6,
+        ratio=ratio,
+        target=f"<= {TOOL_RATIO}x",
+        passed=ratio <= TOOL_RATIO,
+        detail={"added_us": (candidate - baseline) * 1e6},
     )
 
 

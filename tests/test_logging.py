@@ -82,3 +82,65 @@ async def test_with_logger_binds_execution_context() -> None:
     assert logs
     assert all(e["app"] == "demo" for e in logs)
     assert all(e["execution_id"] == execution.execution_id for e in logs)
+
+
+class _CountingLogger:
+    """A logger with a fixed level (as structlog's filtering loggers have) that counts binds."""
+
+    def __init__(self, level: int, lines: list[dict[str, Any]], binds: list[int]) -> None:
+        self.level, self.lines, self.binds = level, lines, binds
+        self.context: dict[str, Any] = {}
+
+    def is_enabled_for(self, level: int) -> bool:
+        return level >= self.level
+
+    def bind(self, **context: Any) -> _CountingLogger:
+        self.binds.append(1)
+        bound = _CountingLogger(self.level, self.lines, self.binds)
+        bound.context = {**self.context, **context}
+        return bound
+
+    def _emit(self, level: str, event: str, **fields: Any) -> None:
+        self.lines.append({"level": level, "event": event, **self.context, **fields})
+
+    def debug(self, event: str, **fields: Any) -> None:
+        if self.is_enabled_for(10):
+            self._emit("debug", event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._emit("warning", event, **fields)
+
+
+async def test_a_logger_above_debug_is_never_bound_for_debug_lines() -> None:
+    """Binding the execution's context is paid only for a line that can be emitted."""
+    lines: list[dict[str, Any]] = []
+    binds: list[int] = []
+
+    async def fn(session: Session) -> str:
+        return (await session.generate_text(prompt="hi")).text
+
+    quiet = ScriptedProvider(Reply("ok")).with_logger(_CountingLogger(30, lines, binds))  # type: ignore[arg-type]
+    assert (await quiet.simple_execution(fn).result()).value == "ok"
+    assert binds == []
+    assert lines == []
+
+    async def hook_fails(session: Session) -> None:
+        session.on_done(lambda result: 1 / 0)
+
+    execution = quiet.simple_execution(hook_fails)
+    await execution.result()
+    assert len(binds) == 1  # bound once, for the warning, with the execution's context
+    [line] = lines
+    assert line["event"] == "execution.hook_failed"
+    assert line["execution_id"] == execution.execution_id
+    assert line["provider"] == "scripted"
+
+    lines.clear()
+    binds.clear()
+    chatty = ScriptedProvider(Reply("ok")).with_logger(_CountingLogger(10, lines, binds))  # type: ignore[arg-type]
+    answered = chatty.simple_execution(fn)
+    await answered.result()
+    assert len(binds) == 1  # once per execution however many lines it logs
+    events = [line["event"] for line in lines]
+    assert events == ["execution.started", "llm_call.finished", "execution.finished"]
+    assert all(line["execution_id"] == answered.execution_id for line in lines)
