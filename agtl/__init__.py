@@ -44,6 +44,7 @@ from agtl.errors import (
     ToolArgumentsError,
     ToolError,
     ToolLoopError,
+    UnserializableValueError,
     WorkflowFailure,
 )
 from agtl.events import Event, EventMetrics
@@ -148,6 +149,7 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "ExecutionCancelled",
     "ExecutionFailed",
     "RemoteError",
+    "UnserializableValueError",
     "LLMError",
     "LLMTimeoutError",
     "CallTimeoutError",

@@ -131,19 +131,19 @@ def _tool_use(
 
 
 def _check_tool_choice(choice: object, tools: Mapping[str, Tool]) -> str:
-    """``tool_choice``: "auto" (default), "required", "none", or one of the tools' names."""
+    """``tool_choice``: "auto" (default), "required", "none", "each", or a tool's name."""
     if choice is None:
         return "auto"
     if not isinstance(choice, str):
         raise InvalidArgumentError("tool_choice", f"must be a str, not {type_name(choice)}")
-    if choice in ("auto", "required", "none") or choice in tools:
+    if choice in ("auto", "required", "none", "each") or choice in tools:
         if choice != "none" and not tools:
             raise InvalidArgumentError("tools", f"tool_choice={choice!r} needs at least one tool")
         return choice
     names = ", ".join(sorted(tools)) or "no tools were given"
     raise InvalidArgumentError(
         "tool_choice",
-        f"{choice!r} is not 'auto', 'required', 'none' or a tool's name ({names})",
+        f"{choice!r} is not 'auto', 'required', 'none', 'each' or a tool's name ({names})",
     )
 
 

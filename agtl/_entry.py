@@ -15,6 +15,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import traceback
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -81,18 +82,48 @@ def load_object(target: str, argument: str, *, files: bool = True) -> Any:
 
 
 def _from_file(path: Path, argument: str) -> Any:
+    """The module of ``path``, or one line naming the user's code that broke it."""
     if not path.is_file():
         raise InvalidArgumentError(argument, f"no such file: {path}")
     spec = importlib.util.spec_from_file_location(f"agtl_workflow_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise InvalidArgumentError(argument, f"cannot load {path} as Python")
     module = importlib.util.module_from_spec(spec)
+    # Registered as imported modules are, so that what looks its module up (dataclasses,
+    # pickle, typing) finds it.
+    sys.modules[spec.name] = module
     sys.path.insert(0, str(path.resolve().parent))  # the file's neighbours import as usual
     try:
         spec.loader.exec_module(module)
+    except SyntaxError as error:
+        sys.modules.pop(spec.name, None)
+        where = f"{error.filename or path}, line {error.lineno}"
+        raise InvalidArgumentError(
+            argument, f"{path} does not compile: {where}: {error.msg}"
+        ) from None
+    except Exception as error:
+        sys.modules.pop(spec.name, None)
+        raised = f"{type(error).__name__} as it loaded: {error}{_own_frame(error, path)}"
+        raise InvalidArgumentError(argument, f"{path} raised {raised}") from None
     finally:
         sys.path.pop(0)
     return module
+
+
+def _own_frame(error: BaseException, path: Path) -> str:
+    """Where the user's own file raised (its last frame), else the last frame of the error."""
+    frames = traceback.extract_tb(error.__traceback__)
+    own = [frame for frame in frames if Path(frame.filename).resolve() == path.resolve()]
+    outside = [
+        frame
+        for frame in frames
+        if "importlib" not in frame.filename and not frame.filename.startswith("<frozen")
+    ]
+    chosen = own or outside
+    if not chosen:
+        return ""
+    last = chosen[-1]
+    return f" (at {last.filename}, line {last.lineno}: {last.line or '?'})"
 
 
 def _function(fn: object) -> object:
@@ -102,11 +133,37 @@ def _function(fn: object) -> object:
 
 
 def check(fn: object, *, argument: str = "workflow", label: str | None = None) -> None:
-    """``fn`` is a workflow (a ``functools.partial`` or a decorated one included)."""
+    """``fn`` is a workflow (a ``functools.partial`` or a decorated one included) that can be
+    called as ``fn(session)`` or ``fn(session, input)``."""
     target = _function(fn)
+    name = label if label is not None else getattr(fn, "__name__", type(fn).__name__)
     if not (inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)):
-        name = label if label is not None else getattr(fn, "__name__", type(fn).__name__)
         raise InvalidArgumentError(argument, f"{name!r} is not {EXPECTED}")
+    try:
+        signature = inspect.signature(fn)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return  # no signature to read (a builtin wrapper): calling it will tell
+    positional = [p for p in signature.parameters.values() if p.kind in _POSITIONAL]
+    spread = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
+    required = [p for p in positional if p.default is p.empty]
+    keyword_only = [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.default is p.empty
+    ]
+    if (not positional and not spread) or len(required) > 2 or keyword_only:
+        raise InvalidArgumentError(
+            argument,
+            f"{name!r} takes {_described(signature)}; a workflow is called as fn(session) or "
+            "fn(session, input)",
+        )
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _described(signature: inspect.Signature) -> str:
+    return f"the parameters {signature}" if signature.parameters else "no parameters"
 
 
 def is_streaming(fn: Callable[..., Any]) -> bool:
@@ -116,12 +173,10 @@ def is_streaming(fn: Callable[..., Any]) -> bool:
 
 def takes_input(fn: Callable[..., Any]) -> bool:
     """Whether the workflow has a parameter for the input besides the session."""
-    parameters = [
-        p
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    return len(parameters) >= 2
+    parameters = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return True
+    return len([p for p in parameters if p.kind in _POSITIONAL]) >= 2
 
 
 def bind(

@@ -26,6 +26,7 @@ from agtl._context import ExecutionContext
 from agtl._groups import is_cancellation, raise_collapsed
 from agtl._replies import Step, TextResult
 from agtl._tool_runner import StepRunner, ToolOutcome, ToolProgress
+from agtl._vocabulary import ToolCallStatus
 from agtl.errors import ExecutionClosedError, ToolLoopError
 from agtl.messages import Message, Role, ToolCallRequest
 from agtl.summary import ToolCall
@@ -94,6 +95,7 @@ class ToolLoopStream:
         self._conversation = spec.conversation
         self._max_steps = use.max_steps
         self._answer_only = use.choice == "none"  # a call asked for is not run
+        self._called: set[str] = set()  # the tools this loop has run (for "each")
         self._cancellation = ctx.cancellation
         # Whether the tools' progress is yielded while they run (a reader wants parts), which
         # needs the step to run as a task; generate_text runs it inline instead.
@@ -182,8 +184,16 @@ class ToolLoopStream:
             messages=tuple(history) if conversation is None else None,
             prompt=spec.prompt if conversation is not None and number == 0 else None,
         )
-        choice = self._use.choice if number == 0 else "auto"
-        return open_call(self._ctx, step, offer=(self._use.specs, choice))
+        return open_call(self._ctx, step, offer=(self._use.specs, self._choice(number)))
+
+    def _choice(self, number: int) -> str:
+        """``tool_choice`` for model call ``number``: the asked one for the first, "auto"
+        after; with "each", every tool not run yet, forced by name in the order given, then
+        "none": the model answers in text (a small model on "auto" tends to call again)."""
+        if self._use.choice != "each":
+            return self._use.choice if number == 0 else "auto"
+        waiting = [name for name in self._use.by_name if name not in self._called]
+        return waiting[0] if waiting else "none"
 
     async def _run(self) -> AsyncIterator[Part]:
         steps: list[Step] = []
@@ -221,6 +231,11 @@ class ToolLoopStream:
                 history.append(Message(Role.TOOL, outcome.message, tool_call_id=request.id))
                 if self._conversation is not None:
                     self._conversation.add_tool_result(request.id, outcome.message)
+            self._called.update(
+                outcome.record.name
+                for outcome in outcomes[0]
+                if outcome.record.status is not ToolCallStatus.INVALID
+            )
             steps.append(_step(reply, tuple(outcome.record for outcome in outcomes[0])))
             for outcome in outcomes[0]:
                 yield ToolCallFinished(outcome.record)

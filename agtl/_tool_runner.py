@@ -24,10 +24,16 @@ import attrs
 import trio
 
 from agtl._context import ExecutionContext
+from agtl._jsonable import to_json
 from agtl._logging import ExecutionLogger
 from agtl._trio_thread import call_in_run
 from agtl._vocabulary import CancelSource, ToolCallStatus
-from agtl.errors import ExecutionClosedError, ToolArgumentsError, ToolError
+from agtl.errors import (
+    ExecutionClosedError,
+    ToolArgumentsError,
+    ToolError,
+    UnserializableValueError,
+)
 from agtl.messages import ToolCallRequest
 from agtl.summary import ToolCall
 from agtl.tools import Tool, progress_hook
@@ -131,6 +137,7 @@ class StepRunner:
         result: Any = None
         error: str | None = None
         notes: list[str] = []  # what happened to a sync tool's thread, if worth saying
+        reply: str | None = None  # an OK result as the model reads it
         reporting = progress_hook.set(self._reporter(call))
         # The tool's trace is current while it runs: spans the tool makes nest under it.
         trace = state.trace.tool(call.name, call.id, arguments)
@@ -153,6 +160,8 @@ class StepRunner:
                     self._count_invalid(call.name)
                 else:
                     status, result, error = await self._invoke(tool, arguments, notes)
+                    if status is ToolCallStatus.OK:
+                        reply, status, error = self._reply(tool, result)
         except trio.Cancelled:
             status, error = ToolCallStatus.CANCELLED, "the execution was stopped"
             raise
@@ -183,7 +192,20 @@ class StepRunner:
             trace.tool_finished(record)
             progress_hook.reset(reporting)
             self.ctx.log.debug("tool_call.finished", tool=call.name, status=status.value, step=step)
-        return ToolOutcome(record, _message_for(record, tool))
+        return ToolOutcome(record, reply if reply is not None else _message_for(record, tool))
+
+    def _reply(self, tool: Tool, value: Any) -> tuple[str | None, ToolCallStatus, str | None]:
+        """An OK result as the model reads it: text as it is, anything else as its JSON
+        form; a result with no JSON form makes the call an error (or raises ToolError)."""
+        if isinstance(value, str):
+            return value, ToolCallStatus.OK, None
+        try:
+            encoded = to_json(value, f"the result of {tool.name}")
+        except UnserializableValueError as exc:
+            if self.raise_errors:
+                raise ToolError(tool.name, exc) from exc
+            return None, ToolCallStatus.ERROR, str(exc)
+        return json.dumps(encoded, ensure_ascii=False), ToolCallStatus.OK, None
 
     async def _invoke(
         self, tool: Tool, arguments: dict[str, Any], notes: list[str]
@@ -331,15 +353,7 @@ def _raw_arguments(text: str) -> Any:
 
 
 def _message_for(record: ToolCall, tool: Tool | None) -> str:
-    """What the model is told of a tool call's outcome."""
-    if record.status is ToolCallStatus.OK:
-        value = record.result
-        if isinstance(value, str):
-            return value
-        try:
-            return json.dumps(value, default=str, ensure_ascii=False)
-        except (TypeError, ValueError):
-            return repr(value)
+    """What the model is told of a tool call that did not succeed."""
     if record.status is ToolCallStatus.INVALID:
         again = "" if tool is None else " Call it again with valid arguments."
         return f"Error: invalid call: {record.error}.{again}"

@@ -41,6 +41,7 @@ __all__ = [
     "ToolArgumentsError",
     "ToolError",
     "ToolLoopError",
+    "UnserializableValueError",
     "WorkflowFailure",
 ]
 
@@ -99,6 +100,21 @@ class RemoteError(AgtlError):
 
     def __repr__(self) -> str:
         return f"RemoteError({self.type_name}: {self})"
+
+
+class UnserializableValueError(AgtlError, TypeError):
+    """A value leaving the process as JSON (a Result's value, an event's data, a tool's
+    result) holds an object with no JSON form; ``path`` says where it sits in the value."""
+
+    def __init__(self, path: str, type_name: str, detail: str | None = None) -> None:
+        self.path = path
+        self.type_name = type_name
+        why = f" ({detail})" if detail else ""
+        super().__init__(
+            f"{path} is a {type_name}, which has no JSON form{why}: use JSON data (dict, "
+            "list, str, number, bool, None), a pydantic model, a dataclass, an attrs class, "
+            "an enum, a datetime, a Decimal or bytes"
+        )
 
 
 class NoTerminalEventError(AgtlError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -37,13 +38,42 @@ def _content(value: object) -> str:
     return value
 
 
+def _arguments(value: object) -> str:
+    """A call's arguments as the JSON text a model sends; a mapping is written as that text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return json.dumps(dict(value), ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(
+                "arguments", f"must be JSON text or a JSON-able dict: {exc}"
+            ) from None
+    raise InvalidArgumentError("arguments", f"must be JSON text or a dict, not {type_name(value)}")
+
+
+def _id(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError("id", f"must be a str, not {type_name(value)}")
+    return value
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError("name", f"must be a str, not {type_name(value)}")
+    return value
+
+
 @attrs.frozen
 class ToolCallRequest:
-    """A tool call an assistant message asks for (OpenAI's ``tool_calls`` entries)."""
+    """A tool call an assistant message asks for (OpenAI's ``tool_calls`` entries).
 
-    id: str
-    name: str
-    arguments: str = "{}"
+    ``arguments`` is the JSON text the model sent; a dict is accepted and written as that text.
+    """
+
+    id: str = attrs.field(converter=_id)
+    name: str = attrs.field(converter=_name)
+    arguments: str = attrs.field(default="{}", converter=_arguments)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -97,10 +97,15 @@ class _Telemetry:
         self.operation_duration = meter.create_histogram(
             "gen_ai.client.operation.duration", unit="s", description="LLM call duration"
         )
-        self.time_to_first_token = meter.create_histogram(
-            "agtl.llm.time_to_first_token",
+        self.time_to_first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
             unit="s",
             description="Time to an LLM call's first output",
+        )
+        self.time_per_output_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_per_output_chunk",
+            unit="s",
+            description="Time between output pieces of an LLM call after the first",
         )
         self.executions = meter.create_counter(
             "agtl.executions", unit="{execution}", description="Executions by final status"
@@ -229,7 +234,11 @@ class _Telemetry:
             if count is not None:
                 self.token_usage.record(count, {**metric, "gen_ai.token.type": kind})
         if summary.time_to_first_token is not None:
-            self.time_to_first_token.record(summary.time_to_first_token, metric)
+            self.time_to_first_chunk.record(summary.time_to_first_token, metric)
+            output = usage.output_tokens
+            if output is not None and output > 1:
+                decode = max(0.0, summary.duration - summary.time_to_first_token)
+                self.time_per_output_chunk.record(decode / (output - 1), metric)
 
     # -- tool calls ---------------------------------------------------------------------------
     def tool_started(self, parent: Span, name: str, call_id: str | None, arguments: Any) -> Span:

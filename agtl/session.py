@@ -80,7 +80,9 @@ class Session(SessionType):
         With ``tools=``, runs the tool loop: call the model; run the tool calls it asks for
         (those of one step concurrently), send their results back, and call it again, until
         it answers with text. ``tool_choice`` ("auto", "required", "none" or a tool's name)
-        applies to the first model call, later ones use "auto"; after ``max_steps`` model
+        applies to the first model call, later ones use "auto"; "each" forces every tool by
+        name, in the order given, until each has run once, then has the model answer in text
+        (for small models, which do not call tools on their own); after ``max_steps`` model
         calls (default 10) that still ask for tools, :class:`~agtl.ToolLoopError` is raised.
         A tool that raises is reported to the model as an error, or, with
         ``tool_errors="raise"``, raises :class:`~agtl.ToolError` here.
@@ -147,6 +149,14 @@ class Session(SessionType):
             raise InvalidArgumentError(
                 "response_format", "generate_object sets it from output_type: leave it out"
             )
+        for loop_only in ("tools", "tool_choice", "max_steps", "tool_errors"):
+            if loop_only in options:
+                raise InvalidArgumentError(
+                    loop_only,
+                    "generate_object runs no tools: run the tool loop with "
+                    "generate_text(tools=...) first, then ask for the object with its answer "
+                    "in the prompt or the same conversation=",
+                )
         spec = CallSpec.of(
             prompt=prompt,
             messages=messages,

@@ -286,6 +286,10 @@ class Summary:
             lines.append(f"  + {entry.label}: {_money(entry.amount)}")
         if self.tool_calls:
             lines.append(f"  tool calls {len(self.tool_calls)}")
+            for tool in self.tool_calls:
+                took = "-" if tool.duration is None else f"{tool.duration:.3f}s"
+                error = f" {tool.error}" if tool.error else ""
+                lines.append(f"    {tool.name} {tool.status.value} {took}{error}")
         if self.parent_id is not None:
             lines.append(f"  parent    {self.parent_id}")
         if self.children:

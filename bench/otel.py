@@ -7,7 +7,7 @@ ABBA-ordered batches. Two span processors: ``otel`` the batch processor (spans l
 own thread), ``otel-simple`` the simple one (each span exported on the spot, in the
 execution's own time). The figure is what turning telemetry on adds (on - off) against the
 SDK's own cost for the same telemetry, measured in the same run: the same two spans, with
-the same attributes, context and statuses, and the same five metric points, made by hand.
+the same attributes, context and statuses, and the same six metric points, made by hand.
 Off, the core asks for an execution's trace once (one read of a global, returning the
 do-nothing trace that its calls and tool calls then carry); the notes give that step's
 measured cost as a share of the execution.
@@ -119,12 +119,13 @@ def _sdk_floor(tracer_provider: TracerProvider, meter_provider: MeterProvider, r
     """Seconds per execution the SDK itself spends on the telemetry agtl emits for one
     execution with one call: the same two spans (the call's a child of the execution's, made
     current for the call as agtl does), with the same attributes set at start and at end, the
-    same statuses, and the same five metric points with the same attributes."""
+    same statuses, and the same six metric points with the same attributes."""
     tracer = tracer_provider.get_tracer("floor")
     meter = meter_provider.get_meter("floor")
     usage = meter.create_histogram("floor.token.usage")
     duration = meter.create_histogram("floor.duration")
     first_token = meter.create_histogram("floor.first_token")
+    per_chunk = meter.create_histogram("floor.per_chunk")
     executions = meter.create_counter("floor.executions")
     metric = {
         "gen_ai.operation.name": "chat",
@@ -168,6 +169,7 @@ def _sdk_floor(tracer_provider: TracerProvider, meter_provider: MeterProvider, r
         usage.record(1, {**metric, "gen_ai.token.type": "input"})
         usage.record(2, {**metric, "gen_ai.token.type": "output"})
         first_token.record(0.0001, metric)
+        per_chunk.record(0.00005, metric)
         context.detach(token)
         parent.set_attributes(
             {

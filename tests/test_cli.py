@@ -204,7 +204,7 @@ def test_run_on_an_example() -> None:
         (["run", "examples/quickstart.py"], "expected FILE.py:FUNCTION"),
         (["run", "examples/quickstart.py:nothing"], "has no 'nothing'"),
         (
-            ["run", "examples/quickstart.py:main", "--base-url", "http://127.0.0.1:9/v1"],
+            ["run", "examples/quickstart.py:answer", "--base-url", "http://127.0.0.1:9/v1"],
             "needs --model",
         ),
         (["report", "absent.jsonl"], "no such summary file"),

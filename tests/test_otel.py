@@ -358,7 +358,8 @@ async def test_metrics_count_tokens_durations_and_executions(telemetry: Telemetr
     tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in usage}
     assert tokens == {"input": 1, "output": 3}
     assert metrics["gen_ai.client.operation.duration"][0].count == 1
-    assert metrics["agtl.llm.time_to_first_token"][0].count == 1
+    assert metrics["gen_ai.client.operation.time_to_first_chunk"][0].count == 1
+    assert metrics["gen_ai.client.operation.time_per_output_chunk"][0].count == 1
     statuses = {p.attributes["agtl.status"]: p.value for p in metrics["agtl.executions"]}
     assert statuses == {"succeeded": 1, "canceled": 1}
 
@@ -402,3 +403,53 @@ async def test_the_bundled_models_figures_reach_the_span(telemetry: Telemetry) -
     assert chat["gen_ai.response.finish_reasons"] == (call.stop_reason.value,)
     execution = telemetry.one("agtl.execution").attributes or {}
     assert execution["gen_ai.usage.output_tokens"] == result.summary.total_usage.output_tokens
+
+
+def _conventional_names() -> set[str]:
+    """Every attribute and metric name the GenAI (and general) semantic conventions define, as
+    the pinned opentelemetry-semantic-conventions package spells them."""
+    import importlib
+    import pkgutil
+
+    import opentelemetry.semconv._incubating.attributes as incubating_attributes
+    import opentelemetry.semconv._incubating.metrics as incubating_metrics
+    import opentelemetry.semconv.attributes as stable_attributes
+
+    names: set[str] = set()
+    for package in (incubating_attributes, incubating_metrics, stable_attributes):
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            names.update(v for k, v in vars(module).items() if k.isupper() and isinstance(v, str))
+    return names
+
+
+async def test_every_emitted_name_is_conventional_or_agtl_own(telemetry: Telemetry) -> None:
+    """gen_ai.* names are the conventions' own; only names with no convention are agtl.*."""
+
+    async def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    async def flow(session: Session) -> str:
+        return (await session.generate_text(prompt="sum", tools=[agtl.tool(add)])).text
+
+    script = ScriptedProvider(
+        Reply("", tool_calls=[agtl.ToolCallRequest("c1", "add", {"a": 1, "b": 2})]),
+        Reply("three"),
+    )
+    failing = ScriptedProvider(Reply("x", error=RuntimeError("boom")))
+    agtl.otel.instrument(telemetry.tracer_provider, telemetry.meter_provider, capture_content=True)
+    await script.simple_execution(flow)
+    await failing.simple_execution(ask)
+    cancelled = script.simple_execution(ask)
+    cancelled.cancel("stop")
+    await cancelled
+    emitted = {name for span in telemetry.spans() for name in (span.attributes or {})}
+    metrics = telemetry.metrics()
+    emitted |= set(metrics)
+    emitted |= {name for points in metrics.values() for p in points for name in p.attributes}
+    known = _conventional_names()
+    assert "gen_ai.client.operation.time_to_first_chunk" in emitted
+    assert "gen_ai.tool.name" in emitted
+    unknown = sorted(n for n in emitted if not n.startswith("agtl.") and n not in known)
+    assert unknown == []

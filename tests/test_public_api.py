@@ -34,6 +34,7 @@ EXPORTED = {
     *("RateLimitError", "AuthenticationError", "PermissionDeniedError", "ModelNotFoundError"),
     *("BadRequestError", "ServerError", "ProviderTimeoutError", "ProviderConnectionError"),
     *("IncompleteStreamError", "ToolError", "ToolLoopError", "ToolArgumentsError"),
+    "UnserializableValueError",
     # the package
     "__version__",
 }

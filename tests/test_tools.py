@@ -848,3 +848,80 @@ async def test_leaving_a_tool_loop_stream_early_cancels_its_running_tools() -> N
         result = await provider.simple_execution(reads_one)
     assert result.value == "left"
     assert [c.status for c in result.summary.tool_calls] == [ToolCallStatus.CANCELLED]
+
+
+async def test_tool_choice_each_forces_every_tool_once_then_asks_for_the_answer() -> None:
+    @agtl.tool
+    async def weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    @agtl.tool
+    async def population(city: str) -> int:
+        """How many people live in a city."""
+        return 2_100_000
+
+    def respond(request: agtl.GenerationRequest) -> Reply:
+        choice = request.tool_choice
+        if choice in ("weather", "population"):
+            return Reply(
+                "", tool_calls=[agtl.ToolCallRequest(f"c-{choice}", choice, {"city": "Paris"})]
+            )
+        return Reply("Sunny; 2.1 million people.")
+
+    provider = ScriptedProvider(respond=respond)
+
+    async def workflow(session: Session) -> str:
+        reply = await session.generate_text(
+            prompt="Paris?", tools=[weather, population], tool_choice="each"
+        )
+        return reply.text
+
+    result = await provider.simple_execution(workflow)
+    assert result.value == "Sunny; 2.1 million people."
+    assert [r.tool_choice for r in provider.calls] == ["weather", "population", "none"]
+    assert [(c.name, c.status.value) for c in result.summary.tool_calls] == [
+        ("weather", "ok"),
+        ("population", "ok"),
+    ]
+
+
+async def test_generate_object_refuses_tools_saying_what_to_do() -> None:
+    @agtl.tool
+    async def lookup(city: str) -> str:
+        """Look a city up."""
+        return city
+
+    class City(pydantic.BaseModel):
+        name: str
+
+    async def workflow(session: Session) -> Any:
+        return await session.generate_object(output_type=City, prompt="x", tools=[lookup])
+
+    result = await ScriptedProvider('{"name": "x"}').simple_execution(workflow)
+    assert isinstance(result.error, agtl.InvalidArgumentError)
+    assert "tools: generate_object runs no tools" in str(result.error)
+    assert "generate_text(tools=...)" in str(result.error)
+    assert result.summary.llm_call_count == 0
+
+
+async def test_result_format_says_how_it_ended_and_lists_tool_calls() -> None:
+    @agtl.tool
+    async def double(x: int) -> int:
+        """Twice x."""
+        return 2 * x
+
+    provider = ScriptedProvider(
+        Reply("", tool_calls=[agtl.ToolCallRequest("c1", "double", {"x": 2})]), Reply("four")
+    )
+
+    async def workflow(session: Session) -> str:
+        return (await session.generate_text(prompt="go", tools=[double])).text
+
+    done = await provider.simple_execution(workflow)
+    report = done.format()
+    assert report.splitlines()[0] == "succeeded"
+    assert "    double ok " in report
+    cancelled = ScriptedProvider(Reply("x", hang=True)).simple_execution(workflow)
+    cancelled.cancel("the user left")
+    assert (await cancelled).format().splitlines()[0] == "canceled by handle (the user left)"

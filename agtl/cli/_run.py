@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
+import sys
 import traceback
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,9 +15,10 @@ import trio
 
 import agtl
 from agtl import _entry as entry
-from agtl._jsonable import jsonable
+from agtl._jsonable import to_json
 from agtl._sync import INTERRUPT_REASON
-from agtl.cli._common import CliError, console, make_provider, summary_table
+from agtl.cli._common import CliError, console, provider_for, summary_table, tool_lines
+from agtl.cli._options import read_input
 from agtl.errors import InvalidArgumentError
 from agtl.reporting import record_of
 
@@ -62,36 +65,64 @@ async def _execute_once(
 ) -> agtl.Result[Any]:
     streaming = entry.is_streaming(workflow)
     options = {"timeout": args.timeout, "signal": interrupted}
+    bound = entry.bind(workflow, read_input(args))
     if not streaming:
-        return await provider.simple_execution(workflow, **options).result()  # type: ignore[no-any-return]
-    async with provider.streaming_execution(workflow, **options) as execution:
+        return await provider.simple_execution(bound, **options).result()  # type: ignore[no-any-return]
+    async with provider.streaming_execution(bound, **options) as execution:
         async for event in execution.stream():
-            if args.json:
-                continue
-            if event.type in _TEXT_EVENTS and isinstance(event.data, str):
-                out.print(event.data, end="", style="cyan")
-            elif not event.is_terminal:
-                stamp = f"[{event.metrics.seq} +{event.metrics.elapsed:.2f}s]"
-                out.print(f"\n[dim]{stamp}[/] {event.type}: {event.data!r}")
+            if not args.json and not event.is_terminal:
+                _show(out, event)
         return await execution.result()  # type: ignore[no-any-return]
+
+
+def _show(out: Any, event: agtl.Event) -> None:
+    """One event as it arrives: text inline, a tool loop's parts in a line each, the rest
+    with their sequence number and time."""
+    data = event.data
+    if isinstance(data, agtl.TextPart):
+        out.print(data.text, end="", style="cyan", markup=False)
+    elif event.type in _TEXT_EVENTS and isinstance(data, str):
+        out.print(data, end="", style="cyan", markup=False)
+    elif isinstance(data, agtl.ToolCallStarted):
+        request = data.request
+        out.print(f"\n[dim]->[/] {request.name}({request.arguments})", markup=True)
+    elif isinstance(data, agtl.ToolCallFinished):
+        call = data.call
+        outcome = call.status.value if call.error is None else f"{call.status.value}: {call.error}"
+        took = "" if call.duration is None else f" ({call.duration * 1000:.0f} ms)"
+        out.print(f"[dim]<-[/] {call.name} {outcome}{took}")
+    elif isinstance(data, agtl.ToolProgress):
+        total = "" if data.total is None else f"/{data.total:g}"
+        message = f" {data.message}" if data.message else ""
+        out.print(f"[dim]..[/] {data.name} {data.progress:g}{total}{message}")
+    else:
+        stamp = f"[{event.metrics.seq} +{event.metrics.elapsed:.2f}s]"
+        out.print(f"\n[dim]{stamp}[/] {event.type}: {data!r}")
 
 
 def run(args: argparse.Namespace) -> int:
     workflow = load_workflow(args.target)
     out = console()
-    provider = make_provider(args)
+    provider = provider_for(workflow, args)
     try:
-        result = trio.run(_execute, provider, workflow, args, out)
+        if args.json:
+            # stdout carries one JSON document: what the workflow prints goes to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                result = trio.run(_execute, provider, workflow, args, out)
+        else:
+            result = trio.run(_execute, provider, workflow, args, out)
     finally:
         trio.run(provider.aclose)
     if args.json:
         record = record_of(result)
-        record["value"] = jsonable(result.value)
+        record["value"] = to_json(result.value, "the workflow's value")
         record["partial_text"] = None if result.partial is None else result.partial.text
         print(json.dumps(record, indent=2))
     else:
         out.print()
         out.print(summary_table([(args.target, result)]))
+        for line in tool_lines(result.summary):
+            out.print(line, markup=False)
         if result.error is not None:
             if args.verbose:
                 trace = "".join(traceback.format_exception(result.error))

@@ -8,11 +8,10 @@ import ipaddress
 import os
 import secrets
 import signal
-from typing import Any
 
 import trio
 
-from agtl.cli._common import CliError, console, make_provider
+from agtl.cli._common import CliError, console, provider_for
 from agtl.cli._run import load_workflow
 
 #: Where the bearer token comes from, when set; otherwise one is made and printed.
@@ -26,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise CliError("agtl serve needs its extra", "pip install 'agtl[serve]'") from None
     workflow = load_workflow(args.target) if args.target else None
-    provider = _provider(workflow, args)
+    provider = provider_for(workflow, args)
     token = _token(args.host)
     app = create_app(
         workflow,
@@ -72,19 +71,6 @@ def run(args: argparse.Namespace) -> int:
         trio.run(provider.aclose)
     out.print("agtl serve: stopped")
     return 0
-
-
-def _provider(workflow: Any, args: argparse.Namespace) -> Any:
-    """The served file's own ``agtl_provider`` if it defines one, else the CLI's choice."""
-    own = None if workflow is None else workflow.__globals__.get("agtl_provider")
-    if own is None:
-        return make_provider(args)
-    provider = own() if callable(own) and not hasattr(own, "simple_execution") else own
-    if getattr(args, "log_summaries", None):
-        from agtl.reporting import JsonlSink
-
-        provider = provider.with_summary_sink(JsonlSink(args.log_summaries))
-    return provider
 
 
 def _token(host: str) -> str | None:

@@ -301,13 +301,14 @@ class _Api:
 
 async def _as_events(workflow: Workflow, value: Any, session: Session) -> AsyncIterator[Event]:
     """The served function as a streaming workflow: a generator's events, or a coroutine's
-    value as the terminal event."""
+    value as the terminal event; called with the input when it takes one (``entry.bind``)."""
+    bound = entry.bind(workflow, value)
     if entry.is_streaming(workflow):
-        async with contextlib.aclosing(workflow(session, value)) as events:
+        async with contextlib.aclosing(bound(session)) as events:
             async for event in events:
                 yield event
         return
-    result = await workflow(session, value)
+    result = await bound(session)
     yield await session.done(result)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agtl._jsonable import jsonable
+from agtl._jsonable import jsonable, to_json
+from agtl.errors import UnserializableValueError
 from agtl.events import Event
 from agtl.result import Result
 
@@ -13,8 +14,13 @@ __all__ = ["end_event", "event_message", "result_record", "sse"]
 
 
 def sse(event_id: int, event_type: str, data: Any) -> bytes:
-    """One server-sent event; ``data`` as one line of JSON."""
-    payload = json.dumps(jsonable(data), ensure_ascii=False, separators=(",", ":"))
+    """One server-sent event; ``data`` as one line of JSON (data with no JSON form arrives
+    as ``{"unserializable": why}``: the stream goes on)."""
+    try:
+        encoded = to_json(data, "data")
+    except UnserializableValueError as exc:
+        encoded = {"unserializable": str(exc)}
+    payload = json.dumps(encoded, ensure_ascii=False, separators=(",", ":"))
     return f"id: {event_id}\nevent: {event_type}\ndata: {payload}\n\n".encode()
 
 
@@ -31,9 +37,13 @@ def result_record(result: Result[Any] | None, *, summary: bool = True) -> dict[s
     """``GET /executions/{id}``: the outcome (``status`` null while it runs) and summary."""
     if result is None:
         return {"status": None, "value": None, "error": None, "cancel": None, "summary": None}
+    try:
+        value = to_json(result.value, "value")
+    except UnserializableValueError as exc:
+        value = {"unserializable": str(exc)}
     record: dict[str, Any] = {
         "status": result.status.value,
-        "value": jsonable(result.value),
+        "value": value,
         "error": jsonable(result.error),
         "cancel": None if result.cancel is None else result.cancel.to_dict(),
         "partial": None if result.partial is None else result.partial.text,

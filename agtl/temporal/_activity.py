@@ -25,7 +25,7 @@ from agtl import _entry as entry
 from agtl import aio
 from agtl._logging import default_logger
 from agtl._vocabulary import SummarySink
-from agtl.errors import AgtlError
+from agtl.errors import AgtlError, UnserializableValueError
 from agtl.journal import CallJournal, JournalEntry
 from agtl.provider import Provider
 from agtl.result import Result
@@ -175,7 +175,14 @@ class Executions:
             status=result.status.value,
             replayed=journal.replayed,
         )
-        return {"result": result.to_dict(), "attempt": info.attempt, "replayed": journal.replayed}
+        try:
+            record = result.to_dict()
+        except UnserializableValueError as error:
+            # Running it again would only pay for the same value again.
+            raise ApplicationError(
+                str(error), type="UnserializableValueError", non_retryable=True
+            ) from None
+        return {"result": record, "attempt": info.attempt, "replayed": journal.replayed}
 
 
 def _earlier_journal(details: Any) -> list[JournalEntry]:

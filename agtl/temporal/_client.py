@@ -17,6 +17,7 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import TerminatedError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from agtl._jsonable import to_json
 from agtl._vocabulary import CancelInfo, CancelSource, Status
 from agtl.errors import AgtlError, InvalidArgumentError, RemoteError
 from agtl.result import Result
@@ -95,16 +96,19 @@ class ExecutionHandle:
         """The Temporal workflow id (give it to :func:`get_handle` anywhere)."""
         return self.workflow.id
 
-    async def result(self) -> Result[Any]:
+    async def result(self, *, value_type: Any = None) -> Result[Any]:
         """The agtl Result: ``succeeded``, ``canceled`` or ``failed``, never a Temporal error
         for how the execution ended. Raises :class:`ExecutionNotFoundError` for an id Temporal
-        does not know, and otherwise only when Temporal itself cannot be asked."""
+        does not know, and otherwise only when Temporal itself cannot be asked.
+
+        The value crossed Temporal in its JSON form; ``value_type`` (a pydantic model, a
+        dataclass, ...) validates it back into that type, as ``Result.from_dict`` does."""
         try:
             with _known(self):
                 outcome = await self.workflow.result()
         except WorkflowFailureError as error:
             return _unfinished_result(self.id, _describe_failure(error))
-        return result_of(self.id, outcome)
+        return result_of(self.id, outcome, value_type=value_type)
 
     async def cancel(self, reason: str | None = None) -> None:
         """Cancel through Temporal; the execution ends ``canceled`` with ``reason``."""
@@ -272,17 +276,19 @@ async def _check_same_request(
 
 def _json(name: str, value: Any) -> Any:
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
+        return json.loads(json.dumps(to_json(value, name), allow_nan=False))
     except (TypeError, ValueError) as error:
         raise InvalidArgumentError(
             name, f"must be JSON data (dict, list, str, number, bool, None): {error}"
         ) from None
 
 
-def result_of(execution_id: str, outcome: Mapping[str, Any]) -> Result[Any]:
+def result_of(
+    execution_id: str, outcome: Mapping[str, Any], *, value_type: Any = None
+) -> Result[Any]:
     """The Result the ready workflow returned, rebuilt from its data."""
     if "result" in outcome:
-        return Result.from_dict(outcome["result"])
+        return Result.from_dict(outcome["result"], value_type=value_type)
     return _unfinished_result(execution_id, outcome.get("unfinished") or {})
 
 

@@ -235,3 +235,34 @@ async def test_bad_calls_go_back_to_the_model_then_fail_typed(
     statuses = {c.status for c in result.summary.tool_calls}
     assert statuses == {ToolCallStatus.INVALID}
     assert hostile.requests[model] == 3  # the first try and two retries
+
+
+async def test_tool_choice_each_on_the_bundled_model_runs_every_tool(
+    local: LlamaCppProvider,
+) -> None:
+    @agtl.tool
+    async def weather_in(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    @agtl.tool
+    async def population(city: str) -> int:
+        """How many people live in a city."""
+        return 2_100_000
+
+    async def workflow(session: Session) -> str:
+        reply = await session.generate_text(
+            prompt="What are the weather and the population of Paris?",
+            tools=[weather_in, population],
+            tool_choice="each",
+            max_tokens=48,
+        )
+        return reply.text
+
+    result = await local.simple_execution(workflow)
+    assert result.status is agtl.Status.SUCCEEDED, result
+    assert [(c.name, c.status.value) for c in result.summary.tool_calls] == [
+        ("weather_in", "ok"),
+        ("population", "ok"),
+    ]
+    assert result.summary.llm_call_count == 3

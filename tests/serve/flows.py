@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import trio
@@ -48,3 +51,23 @@ async def boom(session: agtl.Session, input: Any) -> None:
     """A workflow that raises: its error goes to the client as data."""
     await trio.lowlevel.checkpoint()
     raise ValueError(f"cannot handle {input!r}")
+
+
+@dataclasses.dataclass
+class Answer:
+    """A typed value: it crosses the wire in its JSON form."""
+
+    text: str
+    when: dt.date
+    cost: Decimal
+
+
+async def typed(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
+    reply = await session.generate_text(prompt="hi")
+    yield session.emit("odd", object())  # no JSON form: it arrives saying so
+    yield await session.done(Answer(reply.text, dt.date(2026, 12, 4), Decimal("0.25")))
+
+
+async def session_only(session: agtl.Session) -> str:
+    """The getting-started shape, fn(session): served too."""
+    return (await session.generate_text(prompt="hi")).text

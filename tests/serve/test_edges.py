@@ -134,3 +134,25 @@ def test_a_too_short_token_is_refused_before_it_listens() -> None:
         "hint: use at least 16 characters",
     ]
     assert "short" not in completed.stdout
+
+
+def test_typed_values_cross_the_wire_in_their_json_form(serve: Any) -> None:
+    server = serve(f"{FLOWS}:typed")
+    execution_id = server.start({})
+    events = server.events(execution_id).all()
+    assert [e.type for e in events] == ["odd", "complete", "end"]
+    assert "has no JSON form" in events[0].data["unserializable"]
+    answer = {"text": "Hello from the server.", "when": "2026-12-04", "cost": "0.25"}
+    assert events[1].data == answer
+    assert events[2].data["value"] == answer
+    assert server.outcome(execution_id)["value"] == answer
+    assert server.stop() == 0
+
+
+def test_a_session_only_workflow_is_served(serve: Any) -> None:
+    server = serve(f"{FLOWS}:session_only")
+    execution_id = server.start({"ignored": True})
+    record = server.outcome(execution_id)
+    assert record["status"] == "succeeded", record
+    assert record["value"] == "Hello from the server."
+    assert server.stop() == 0

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import enum
 import os
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
+
+import pydantic
 
 import agtl
 from agtl.testing import Reply, ScriptedProvider
@@ -66,3 +72,38 @@ async def fails(session: agtl.Session, input: Any) -> None:
 
 def not_async(session: agtl.Session) -> None:
     """Not a workflow: submit refuses it."""
+
+
+class Sky(enum.Enum):
+    CLEAR = "clear"
+    RAIN = "rain"
+
+
+class Forecast(pydantic.BaseModel):
+    """A typed value that crosses Temporal in its JSON form."""
+
+    city: str
+    day: dt.date
+    high: Decimal
+    sky: Sky
+
+
+@dataclasses.dataclass(frozen=True)
+class Outlook:
+    forecasts: tuple[Forecast, ...]
+    issued: dt.datetime
+    raw: bytes
+
+
+async def typed(session: agtl.Session, input: dict[str, Any]) -> Outlook:
+    """Returns a dataclass holding pydantic models, dates, Decimals, enums and bytes."""
+    reply = await session.generate_text(prompt=input["city"])
+    forecast = Forecast(
+        city=reply.text, day=dt.date(2026, 12, 5), high=Decimal("7.5"), sky=Sky.RAIN
+    )
+    return Outlook((forecast,), dt.datetime(2026, 12, 4, 9, 0, tzinfo=dt.UTC), b"\x00\x01")
+
+
+async def unserializable(session: agtl.Session, input: Any) -> Any:
+    await session.generate_text(prompt="paid for")
+    return {"handle": object()}

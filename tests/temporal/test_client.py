@@ -5,7 +5,9 @@ of one's own with Temporal's sandbox on (the documented path)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -127,3 +129,36 @@ def test_agtl_in_a_worker_of_ones_own_with_the_sandbox_on(temporal_address: str)
     assert result.status is agtl.Status.SUCCEEDED
     assert result.value == "echo: sandboxed"
     assert result.summary.metadata["temporal_attempt"] == 1
+
+
+def test_a_typed_value_comes_back_as_its_type(workers: Workers) -> None:
+    """A dataclass of pydantic models, dates, Decimals, enums and bytes crosses Temporal in its
+    JSON form; ``value_type`` validates it back; a value with no JSON form fails clearly."""
+    from tests.temporal.flows import Forecast, Outlook, Sky
+
+    workers.start()
+
+    async def scenario(client: Any) -> tuple[agtl.Result[Any], agtl.Result[Any], Any]:
+        handle = await start(client, workers, "typed", {"city": "Oslo"}, provider=SPEC)
+        typed = await handle.result(value_type=Outlook)
+        plain = await handle.result()
+        bad = await start(client, workers, "unserializable", None, provider=SPEC)
+        return typed, plain, await bad.result()
+
+    typed, plain, bad = with_client(workers.address, scenario)
+    assert typed.status is agtl.Status.SUCCEEDED
+    assert isinstance(typed.value, Outlook)
+    [forecast] = typed.value.forecasts
+    assert forecast == Forecast(
+        city="echo: Oslo", day=dt.date(2026, 12, 5), high=Decimal("7.5"), sky=Sky.RAIN
+    )
+    assert typed.value.raw == b"\x00\x01"
+    assert typed.value.issued == dt.datetime(2026, 12, 4, 9, 0, tzinfo=dt.UTC)
+    form: Any = plain.value  # the JSON form, without a type
+    assert form["forecasts"][0]["high"] == "7.5"
+    assert form["raw"] == "AAE="
+    assert bad.status is agtl.Status.FAILED
+    assert isinstance(bad.error, agtl.RemoteError)
+    assert bad.error.type_name == "UnserializableValueError"
+    assert "value['handle'] is a object, which has no JSON form" in str(bad.error)
+    assert bad.summary.metadata["temporal_workflow_id"]
