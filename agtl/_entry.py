@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from agtl._observe import workflow_name
 from agtl._vocabulary import SessionType
 from agtl.errors import InvalidArgumentError
 from agtl.events import Event
@@ -198,11 +199,17 @@ def bind(
                 async for event in events:
                     yield event
 
-        return stream
+        return _named(stream, fn)
 
     async def call(session: SessionType) -> Any:
         if before is not None:
             before(session)
         return await fn(session, *args)
 
-    return call
+    return _named(call, fn)
+
+
+def _named(wrapper: Callable[[Any], Any], fn: Callable[..., Any]) -> Callable[[Any], Any]:
+    """``wrapper`` under the workflow's own name, which summaries and traces show."""
+    wrapper.__qualname__ = wrapper.__name__ = workflow_name(fn)
+    return wrapper

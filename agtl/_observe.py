@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from typing import Any, Final, Protocol
 
-__all__ = ["NO_TRACE", "Observer", "Trace", "current", "install", "trace_execution"]
+__all__ = [
+    "NO_TRACE",
+    "Observer",
+    "Trace",
+    "current",
+    "install",
+    "trace_execution",
+    "workflow_name",
+]
 
 
 class Observer(Protocol):
@@ -107,18 +115,17 @@ class Trace:
 NO_TRACE: Final = Trace(None)
 
 
-def trace_execution(execution_id: str, workflow: object, streaming: bool) -> Trace:
-    """The trace of an execution of ``workflow`` that starts now: :data:`NO_TRACE` unless an
-    observer is installed (the one global read per execution; the workflow's name is worked
-    out only for an observer)."""
+def trace_execution(execution_id: str, workflow: str | None, streaming: bool) -> Trace:
+    """The trace of an execution of the workflow named ``workflow`` that starts now:
+    :data:`NO_TRACE` unless an observer is installed (the one global read per execution)."""
     observer = _observer
     if observer is None:
         return NO_TRACE
-    name = _workflow_name(workflow)
+    name = workflow or "workflow"
     return Trace(observer, observer.execution_started(execution_id, name, streaming))
 
 
-def _workflow_name(workflow: object) -> str:
-    """The workflow's qualified name (a partial's function's), for telemetry."""
+def workflow_name(workflow: object) -> str:
+    """The workflow's qualified name (a partial's function's), for telemetry and reports."""
     target = getattr(workflow, "func", workflow)
     return str(getattr(target, "__qualname__", None) or type(target).__name__)

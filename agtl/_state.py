@@ -188,6 +188,7 @@ class ExecutionState:
         "terminal",
         "tool_calls",
         "trace",
+        "workflow",
     )
 
     def __init__(
@@ -197,8 +198,10 @@ class ExecutionState:
         *,
         streaming: bool,
         max_lag: int | None,
+        workflow: str | None = None,
     ) -> None:
         self.execution_id = execution_id
+        self.workflow = workflow
         self.streaming = streaming
         self._cancellation = cancellation
         self.log = EventLog(max_lag)
@@ -280,6 +283,7 @@ class ExecutionState:
             metadata=dict(self.metadata or {}),
             parent_id=self.parent_id,
             children=tuple(self.children or ()),
+            workflow=self.workflow,
         )
 
     # -- the named writers: the only ways in for the session, the tool runner and the host --

@@ -116,7 +116,11 @@ class Execution(Generic[T]):
         self.execution_id: str = _new_execution_id()
         self._cancellation = Cancellation()
         self._state = ExecutionState(
-            self.execution_id, self._cancellation, streaming=self._streaming, max_lag=buffer_size
+            self.execution_id,
+            self._cancellation,
+            streaming=self._streaming,
+            max_lag=buffer_size,
+            workflow=_observe.workflow_name(workflow),
         )
         self._finished: trio.Event | None = None  # made when someone has to wait
         self._outcome: Result[T] | None = None
@@ -235,7 +239,7 @@ class Execution(Generic[T]):
         returned: Any = None
         escaped: BaseException | None = None
         log.debug("execution.started", streaming=self._streaming)
-        trace = _observe.trace_execution(self.execution_id, self._workflow, self._streaming)
+        trace = _observe.trace_execution(self.execution_id, state.workflow, self._streaming)
         state.trace = trace
         activated = trace.activate()
         running = _running.set(state)
@@ -473,12 +477,16 @@ class StreamingExecution(Execution[T]):
 
 
 # A random per-process prefix and a counter: unique across processes without a syscall each.
+# The counter is spread over its 64 bits by an odd multiplier (a bijection modulo 2**64), so
+# that ids do not end in a run of zeros and still never repeat within a process.
 _ID_PREFIX: Final = uuid.uuid4().hex[:16]
-_id_counter = itertools.count()
+_id_counter = itertools.count(1)
+_SPREAD: Final = 0x9E3779B97F4A7C15
+_MASK: Final = (1 << 64) - 1
 
 
 def _new_execution_id() -> str:
-    return f"{_ID_PREFIX}{next(_id_counter):016x}"
+    return f"{_ID_PREFIX}{(next(_id_counter) * _SPREAD) & _MASK:016x}"
 
 
 def _signals(signal: object) -> tuple[CancelSignal, ...]:

@@ -128,7 +128,8 @@ class Summary:
     """What an execution did and what it cost.
 
     ``parent_id`` names the execution whose workflow started this one, if any; ``children``
-    lists the executions this one's workflow started that finished before it did.
+    lists the executions this one's workflow started that finished before it did;
+    ``workflow`` is the workflow function's qualified name, for reports.
     """
 
     execution_id: str
@@ -141,6 +142,7 @@ class Summary:
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
     parent_id: str | None = None
     children: tuple[ChildSummary, ...] = ()
+    workflow: str | None = None
 
     @property
     def llm_call_count(self) -> int:
@@ -204,6 +206,7 @@ class Summary:
         """A JSON-safe dict: Decimals as strings, times as ISO 8601, enums as their values."""
         data = {
             "execution_id": self.execution_id,
+            "workflow": self.workflow,
             "started_at": self.started_at.isoformat(),
             "duration": self.duration,
             "llm_call_count": self.llm_call_count,
@@ -243,6 +246,7 @@ class Summary:
             ),
             metadata=dict(data["metadata"]),
             parent_id=data.get("parent_id"),
+            workflow=data.get("workflow"),
             children=tuple(
                 ChildSummary(
                     c["execution_id"],
@@ -258,7 +262,8 @@ class Summary:
         """A readable multi-line report of the summary."""
         usage = self.total_usage
         lines = [
-            f"execution {self.execution_id}",
+            f"execution {self.execution_id}"
+            + ("" if self.workflow is None else f" ({self.workflow})"),
             f"  started   {self.started_at.isoformat(timespec='seconds')}",
             f"  duration  {self.duration:.3f}s",
             f"  LLM calls {self.llm_call_count}",

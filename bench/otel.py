@@ -90,7 +90,7 @@ async def overhead(*, quick: bool, processor: str = "batch") -> Comparison:
     reads = 1_000_000
     start = time.perf_counter()
     for _ in range(reads):
-        _observe.trace_execution("id", overhead, False)
+        _observe.trace_execution("id", "overhead", False)
     per_read = (time.perf_counter() - start) / reads
     added = candidate - baseline
     ratio = added / floor

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -379,8 +380,9 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert rendered.returncode == 0, rendered.stderr
     dom = rendered.stdout
     assert 'id="timeline"' in dom
-    assert "#1 succeeded  llamacpp/SmolLM2-135M-Instruct.Q4_1" in dom  # rows name the model
-    assert "#2 canceled (timeout)  llamacpp/SmolLM2-135M-Instruct.Q4_1" in dom
+    # rows name the workflow, how it ended and the model
+    assert "#1 answer succeeded  llamacpp/SmolLM2-135M-Instruct.Q4_1" in dom
+    assert "#2 essay canceled (timeout)  llamacpp/SmolLM2-135M-Instruct.Q4_1" in dom
     assert "cancel point: timeout" in dom
     assert dom.count("<rect") >= 4  # prefill and decode of each call, and the legend
 
@@ -423,3 +425,56 @@ def test_serve_needs_a_token_only_beyond_this_machine(monkeypatch: pytest.Monkey
     assert _token("0.0.0.0") != made  # a new one each start
     monkeypatch.setenv("AGTL_SERVE_TOKEN", "from-the-environment-123")
     assert _token("127.0.0.1") == "from-the-environment-123"
+
+
+def test_html_report_stays_small_and_says_what_happened(tmp_path: Path) -> None:
+    """<= 2 KB per execution plus a bounded amount per event kind, however many events;
+    tool-calling steps and tool calls drawn as such; a cancel without a reason says so."""
+    import trio
+
+    import agtl
+    from agtl.cli._html import _BUCKET_PX, _PLOT_WIDTH, write_html
+    from agtl.reporting import record_of
+    from agtl.testing import Reply, ScriptedProvider
+
+    @agtl.tool
+    async def double(x: int) -> int:
+        """Twice x."""
+        return 2 * x
+
+    async def chatty(session: agtl.Session) -> AsyncIterator[agtl.Event]:
+        async with session.stream_text(prompt="go", tools=[double]) as stream:
+            async for delta in stream:
+                yield session.emit("chunk", delta)
+                yield session.emit("progress", len(delta))
+        yield await session.done(stream.result.text)
+
+    async def main() -> list[dict[str, object]]:
+        records = []
+        for n in range(14):
+            provider = ScriptedProvider(
+                Reply("", tool_calls=[agtl.ToolCallRequest("c1", "double", {"x": n})]),
+                Reply("word " * 300),
+            )
+            execution = provider.streaming_execution(chatty)
+            if n == 13:
+                execution.cancel()  # no reason given
+            records.append(record_of(await execution.result()))
+        return records
+
+    records = trio.run(main)
+    page = tmp_path / "report.html"
+    write_html(records, page)
+    text = page.read_text()
+    empty = tmp_path / "empty.html"
+    write_html([], empty)
+    fixed = len(empty.read_text())
+    kinds = 2  # chunk and progress
+    per_kind = (_PLOT_WIDTH // _BUCKET_PX + 1) * 16 + 200  # ticks and their tooltip, per row
+    assert len(text) - fixed <= len(records) * (2048 + kinds * per_kind)
+    assert text.count("<title>") < 14 * 12  # ticks are aggregated, not one per event
+    assert "asked for tools" in text
+    assert "tool double: ok" in text
+    assert "#1 test_html_report_stays_small_and_says_what_happened.&lt;locals&gt;.chatty" in text
+    assert "cancel point: handle (no reason given)" in text
+    assert "None" not in text

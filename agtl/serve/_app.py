@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
@@ -16,6 +15,7 @@ from typing import Any, Final
 
 import trio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -93,6 +93,7 @@ def create_app(
     routes = [
         Route("/", _chat_page, methods=["GET"]),
         Route("/executions", api.start, methods=["POST"]),
+        Route("/executions", api.listed, methods=["GET"]),
         Route("/executions/{id}", api.status, methods=["GET"]),
         Route("/executions/{id}/events", api.events, methods=["GET"]),
         Route("/executions/{id}/cancel", api.cancel, methods=["POST"]),
@@ -102,7 +103,10 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lambda _app: _Lifespan(registry),
-        exception_handlers={_Problem: _problem_response},  # type: ignore[dict-item]
+        exception_handlers={
+            _Problem: _problem_response,  # type: ignore[dict-item]
+            HTTPException: _http_error,  # type: ignore[dict-item]
+        },
     )
     if token is not None:
         app.add_middleware(_BearerToken, token=token)
@@ -169,7 +173,7 @@ class _Api:
         value = body.get("input")
 
         def make(signal: CancelSignal) -> StreamingExecution[Any]:
-            gen = functools.partial(_as_events, workflow, value)
+            gen = _as_events(workflow, value)
             return self.provider.streaming_execution(gen, signal=signal, timeout=timeout)
 
         served = self._start(make, detach)
@@ -195,6 +199,22 @@ class _Api:
         if served is None:
             raise _Problem(404, "no such execution (never started here, or already forgotten)")
         return served
+
+    async def listed(self, request: Request) -> Response:
+        """``GET /executions``: the executions the server holds, running ones first, then
+        finished ones, newest first (``?status=running|succeeded|canceled|failed``)."""
+        wanted = request.query_params.get("status")
+        allowed = {"running", "succeeded", "canceled", "failed"}
+        if wanted is not None and wanted not in allowed:
+            raise _Problem(422, f"status: must be one of {', '.join(sorted(allowed))}")
+        rows = []
+        for served in self.registry.listed():
+            outcome = served.execution.outcome
+            status = "running" if outcome is None else outcome.status.value
+            if wanted is not None and status != wanted:
+                continue
+            rows.append({"id": served.id, "status": status, "detached": served.detached})
+        return JSONResponse({"executions": rows})
 
     async def status(self, request: Request) -> Response:
         served = self._served(request)
@@ -299,17 +319,24 @@ class _Api:
         return JSONResponse({"id": served.id, "conversation": conversation_id}, status_code=201)
 
 
-async def _as_events(workflow: Workflow, value: Any, session: Session) -> AsyncIterator[Event]:
-    """The served function as a streaming workflow: a generator's events, or a coroutine's
-    value as the terminal event; called with the input when it takes one (``entry.bind``)."""
+def _as_events(workflow: Workflow, value: Any) -> Callable[[Session], AsyncIterator[Event]]:
+    """The served function as a streaming workflow, under its own name: a generator's
+    events, or a coroutine's value as the terminal event; called with the input when it takes
+    one (``entry.bind``)."""
     bound = entry.bind(workflow, value)
-    if entry.is_streaming(workflow):
-        async with contextlib.aclosing(bound(session)) as events:
-            async for event in events:
-                yield event
-        return
-    result = await bound(session)
-    yield await session.done(result)
+    streaming = entry.is_streaming(workflow)
+
+    async def events(session: Session) -> AsyncIterator[Event]:
+        if streaming:
+            async with contextlib.aclosing(bound(session)) as stream:
+                async for event in stream:
+                    yield event
+            return
+        result = await bound(session)
+        yield await session.done(result)
+
+    events.__qualname__ = events.__name__ = bound.__qualname__
+    return events
 
 
 def _check_workflow(workflow: object) -> None:
@@ -386,6 +413,16 @@ async def _json_body(request: Request, limit: int, allowed: set[str]) -> dict[st
 
 async def _problem_response(_request: Request, problem: _Problem) -> Response:
     return JSONResponse({"error": problem.message}, problem.status, headers=problem.headers)
+
+
+async def _http_error(request: Request, error: HTTPException) -> Response:
+    """Starlette's own refusals (no such route, a method it does not take) as JSON too."""
+    messages = {
+        404: f"no such endpoint: {request.url.path} (see guides/serving.md)",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }
+    message = messages.get(error.status_code, str(error.detail))
+    return JSONResponse({"error": message}, error.status_code, headers=error.headers)
 
 
 async def _chat_page(_request: Request) -> Response:

@@ -120,6 +120,11 @@ class Registry:
     def running(self) -> int:
         return len(self._running)
 
+    def listed(self) -> list[Served]:
+        """What the server holds: running executions first, then finished ones, newest first."""
+        self._forget_old()
+        return [*self._running.values(), *reversed(self._finished.values())]
+
     async def _run(self, served: Served) -> None:
         try:
             await served.execution.result()

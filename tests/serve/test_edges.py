@@ -156,3 +156,26 @@ def test_a_session_only_workflow_is_served(serve: Any) -> None:
     assert record["status"] == "succeeded", record
     assert record["value"] == "Hello from the server."
     assert server.stop() == 0
+
+
+def test_every_error_is_json_and_executions_are_listed(serve: Any) -> None:
+    server = serve(f"{FLOWS}:add")
+    missing = server.request("GET", "/nowhere")
+    assert missing.status == 404
+    assert missing.body == {"error": "no such endpoint: /nowhere (see guides/serving.md)"}
+    wrong = server.request("DELETE", "/executions")
+    assert wrong.status == 405
+    assert wrong.body == {"error": "DELETE is not allowed on /executions"}
+    first = server.start({"a": 1, "b": 2})
+    assert server.outcome(first)["status"] == "succeeded"
+    second = server.start({"a": 2, "b": 2})
+    assert server.outcome(second)["status"] == "succeeded"
+    listed = server.request("GET", "/executions")
+    assert listed.status == 200
+    assert [row["id"] for row in listed.body["executions"]] == [second, first]
+    assert {row["status"] for row in listed.body["executions"]} == {"succeeded"}
+    running = server.request("GET", "/executions?status=running")
+    assert running.body == {"executions": []}
+    bad = server.request("GET", "/executions?status=done")
+    assert bad.status == 422
+    assert server.stop() == 0
