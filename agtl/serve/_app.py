@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agtl import _entry as entry
+from agtl._observe import workflow_name
 from agtl.errors import InvalidArgumentError
 from agtl.events import Event
 from agtl.execution import StreamingExecution
@@ -92,6 +93,7 @@ def create_app(
     api = _Api(workflow, provider, registry, store, limit)
     routes = [
         Route("/", _chat_page, methods=["GET"]),
+        Route("/about", api.about, methods=["GET"]),
         Route("/executions", api.start, methods=["POST"]),
         Route("/executions", api.listed, methods=["GET"]),
         Route("/executions/{id}", api.status, methods=["GET"]),
@@ -199,6 +201,11 @@ class _Api:
         if served is None:
             raise _Problem(404, "no such execution (never started here, or already forgotten)")
         return served
+
+    async def about(self, _request: Request) -> Response:
+        """``GET /about``: the workflow this server runs (``null``: chat only)."""
+        name = None if self.workflow is None else workflow_name(self.workflow)
+        return JSONResponse({"workflow": name})
 
     async def listed(self, request: Request) -> Response:
         """``GET /executions``: the executions the server holds, running ones first, then

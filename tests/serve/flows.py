@@ -71,3 +71,12 @@ async def typed(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
 async def session_only(session: agtl.Session) -> str:
     """The getting-started shape, fn(session): served too."""
     return (await session.generate_text(prompt="hi")).text
+
+
+async def counted(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
+    """Text events "w0 " ... "w{n-1} ", 20 ms apart: what arrives shows any gap or repeat."""
+    count = int(input.get("n", 150)) if isinstance(input, dict) else 150
+    for i in range(count):
+        await trio.sleep(0.02)
+        yield session.emit("text", f"w{i} ")
+    yield await session.done(count)

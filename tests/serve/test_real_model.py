@@ -109,6 +109,16 @@ def test_the_chat_page_streams_stops_and_keeps_the_partial(server: Server, tmp_p
     page = _browser(tmp_path / "profile")
     try:
         page.get(f"http://127.0.0.1:{server.port}/#conversation=browser-test")
+        # The server runs a workflow: the page sends to it, unless told to chat.
+        WebDriverWait(page, DEADLINE).until(
+            lambda p: p.find_element(By.ID, "workflow-name").text == "research"
+        )
+        researched = _ask(page, '{"question": "What is the capital of France?"}')
+        _done(page, researched)
+        assert "Paris" in researched.find_element(By.CLASS_NAME, "text").text
+        assert "status:" in researched.find_element(By.CLASS_NAME, "event").text
+        page.find_element(By.ID, "use-workflow").click()  # now chat with the model
+
         first = _ask(page, "What is the capital of France?")
         _done(page, first)
         assert "Paris" in first.find_element(By.CLASS_NAME, "text").text
