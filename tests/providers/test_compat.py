@@ -25,3 +25,7 @@ async def test_each_private_part_works_on_a_loaded_model() -> None:
         _compat.require_eval(llama)
         assert _compat.needs_eval(llama) is True
         _compat.drop_kv_after(llama, 1)  # no error: the cache call still exists
+        _compat.set_threads(llama, 1, 1)
+        assert llama_cpp.llama_n_threads_batch(llama.ctx) == 1
+        _compat.set_threads(llama, 1, 2)
+        assert llama_cpp.llama_n_threads_batch(llama.ctx) == 2

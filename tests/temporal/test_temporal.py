@@ -486,8 +486,8 @@ def test_bad_input_fails_at_the_call(workers: Workers) -> None:
             await temporal.submit(client, "flows.py", provider=spec, task_queue=queue)
         with pytest.raises(agtl.InvalidArgumentError, match="not an async function"):
             await temporal.submit(client, f"{FLOWS}:not_async", provider=spec, task_queue=queue)
-        with pytest.raises(agtl.InvalidArgumentError, match="must be JSON data"):
-            await temporal.submit(client, f"{FLOWS}:answer", {1, 2}, provider=spec)
+        with pytest.raises(agtl.InvalidArgumentError, match=r"input\['x'\] is a object"):
+            await temporal.submit(client, f"{FLOWS}:answer", {"x": object()}, provider=spec)
         with pytest.raises(agtl.InvalidArgumentError, match="must be JSON data"):
             await temporal.submit(client, f"{FLOWS}:answer", {"x": float("nan")}, provider=spec)
         with pytest.raises(agtl.InvalidArgumentError, match="ProviderSpec"):

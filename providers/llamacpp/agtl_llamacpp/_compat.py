@@ -18,6 +18,7 @@ __all__ = [
     "held_tokens",
     "needs_eval",
     "require_eval",
+    "set_threads",
     "upstream_log_callback",
     "vocab",
 ]
@@ -57,3 +58,9 @@ def require_eval(llama: llama_cpp.Llama) -> None:
     """Make the next decode refresh the logits, after a state was loaded into the context
     (``Llama._requires_eval``, 0.3.36)."""
     llama._requires_eval = True
+
+
+def set_threads(llama: llama_cpp.Llama, n_threads: int, n_threads_batch: int) -> None:
+    """Change the threads of the next decodes, token generation and prompt processing
+    (``Llama._ctx.set_n_threads``, 0.3.36)."""
+    llama._ctx.set_n_threads(n_threads, n_threads_batch)
