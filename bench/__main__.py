@@ -327,10 +327,16 @@ def _notes(result: Comparison) -> str:
             f"on {detail['on_us']:.0f} vs off {detail['off_us']:.0f} us; off: the trace "
             f"lookup costs {detail['off_hook_ns']:.0f} ns per execution ({detail['off_share']:.2%})"
         )
-    if "idle_default_ms" in detail:
+    if "worst_load" in detail:
+        loads = sorted({key.split("_")[0] for key in detail if key.endswith("_default_ms")})
+        per_load = "; ".join(
+            f"{load} {detail[f'{load}_default_ms']:.0f}/{detail[f'{load}_every_core_ms']:.0f}/"
+            f"{detail[f'{load}_one_ms']:.0f}"
+            for load in loads
+        )
         return (
-            f"worst busy {detail['busy_max_default_ms']:.0f} vs {detail['busy_max_one_ms']:.0f} ms;"
-            f" idle {detail['idle_default_ms']:.0f} vs {detail['idle_one_ms']:.0f} ms"
+            f"ms default/every core/one: {per_load}; worst {detail['worst_load']}, idle "
+            f"{detail['idle_ratio']:.2f}x"
         )
     if "workers_used" in detail:
         problems = "; ".join(detail["problems"]) or "none"

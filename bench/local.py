@@ -8,16 +8,22 @@
   cancelled in the phase it claims; invalid samples are counted, never dropped;
 * time to first token with a ~1,500-token history: warm (prefix in the KV cache) vs cold,
   and warm right after a cancelled turn (target >= 10x);
-* time to first token of a short question on a busy machine (a process spinning on one core):
-  the provider's default prompt-processing threads (all cores) vs one thread, with the same
-  figure on the idle machine alongside (target: the default within 1.5x of one thread).
+* time to first token of a short question on an idle machine and under realistic loads (a
+  process spinning on a core, a second llama.cpp process decoding, a C compiler in a loop):
+  the provider's default prompt threads vs the better of every core and one thread (target:
+  the worst load within 1.5x, and idle within 1.15x of every core).
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
+import os
 import random
+import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Any, cast
@@ -248,16 +254,61 @@ async def warm_ttft(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
     )
 
 
-def _spin(stop: Any) -> None:
-    """Keep one core busy until ``stop`` is set (another process of the machine)."""
-    while not stop.is_set():
-        sum(range(10_000))
+#: Other work on the machine while the TTFT is measured, each a process of its own.
+_LOADS: dict[str, str] = {
+    # A Python loop holding one core.
+    "spin": "while True: sum(range(10_000))",
+    # A second llama.cpp process decoding, what a laptop running two agents does.
+    "llama": (
+        "import trio\n"
+        "from agtl_llamacpp import LlamaCppProvider\n"
+        "async def go(session):\n"
+        "    await session.generate_text(prompt='Write a long story.', max_tokens=400,"
+        " temperature=0.8)\n"
+        "async def main():\n"
+        "    async with LlamaCppProvider(n_ctx=1024) as p:\n"
+        "        while True:\n"
+        "            await p.simple_execution(go).result()\n"
+        "trio.run(main)\n"
+    ),
+    # A C compiler in a loop, what a CI box or a developer's build does.
+    "gcc": (
+        "import os, subprocess, tempfile\n"
+        "d = tempfile.mkdtemp()\n"
+        "src = os.path.join(d, 'big.c')\n"
+        "open(src, 'w').write(''.join(f'int f{i}(int x) {{ int s = 0; for (int j = 0; j < x;"
+        " j++) s += j * {i} % 7; return s; }}\\n' for i in range(3000)))\n"
+        "while True: subprocess.run(['gcc', '-O2', '-c', src, '-o', src + '.o'])\n"
+    ),
+}
+
+
+def _start_load(kind: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _LOADS[kind]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its children (gcc) go with it
+    )
+
+
+def _stop_load(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
 
 
 async def busy_ttft(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
+    """The provider's default prompt threads (which follow what other processes leave idle)
+    against the better of a fixed choice, every core or one, on an idle machine and under
+    each load; the figure is the worst load's ratio, and the default must also stay within
+    15% of every core on the idle machine."""
+    cores = os.cpu_count() or 1
+    every = LlamaCppProvider(n_ctx=4096, n_threads_batch=cores).with_default_options(temperature=0)
     one = LlamaCppProvider(n_ctx=4096, n_threads_batch=1).with_default_options(temperature=0)
-    rounds = 4 if quick else 10
-
+    sides = {"default": provider, "every core": every, "one": one}
+    rounds = 2 if quick else 8
+    loads = ["spin"] if quick else ["spin", "llama"] + (["gcc"] if shutil.which("gcc") else [])
     asked = iter(range(1_000_000))
 
     async def ask(session: Session) -> TextResult:
@@ -282,43 +333,58 @@ async def busy_ttft(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
         assert first is not None, result
         return first
 
-    async def measure() -> tuple[list[float], list[float]]:
-        times: dict[int, list[float]] = {0: [], 1: []}
-        for side in abba(rounds, 0, 1):
-            times[side].append(await ttft(provider if side == 0 else one))
-        return times[0], times[1]
+    async def measure() -> dict[str, float]:
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        for round_ in range(rounds):
+            order = list(sides) if round_ % 2 == 0 else list(reversed(sides))
+            for name in order:
+                times[name].append(await ttft(sides[name]))
+                await trio.sleep(0.2)  # a user's pause: the idle window the default reads
+        return {name: statistics.median(values) for name, values in times.items()}
 
+    medians: dict[str, dict[str, float]] = {}
     try:
-        await ttft(provider)
-        await ttft(one)
-        idle_default, idle_one = await measure()
-        stop = multiprocessing.Event()
-        spinner = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
-        spinner.start()
-        try:
-            busy_default, busy_one = await measure()
-        finally:
-            stop.set()
-            spinner.join(10)
+        for side in sides.values():
+            await ttft(side)
+        medians["idle"] = await measure()
+        for load in loads:
+            process = _start_load(load)
+            try:
+                await trio.sleep(6.0 if load == "llama" else 2.0)  # the load under way
+                assert process.poll() is None, f"the {load} load did not start"
+                medians[load] = await measure()
+            finally:
+                _stop_load(process)
     finally:
+        await every.aclose()
         await one.aclose()
-    candidate, baseline = statistics.median(busy_default), statistics.median(busy_one)
-    ratio = candidate / baseline
+    ratios = {
+        load: m["default"] / min(m["every core"], m["one"])
+        for load, m in medians.items()
+        if load != "idle"
+    }
+    worst = max(ratios, key=lambda load: ratios[load])
+    idle = medians["idle"]["default"] / medians["idle"]["every core"]
+    busy = medians[worst]
     return Comparison(
         key="local-ttft-busy",
-        name="local TTFT of a short question, busy machine: default prefill threads vs one",
+        name="local TTFT of a short question under load: the default prompt threads vs the "
+        "better of every core and one (worst load)",
         unit="ms",
-        candidate=candidate * 1000,
-        baseline=baseline * 1000,
-        ratio=ratio,
-        target="<= 1.5x",
-        passed=ratio <= 1.5,
+        candidate=busy["default"] * 1000,
+        baseline=min(busy["every core"], busy["one"]) * 1000,
+        ratio=ratios[worst],
+        target="<= 1.5x, idle <= 1.15x",
+        passed=ratios[worst] <= 1.5 and idle <= 1.15,
         detail={
-            "busy_max_default_ms": max(busy_default) * 1000,
-            "busy_max_one_ms": max(busy_one) * 1000,
-            "idle_default_ms": statistics.median(idle_default) * 1000,
-            "idle_one_ms": statistics.median(idle_one) * 1000,
+            "worst_load": worst,
+            "idle_ratio": idle,
             "rounds": rounds,
+            **{
+                f"{load}_{name.replace(' ', '_')}_ms": value * 1000
+                for load, m in medians.items()
+                for name, value in m.items()
+            },
         },
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -58,7 +59,9 @@ def test_demo_shows_streaming_a_timeout_a_race_and_the_summaries() -> None:
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "The capital of France is Paris." in out
-    assert "canceled by timeout (timeout=1.5s); kept" in out
+    kept = re.search(r"canceled by timeout \(timeout=[\d.]+s\); kept (\d+) characters", out)
+    assert kept is not None, out
+    assert int(kept.group(1)) > 0  # the timeout landed mid-reply, whatever the machine's speed
     assert "tool get_weather({'city':" in out
     assert "(ok," in out
     assert " won " in out

@@ -23,6 +23,18 @@ async def get_weather(city: str) -> str:
     return f"sunny and 21 degrees in {city}"
 
 
+def _mid_reply_timeout(measured: agtl.Summary) -> float:
+    """A timeout for the essay that fires after about 40 tokens of it on this machine: three
+    times the first reply's time to first token (the essay's prompt is longer), plus 40
+    tokens at its decode rate; at least 1.5 s, at most 30 s."""
+    call = measured.llm_calls[0] if measured.llm_calls else None
+    first = call.time_to_first_token if call is not None else None
+    rate = call.output_tokens_per_second if call is not None else None
+    if first is None or not rate:
+        return 1.5
+    return min(30.0, max(1.5, 3 * first + 40 / rate))
+
+
 async def _demo(provider: Any, rival: Any, out: Any) -> list[tuple[str, agtl.Result[Any]]]:
     rows: list[tuple[str, agtl.Result[Any]]] = []
 
@@ -47,9 +59,11 @@ async def _demo(provider: Any, rival: Any, out: Any) -> list[tuple[str, agtl.Res
     )
 
     out.rule("[bold]2. A timeout that fires mid-stream: the partial text is kept")
-    # Room for far more than 1.5 s of text, so the timeout lands mid-reply on a fast machine.
+    # Room for far more text than the timeout allows, which is set from how fast this machine
+    # answered just now, so that it lands mid-reply on a fast machine and a busy one alike.
+    timeout = _mid_reply_timeout(rows[0][1].summary)
     stopped = await provider.simple_execution(
-        streamer("Write a long essay about the sea.", max_tokens=1500), timeout=1.5
+        streamer("Write a long essay about the sea.", max_tokens=1500), timeout=timeout
     ).result()
     rows.append(("timed out", stopped))
     if stopped.partial is not None and stopped.cancel is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Final
 
 __all__ = ["IdleCores"]
@@ -44,16 +45,19 @@ def _own_busy() -> float:
 class IdleCores:
     """Estimates the cores other processes left idle between two calls of :meth:`now`."""
 
-    def __init__(self, cores: int | None = None) -> None:
+    def __init__(
+        self, cores: int | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.cores = cores or os.cpu_count() or 1
-        self._at = time.monotonic()
+        self._clock = clock
+        self._at = clock()
         self._machine = _machine_busy()
         self._own = _own_busy()
         self._estimate = float(self.cores)
 
     def now(self) -> float:
         """Idle cores (0 to ``cores``) since the previous call, or the previous estimate."""
-        at = time.monotonic()
+        at = self._clock()
         elapsed = at - self._at
         if elapsed < _MIN_INTERVAL:
             return self._estimate
@@ -64,6 +68,11 @@ class IdleCores:
         self._at, self._machine, self._own = at, machine, own
         return self._estimate
 
+    def restart(self) -> None:
+        """Start the next window now (the estimate so far stands until it ends)."""
+        self._at, self._machine, self._own = self._clock(), _machine_busy(), _own_busy()
+
     def threads(self) -> int:
-        """Prompt threads for now: one per core others left idle (rounded), at least one."""
-        return max(1, min(self.cores, int(self.now() + 0.5)))
+        """Prompt threads for now: one per core others left idle (a core counts when at
+        least 70% of it was), at least one."""
+        return max(1, min(self.cores, int(self.now() + 0.3 + 1e-9)))

@@ -18,7 +18,8 @@ import llama_cpp
 import trio
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from agtl_llamacpp._compat import require_eval, upstream_log_callback
+from agtl_llamacpp._compat import require_eval, set_threads, upstream_log_callback
+from agtl_llamacpp._cpu import IdleCores
 from agtl_llamacpp._kv_store import KVStore
 from agtl_llamacpp._model_file import ModelLoadError
 
@@ -71,6 +72,9 @@ class Engine:
         self.path = path
         self.flash_attn = flash_attn
         self.n_ctx = self.llama.n_ctx()
+        #: Prompt threads follow what other processes leave idle, unless the user chose them.
+        self._idle = IdleCores() if n_threads_batch is None else None
+        self.prompt_threads = self.llama.n_threads_batch
         self.turn = trio.Semaphore(1)  # fair: waiters are served first come, first served
         self.abort = threading.Event()
         # llama.cpp polls this during llama_decode; returning True aborts the decode.
@@ -106,6 +110,22 @@ class Engine:
             else KVStore(cache_dir, budget_bytes=cache_budget_bytes, identity=self.identity())
         )
         _engines.add(self)
+
+    def fit_prompt_threads(self) -> int:
+        """Before a prompt (on the worker thread): one prompt thread per core other processes
+        left idle since the last generation ended (see ``_cpu``); the number it will use."""
+        if self._idle is not None:
+            wanted = self._idle.threads()
+            if wanted != self.prompt_threads:
+                set_threads(self.llama, self.llama.n_threads, wanted)
+                self.prompt_threads = wanted
+        return self.prompt_threads
+
+    def generation_ended(self) -> None:
+        """After a generation (on the worker thread): the idle window starts again now, so the
+        next estimate covers only the time this process was not generating."""
+        if self._idle is not None:
+            self._idle.restart()
 
     def identity(self) -> dict[str, Any]:
         """What a saved state must match to be loaded into this context."""

@@ -60,6 +60,7 @@ class LlamaStream(GenerationStream):
         self._stop: StopReason | None = None
         self._queue_wait = 0.0
         self._prefill_seconds: float | None = None
+        self._prompt_threads: int | None = None
         self._decode_seconds: float | None = None
         self._grammar: LlamaGrammar | None = None
         self._prepared: Prepared | None = None
@@ -153,6 +154,7 @@ class LlamaStream(GenerationStream):
             "chat_template": self._engine.template_id,
             "queue_wait": self._queue_wait,
             "prefill_seconds": self._prefill_seconds,
+            "prompt_threads": self._prompt_threads,
             "cached_tokens": self._cached,
             "context": self._engine.n_ctx,
         }
@@ -260,6 +262,7 @@ class LlamaStream(GenerationStream):
         try:
             self._enter_session(options.cache_key)
             self._cached = _reusable_prefix(llama, self._tokens)
+            self._prompt_threads = engine.fit_prompt_threads()
             # From here on the prompt is being processed (the generator evaluates it first).
             self._kv["prefill_started"] = True
             engine.prefills_started += 1
@@ -320,6 +323,7 @@ class LlamaStream(GenerationStream):
                 generator.close()
             if first_token_at is not None:
                 self._decode_seconds = time.perf_counter() - first_token_at
+            engine.generation_ended()
             self._publish(self._finished)
 
     def _enter_session(self, key: str | None) -> None:

@@ -49,9 +49,10 @@ class LlamaCppProvider(Provider):
     prefill lands between two steps of such a pass, so the pass size bounds cancel latency:
     256 halves the worst case of llama.cpp's 512 with no loss of prefill speed on a CPU.
 
-    ``n_threads`` are the threads that generate tokens and ``n_threads_batch`` those that
-    read the prompt (prefill); ``None`` is llama.cpp's default for each (see
-    guides/providers.md for what we measured on a busy machine).
+    ``n_threads`` are the threads that generate tokens (``None``: llama.cpp's default, half
+    the cores) and ``n_threads_batch`` those that read the prompt (prefill); ``None`` makes
+    the latter follow the machine: before each prompt, one per core other processes left idle
+    since the last generation (see guides/providers.md for what it gains on a busy machine).
 
     ``default_system`` is the system message added to a request that has none: by default
     :data:`BUNDLED_SYSTEM_PROMPT` for the bundled model (a small model needs one to answer
