@@ -31,6 +31,7 @@ from agtl.errors import (
     LLMTimeoutError,
     ModelNotFoundError,
     NoTerminalEventError,
+    NotInToolError,
     NotInTrioError,
     OutputValidationError,
     PermissionDeniedError,
@@ -49,7 +50,7 @@ from agtl.errors import (
 )
 from agtl.events import Event, EventMetrics
 from agtl.execution import Execution, SimpleExecution, StreamingExecution
-from agtl.journal import CallJournal, JournalEntry
+from agtl.journal import CallJournal, JournalEntry, ToolEntry
 from agtl.limits import UsageLimits
 from agtl.messages import Message, Role, ToolCallRequest
 from agtl.options import GenerationOptions
@@ -68,7 +69,7 @@ from agtl.summary import (
     Summary,
     ToolCall,
 )
-from agtl.tools import Tool, report_progress, tool
+from agtl.tools import Tool, ToolCallInfo, current_tool_call, report_progress, tool
 from agtl.usage import Provenance, Usage, estimate_tokens
 
 __version__ = "0.1.0"
@@ -85,6 +86,7 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "GenerationOptions",
     "CallJournal",
     "JournalEntry",
+    "ToolEntry",
     # sessions and model calls
     "Session",
     "TextStream",
@@ -125,6 +127,8 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "Tool",
     "tool",
     "report_progress",
+    "current_tool_call",
+    "ToolCallInfo",
     "ToolCall",
     "ToolCallRequest",
     "ToolCallStatus",
@@ -144,6 +148,7 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "InvalidArgumentError",
     "ExecutionClosedError",
     "NotInTrioError",
+    "NotInToolError",
     "NoTerminalEventError",
     "WorkflowFailure",
     "ExecutionCancelled",

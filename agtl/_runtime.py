@@ -16,6 +16,7 @@ import attrs
 
 from agtl._vocabulary import Logger, ProviderInfo, SummarySink
 from agtl.backend import GenerationRequest, GenerationStream
+from agtl.journal import CallJournal
 from agtl.options import GenerationOptions
 from agtl.usage import Usage
 
@@ -38,3 +39,6 @@ class Runtime:
     summary_sink: SummarySink | None
     #: The provider as a workflow may see it (``session.provider``); the core never calls it.
     provider: ProviderInfo
+    #: Records finished tool calls and replays an earlier attempt's (its LLM calls go through
+    #: ``start_generation``, which it wraps).
+    journal: CallJournal | None = None

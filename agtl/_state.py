@@ -187,6 +187,7 @@ class ExecutionState:
         "streaming",
         "terminal",
         "tool_calls",
+        "tool_calls_started",
         "trace",
         "workflow",
     )
@@ -209,6 +210,8 @@ class ExecutionState:
         # Made on first use: most executions never record anything, and thousands may be
         # alive at once.
         self.tool_calls: list[ToolCall] | None = None
+        #: How many tool calls this execution started (the next one's ordinal).
+        self.tool_calls_started = 0
         self.records: list[RecordEntry] | None = None
         self.costs: list[CostEntry] | None = None
         self.metadata: dict[str, Any] | None = None
@@ -287,6 +290,12 @@ class ExecutionState:
         )
 
     # -- the named writers: the only ways in for the session, the tool runner and the host --
+    def begin_tool_call(self) -> int:
+        """A tool call starts (the tool runner): its ordinal among the execution's."""
+        ordinal = self.tool_calls_started
+        self.tool_calls_started += 1
+        return ordinal
+
     def add_tool_call(self, record: ToolCall) -> None:
         """A tool call ran (the tool runner) or was reported by the workflow (the session)."""
         if self.tool_calls is None:

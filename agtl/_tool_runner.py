@@ -24,7 +24,7 @@ import attrs
 import trio
 
 from agtl._context import ExecutionContext
-from agtl._jsonable import to_json
+from agtl._jsonable import jsonable, to_json
 from agtl._logging import ExecutionLogger
 from agtl._trio_thread import call_in_run
 from agtl._vocabulary import CancelSource, ToolCallStatus
@@ -34,9 +34,10 @@ from agtl.errors import (
     ToolError,
     UnserializableValueError,
 )
+from agtl.journal import ToolEntry, arguments_fingerprint
 from agtl.messages import ToolCallRequest
 from agtl.summary import ToolCall
-from agtl.tools import Tool, progress_hook
+from agtl.tools import Tool, ToolCallInfo, current_call, progress_hook
 
 __all__ = ["SYNC_TOOL_GRACE", "StepRunner", "ToolOutcome"]
 
@@ -138,6 +139,13 @@ class StepRunner:
         error: str | None = None
         notes: list[str] = []  # what happened to a sync tool's thread, if worth saying
         reply: str | None = None  # an OK result as the model reads it
+        replayed = False
+        journal = self.ctx.runtime.journal
+        ordinal = state.begin_tool_call()
+        across = journal.key if journal is not None and journal.key else state.execution_id
+        calling = current_call.set(
+            ToolCallInfo(call.name, call.id, state.execution_id, ordinal, f"{across}:{ordinal}")
+        )
         reporting = progress_hook.set(self._reporter(call))
         # The tool's trace is current while it runs: spans the tool makes nest under it.
         trace = state.trace.tool(call.name, call.id, arguments)
@@ -159,9 +167,22 @@ class StepRunner:
                     status, error = ToolCallStatus.INVALID, exc.problem
                     self._count_invalid(call.name)
                 else:
-                    status, result, error = await self._invoke(tool, arguments, notes)
-                    if status is ToolCallStatus.OK:
-                        reply, status, error = self._reply(tool, result)
+                    digest = "" if journal is None else arguments_fingerprint(tool.name, arguments)
+                    entry = None if journal is None else journal.take_tool(tool.name, digest)
+                    if entry is not None:  # an earlier attempt ran it: not again
+                        replayed, reply, result = True, entry.message, entry.result
+                        status, error = ToolCallStatus(entry.status), entry.error
+                    else:
+                        status, result, error = await self._invoke(tool, arguments, notes)
+                        if status is ToolCallStatus.OK:
+                            reply, status, error = self._reply(tool, result)
+                        if journal is not None:
+                            told = reply if reply is not None else _told(status, error, tool)
+                            journal.record_tool(
+                                ToolEntry(
+                                    tool.name, digest, status.value, jsonable(result), error, told
+                                )
+                            )
         except trio.Cancelled:
             status, error = ToolCallStatus.CANCELLED, "the execution was stopped"
             raise
@@ -186,11 +207,13 @@ class StepRunner:
                 status=status,
                 call_id=call.id,
                 step=step,
+                replayed=replayed,
             )
             state.add_tool_call(record)
             trace.deactivate(activated)
             trace.tool_finished(record)
             progress_hook.reset(reporting)
+            current_call.reset(calling)
             self.ctx.log.debug("tool_call.finished", tool=call.name, status=status.value, step=step)
         return ToolOutcome(record, reply if reply is not None else _message_for(record, tool))
 
@@ -354,9 +377,13 @@ def _raw_arguments(text: str) -> Any:
 
 def _message_for(record: ToolCall, tool: Tool | None) -> str:
     """What the model is told of a tool call that did not succeed."""
-    if record.status is ToolCallStatus.INVALID:
+    return _told(record.status, record.error, tool)
+
+
+def _told(status: ToolCallStatus, error: str | None, tool: Tool | None) -> str:
+    if status is ToolCallStatus.INVALID:
         again = "" if tool is None else " Call it again with valid arguments."
-        return f"Error: invalid call: {record.error}.{again}"
-    if record.status is ToolCallStatus.TIMEOUT:
-        return f"Error: the tool {record.error}."
-    return f"Error: {record.error}"
+        return f"Error: invalid call: {error}.{again}"
+    if status is ToolCallStatus.TIMEOUT:
+        return f"Error: the tool {error}."
+    return f"Error: {error}"

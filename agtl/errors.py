@@ -28,6 +28,7 @@ __all__ = [
     "LLMTimeoutError",
     "ModelNotFoundError",
     "NoTerminalEventError",
+    "NotInToolError",
     "NotInTrioError",
     "OutputValidationError",
     "PermissionDeniedError",
@@ -68,6 +69,10 @@ class ExecutionClosedError(AgtlError, RuntimeError):
     Raised by ``emit``/``done``/``fail`` after the terminal event and by any LLM call made after
     the execution ended, so no stray (paid) call can slip out after the outcome is decided.
     """
+
+
+class NotInToolError(AgtlError, RuntimeError):
+    """``agtl.current_tool_call()`` was asked outside a tool call the tool loop runs."""
 
 
 class NotInTrioError(AgtlError, RuntimeError):

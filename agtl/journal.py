@@ -1,13 +1,20 @@
-"""Durable LLM calls: record each finished call, replay it instead of paying for it again.
+"""Durable LLM and tool calls: record each finished call, replay it instead of doing it again.
 
 A :class:`CallJournal` sits between an execution and its backend
-(``provider.with_journal(journal)``). Each call that finishes is recorded as a
-:class:`JournalEntry`: a fingerprint of its request, its text, usage, stop reason and tool
-calls. Given the entries of an earlier attempt of the same execution, a new attempt replays
+(``provider.with_journal(journal)``) and its tools. Each LLM call that finishes is recorded as
+a :class:`JournalEntry` (a fingerprint of its request, its text, usage, stop reason and tool
+calls), each tool call that finishes as a :class:`ToolEntry` (the tool's name, a fingerprint
+of its validated arguments, its status, result or error, and what the model was told), in
+order. Given the entries of an earlier attempt of the same execution, a new attempt replays
 them in order: a call whose request has the same fingerprint as the next entry gets the
-recorded reply without reaching the model (``details["replayed"]`` in its call summary).
-The first call that differs is made live, and the rest of the old entries are dropped, so a
-workflow that is not deterministic simply pays again from where it diverged.
+recorded reply without reaching the model (``details["replayed"]`` in its call summary), and
+a tool call whose name and arguments match gets the recorded result without running
+(``replayed`` on its record). The calls of one step may finish in any order, so a tool call is
+matched among the step's entries. The first call that differs is made live, and the rest of
+the old entries are dropped, so a workflow that is not deterministic simply pays again from
+where it diverged. A tool call that was running when the attempt died has no entry: it runs
+again, with the same idempotency key (``agtl.current_tool_call()``), so a tool can make its
+side effect exactly once.
 
 This is how :mod:`agtl.temporal` resumes an execution on another worker after a crash; it
 works the same for a script that keeps its journal in a file.
@@ -26,10 +33,19 @@ import attrs
 from agtl._jsonable import jsonable
 from agtl._vocabulary import StopReason
 from agtl.backend import CallReport, GenerationRequest, GenerationStream
+from agtl.errors import InvalidArgumentError
 from agtl.messages import ToolCallRequest
 from agtl.usage import Usage
 
-__all__ = ["CallJournal", "JournalEntry", "fingerprint"]
+__all__ = [
+    "CallJournal",
+    "Entry",
+    "JournalEntry",
+    "ToolEntry",
+    "arguments_fingerprint",
+    "entry_from_dict",
+    "fingerprint",
+]
 
 #: How a provider starts one generation (its ``start_generation``).
 StartGeneration = Callable[[GenerationRequest], Awaitable[GenerationStream]]
@@ -54,9 +70,48 @@ def fingerprint(request: GenerationRequest) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def arguments_fingerprint(name: str, arguments: Any) -> str:
+    """A digest of a tool call: the tool's name and its validated arguments (JSON form)."""
+    text = json.dumps(
+        {"tool": name, "arguments": jsonable(arguments)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@attrs.frozen
+class ToolEntry:
+    """One finished tool call as the journal keeps it: enough to give the model the same
+    answer and the summary the same record without running the tool again."""
+
+    name: str
+    fingerprint: str
+    status: str  # a ToolCallStatus value
+    result: Any = None  # the result's JSON form
+    error: str | None = None
+    message: str = ""  # what the model was told
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "tool", **attrs.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolEntry:
+        fields = {a.name for a in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+def entry_from_dict(data: Mapping[str, Any]) -> JournalEntry | ToolEntry:
+    """An entry of either kind from its :meth:`to_dict` form."""
+    if data.get("kind") == "tool":
+        return ToolEntry.from_dict(data)
+    return JournalEntry.from_dict(data)
+
+
 @attrs.frozen
 class JournalEntry:
-    """One finished call as the journal keeps it."""
+    """One finished LLM call as the journal keeps it."""
 
     fingerprint: str
     text: str
@@ -69,6 +124,7 @@ class JournalEntry:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe form (what a heartbeat or a file carries)."""
         return {
+            "kind": "llm",
             "fingerprint": self.fingerprint,
             "text": self.text,
             "usage": self.usage.to_dict(),
@@ -94,22 +150,32 @@ class JournalEntry:
         )
 
 
+Entry = JournalEntry | ToolEntry
+
+
 class CallJournal:
     """The finished calls of one execution, and the earlier attempt's calls still to replay.
 
     ``entries`` is what a later attempt needs: the calls replayed so far plus those made live
     since. ``on_record`` is called (from the execution's task) with each entry as it is added,
-    live or replayed, so the journal can be saved at once. Use one journal per execution.
+    live or replayed, so the journal can be saved at once. ``key`` names the execution across
+    its attempts (a Temporal workflow id, a job id): tool calls' idempotency keys are made from
+    it, so they are the same in every attempt (default: each attempt's execution id). Use one
+    journal per execution attempt.
     """
 
     def __init__(
         self,
-        entries: Iterable[JournalEntry] = (),
+        entries: Iterable[Entry] = (),
         *,
-        on_record: Callable[[JournalEntry], None] | None = None,
+        on_record: Callable[[Entry], None] | None = None,
+        key: str | None = None,
     ) -> None:
-        self._pending = list(entries)
-        self._entries: list[JournalEntry] = []
+        if key is not None and (not isinstance(key, str) or not key):
+            raise InvalidArgumentError("key", f"must be a non-empty str, not {key!r}")
+        self.key = key
+        self._pending: list[Entry] = list(entries)
+        self._entries: list[Entry] = []
         self._diverged = False
         self._replayed = 0
         self._streamed = 0
@@ -117,7 +183,7 @@ class CallJournal:
         self._lock = threading.Lock()
 
     @property
-    def entries(self) -> tuple[JournalEntry, ...]:
+    def entries(self) -> tuple[Entry, ...]:
         """Every call this attempt replayed or made, in the order they finished."""
         with self._lock:
             return tuple(self._entries)
@@ -146,24 +212,53 @@ class CallJournal:
         return start_generation
 
     def _take(self, digest: str) -> JournalEntry | None:
-        """The next old entry if it matches; on the first mismatch, stop replaying for good."""
+        """The next old entry if it is this LLM call; on the first mismatch, stop replaying
+        for good."""
         with self._lock:
             if self._diverged or not self._pending:
                 return None
-            if self._pending[0].fingerprint != digest:
-                self._diverged = True
-                self._pending.clear()
+            head = self._pending[0]
+            if not isinstance(head, JournalEntry) or head.fingerprint != digest:
+                self._diverge()
                 return None
             self._replayed += 1
-            return self._pending.pop(0)
+            self._pending.pop(0)
+            return head
 
-    def _add(self, entry: JournalEntry, *, live: bool) -> None:
+    def take_tool(self, name: str, digest: str) -> ToolEntry | None:
+        """The old entry of this tool call, if the next old entries are tool calls (one
+        step's, finished in any order) and one of them is it; else stop replaying for good.
+        A replayed entry is recorded in this attempt's entries too."""
+        with self._lock:
+            found = None
+            if not self._diverged:
+                for index, entry in enumerate(self._pending):
+                    if not isinstance(entry, ToolEntry):
+                        break
+                    if entry.name == name and entry.fingerprint == digest:
+                        found = self._pending.pop(index)
+                        self._replayed += 1
+                        break
+            if not isinstance(found, ToolEntry):
+                self._diverge()
+                return None
+        self._add(found, live=False)
+        return found
+
+    def record_tool(self, entry: ToolEntry) -> None:
+        """A tool call finished live: record it (nothing old past it is replayed)."""
+        self._add(entry, live=True)
+
+    def _diverge(self) -> None:
+        self._diverged = True
+        self._pending.clear()
+
+    def _add(self, entry: Entry, *, live: bool) -> None:
         with self._lock:
             self._entries.append(entry)
             # A call made live means the old entries past it can no longer be trusted.
             if live:
-                self._diverged = True
-                self._pending.clear()
+                self._diverge()
         if self._on_record is not None:
             self._on_record(entry)
 

@@ -173,6 +173,7 @@ class Provider(abc.ABC):
                 logger=default_logger() if config.logger is None else config.logger,
                 summary_sink=config.summary_sink,
                 provider=self,
+                journal=config.journal,
             )
         return runtime
 

@@ -77,7 +77,8 @@ class ToolCall:
     """One tool call: run by the tool loop, or recorded with ``session.record_tool_call``.
 
     ``at`` is when it started (seconds since the execution started); ``step`` the index of
-    the LLM call whose reply asked for it; ``call_id`` the model's id for it.
+    the LLM call whose reply asked for it; ``call_id`` the model's id for it; ``replayed``
+    that an earlier attempt ran it and its recorded outcome was used (``agtl.CallJournal``).
     """
 
     name: str
@@ -89,6 +90,7 @@ class ToolCall:
     status: ToolCallStatus = ToolCallStatus.OK
     call_id: str | None = None
     step: int | None = None
+    replayed: bool = False
 
 
 @attrs.frozen
@@ -294,7 +296,8 @@ class Summary:
             for tool in self.tool_calls:
                 took = "-" if tool.duration is None else f"{tool.duration:.3f}s"
                 error = f" {tool.error}" if tool.error else ""
-                lines.append(f"    {tool.name} {tool.status.value} {took}{error}")
+                replayed = " (replayed)" if tool.replayed else ""
+                lines.append(f"    {tool.name} {tool.status.value} {took}{error}{replayed}")
         if self.parent_id is not None:
             lines.append(f"  parent    {self.parent_id}")
         if self.children:

@@ -26,15 +26,57 @@ import pydantic
 
 from agtl._vocabulary import SessionType
 from agtl.backend import ToolSpec
-from agtl.errors import InvalidArgumentError, ToolArgumentsError
+from agtl.errors import InvalidArgumentError, NotInToolError, ToolArgumentsError
 from agtl.validation import check_count, check_optional_seconds, check_str, type_name
 
-__all__ = ["Tool", "check_tools", "describe_errors", "report_progress", "tool"]
+__all__ = [
+    "Tool",
+    "ToolCallInfo",
+    "check_tools",
+    "current_tool_call",
+    "describe_errors",
+    "report_progress",
+    "tool",
+]
 
 #: Where :func:`report_progress` goes: set by the tool runner for each call it runs.
 progress_hook: contextvars.ContextVar[Callable[[float, float | None, str | None], None] | None] = (
     contextvars.ContextVar("agtl_tool_progress", default=None)
 )
+
+
+@attrs.frozen
+class ToolCallInfo:
+    """The tool call running now, as its tool sees it (:func:`current_tool_call`).
+
+    ``idempotency_key`` is the same in every attempt of the same execution (a Temporal retry
+    after a crash, or a journal's next attempt): pass it to an API that takes one (a payment,
+    an email) and the side effect happens once even when the call runs again.
+    """
+
+    name: str
+    call_id: str | None
+    execution_id: str
+    #: The call's place among the tool calls its execution started (0, 1, ...).
+    ordinal: int
+    idempotency_key: str
+
+
+#: The call :func:`current_tool_call` returns: set by the tool runner for each call it runs.
+current_call: contextvars.ContextVar[ToolCallInfo | None] = contextvars.ContextVar(
+    "agtl_tool_call", default=None
+)
+
+
+def current_tool_call() -> ToolCallInfo:
+    """From inside a running tool (also a sync one, in its thread): which call this is, with
+    its idempotency key. Raises :class:`~agtl.NotInToolError` elsewhere."""
+    info = current_call.get()
+    if info is None:
+        raise NotInToolError(
+            "agtl.current_tool_call() is only available inside a tool the tool loop runs"
+        )
+    return info
 
 
 def report_progress(

@@ -155,7 +155,7 @@ def test_provider_guide_example_runs() -> None:
 def test_tools_guide_examples_run() -> None:
     out = run_readme_block(0, "guides/tools.md").stdout
     assert out.strip() == "get_weather ['city']"
-    typed = run_readme_block(4, "guides/tools.md").stdout.split()
+    typed = run_readme_block(5, "guides/tools.md").stdout.split()
     assert typed[:2] == ["Capital", "True"]
     assert int(typed[2]) >= 1
 

@@ -11,7 +11,7 @@ import agtl
 EXPORTED = {
     # executions and providers
     *("Execution", "SimpleExecution", "StreamingExecution", "Provider", "race", "run", "aio"),
-    *("GenerationOptions", "CallJournal", "JournalEntry"),
+    *("GenerationOptions", "CallJournal", "JournalEntry", "ToolEntry"),
     # sessions and model calls
     *("Session", "TextStream", "TextResult", "Step", "Message", "Role", "Conversation"),
     *("ConversationFileError", "Entry", "Turn", "CancelMarker", "Event", "EventMetrics"),
@@ -23,6 +23,7 @@ EXPORTED = {
     *("CancelSignal", "any_of", "CancelInfo", "CancelSource", "UsageLimits"),
     # tools
     *("Tool", "tool", "report_progress", "ToolCall", "ToolCallRequest", "ToolCallStatus"),
+    *("current_tool_call", "ToolCallInfo", "NotInToolError"),
     *("ToolProgress", "ToolLoopStream", "TextPart", "ToolCallStarted", "ToolCallFinished"),
     # the backend protocol
     *("GenerationRequest", "GenerationStream", "CallReport", "StopReason", "ToolSpec"),

@@ -26,7 +26,7 @@ from agtl import aio
 from agtl._logging import default_logger
 from agtl._vocabulary import SummarySink
 from agtl.errors import AgtlError, UnserializableValueError
-from agtl.journal import CallJournal, JournalEntry
+from agtl.journal import CallJournal, Entry, JournalEntry, entry_from_dict
 from agtl.provider import Provider
 from agtl.result import Result
 from agtl.session import Session
@@ -133,7 +133,8 @@ class Executions:
             ) from None
         earlier = _earlier_journal(info.heartbeat_details)
         beat = _Heartbeat(info.attempt, interval=self._heartbeat_every)
-        journal = CallJournal(earlier, on_record=beat.recorded)
+        # Keyed by the workflow id: tool calls' idempotency keys are the same in every attempt.
+        journal = CallJournal(earlier, on_record=beat.recorded, key=info.workflow_id)
         signal = CancelSignal()
         deadline = request.get("deadline")
         timeout = None if deadline is None else max(0.0, deadline - time.time())
@@ -185,14 +186,14 @@ class Executions:
         return {"result": record, "attempt": info.attempt, "replayed": journal.replayed}
 
 
-def _earlier_journal(details: Any) -> list[JournalEntry]:
+def _earlier_journal(details: Any) -> list[Entry]:
     """The calls the previous attempt recorded in its last heartbeat."""
     if not details:
         return []
     last = details[0]
     if not isinstance(last, Mapping):
         return []
-    return [JournalEntry.from_dict(entry) for entry in last.get("journal") or ()]
+    return [entry_from_dict(entry) for entry in last.get("journal") or ()]
 
 
 def _bind(
@@ -282,10 +283,12 @@ class _Heartbeat:
                 break
             self._kept.append(data)
             self._kept_bytes += size
-        output = sum(e.usage.output_tokens or 0 for e in entries)
+        calls = [e for e in entries if isinstance(e, JournalEntry)]
+        output = sum(e.usage.output_tokens or 0 for e in calls)
         return {
             "attempt": self.attempt,
-            "calls": len(entries),
+            "calls": len(calls),
+            "tool_calls": len(entries) - len(calls),
             "output_tokens": output,
             "replayed": 0 if self.journal is None else self.journal.replayed,
             "streamed_chars": 0 if self.journal is None else self.journal.streamed_chars,
@@ -297,7 +300,7 @@ class _Heartbeat:
         with contextlib.suppress(Exception):  # a heartbeat after the activity ended
             activity.heartbeat(self.details())
 
-    def recorded(self, _entry: JournalEntry) -> None:
+    def recorded(self, _entry: Entry) -> None:
         # Called on the trio guest run (the loop's thread); the heartbeat goes out from asyncio.
         self._loop.call_soon_threadsafe(self.send, context=self._context)
 

@@ -1,8 +1,10 @@
-"""Crash safety on Temporal: a worker SIGKILLed at a random moment of a four-call execution.
+"""Crash safety on Temporal: a worker SIGKILLed at a random moment of a four-call execution,
+and of one whose model calls two side-effecting tools.
 
 Another worker finishes it. Whatever the moment, the Result is ``succeeded`` and right, no
-call is made more than twice, and no call that the last heartbeat before the kill had
-recorded is made again: it is replayed (and marked so) by the next attempt.
+call is made more than twice, and no call (LLM or tool) that the last heartbeat before the
+kill had recorded is made again: it is replayed (and marked so) by the next attempt. A tool
+call that was running when the worker died runs again with the same idempotency key.
 """
 
 from __future__ import annotations
@@ -116,6 +118,111 @@ def test_a_killed_worker_never_costs_a_recorded_call_again(
             assert all(PROMPTS.index(p) >= first_live for p in twice), (first_live, made)
             # Landed: a call recorded before the kill was replayed, not paid again.
             tally.hold(CATEGORY, landed=recorded > 0)
+    finally:
+        for worker in workers.values():
+            worker.stop(10)
+
+
+TOOLS_CATEGORY = "SIGKILL of a Temporal worker mid-execution: finished tool calls not run again"
+
+
+def ledger_in(path: Path) -> list[tuple[str, int]]:
+    """(idempotency key, amount) of every charge the tools made."""
+    if not path.exists():
+        return []
+    return [
+        (key, int(amount))
+        for _, key, amount in (line.split() for line in path.read_text().splitlines())
+    ]
+
+
+async def heartbeat_tools(client: Any, workflow: Any) -> set[int]:
+    """The amounts whose charge the running attempt's last heartbeat recorded as finished."""
+    pending = (await workflow.describe()).raw_description.pending_activities
+    if not pending or not pending[0].heartbeat_details.payloads:
+        return set()
+    details = await client.data_converter.decode(pending[0].heartbeat_details.payloads)
+    return {
+        int(entry["message"].split()[-1])
+        for entry in details[0]["journal"]
+        if entry.get("kind") == "tool" and entry["status"] == "ok"
+    }
+
+
+async def pay_and_kill(
+    address: str,
+    queue: str,
+    files: tuple[Path, Path],
+    after: float,
+    workers: dict[int, WorkerProcess],
+) -> tuple[agtl.Result[Any], set[int], str]:
+    """Submit the two-charge workflow (about 2 s of model time), kill its worker ``after`` s
+    past its first call; (Result, the charges the last heartbeat before the kill recorded,
+    the workflow id)."""
+    log, ledger = files
+    client = await temporal.connect(address)
+    spec = ProviderSpec.factory(
+        "tests.temporal.flows:scripted", log=str(log), delay=0.05, chunks=20
+    )
+    handle = await temporal.submit(
+        client, "tests.temporal.flows:pay_twice", {"ledger": str(ledger)}, provider=spec,
+        task_queue=queue, timeout=120, heartbeat_timeout=2,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not calls_in(log):
+        assert time.monotonic() < deadline, "the execution never started"
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(after)
+    recorded = await heartbeat_tools(client, handle.workflow)
+    running_on = calls_in(log)[-1][0]
+    workers.pop(running_on).process.send_signal(signal.SIGKILL)
+    fresh = WorkerProcess.start(address, queue, concurrency=2, paths=[ROOT])
+    workers[fresh.pid] = fresh
+    result = await handle.result()
+    workflow_id = handle.id
+    del client, handle
+    gc.collect()
+    return result, recorded, workflow_id
+
+
+def test_a_killed_worker_never_runs_a_finished_tool_call_again(
+    address: str, tmp_path: Path, tally: Tally
+) -> None:
+    queue = f"pay-{uuid.uuid4().hex[:8]}"
+    workers = {
+        w.pid: w for w in (WorkerProcess.start(address, queue, paths=[ROOT]) for _ in range(2))
+    }
+    try:
+        schedule = kill_schedule("temporal-tools", cases(full=8, quick=2), 0.0, 1.8)
+        for n, after in enumerate(schedule):
+            tally.start(TOOLS_CATEGORY, key=round(after, 3))
+            files = (tmp_path / f"calls-{n}.log", tmp_path / f"ledger-{n}.txt")
+            result, recorded, workflow_id = asyncio.run(
+                pay_and_kill(address, queue, files, after, workers)
+            )
+            assert result.succeeded, result
+            assert result.unwrap()[0] == "tool said: charged 1"
+            assert result.unwrap()[2] == "tool said: charged 2"
+            charges = ledger_in(files[1])
+            made = Counter(amount for _, amount in charges)
+            assert set(made) == {1, 2}, charges
+            # A charge that had finished before the kill was never made again...
+            assert all(made[amount] == 1 for amount in recorded), (recorded, charges)
+            # ...and one made twice (it was running when the worker died) kept its key.
+            for amount in made:
+                keys = {key for key, a in charges if a == amount}
+                assert len(keys) == 1, charges
+                assert keys.pop().startswith(f"{workflow_id}:"), charges
+                assert made[amount] <= 2, charges
+            assert result.summary.metadata["temporal_attempt"] > 1, (
+                after,
+                charges,
+                calls_in(files[0]),
+                result.summary.duration,
+            )
+            replayed = {c.result: c.replayed for c in result.summary.tool_calls}
+            assert all(replayed.get(f"charged {amount}") for amount in recorded), replayed
+            tally.hold(TOOLS_CATEGORY, landed=bool(recorded))
     finally:
         for worker in workers.values():
             worker.stop(10)

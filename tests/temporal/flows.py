@@ -28,6 +28,11 @@ def scripted(log: str | None = None, delay: float = 0.0, chunks: int = 1) -> agt
                 os.write(fd, f"{os.getpid()} {prompt}\n".encode())
             finally:
                 os.close(fd)
+        if request.messages[-1].role is agtl.Role.TOOL:
+            return Reply(f"tool said: {prompt}", usage=agtl.Usage(4, 3))
+        if prompt.startswith("pay ") and request.tools:  # the model asks for the charge
+            call = agtl.ToolCallRequest("pay-1", "charge", {"amount": int(prompt.split()[1])})
+            return Reply("", tool_calls=[call], usage=agtl.Usage(4, 1))
         text = f"echo: {prompt}"
         if prompt.startswith("slow"):
             pieces = [f"word{i} " for i in range(chunks)]
@@ -107,3 +112,43 @@ async def typed(session: agtl.Session, input: dict[str, Any]) -> Outlook:
 async def unserializable(session: agtl.Session, input: Any) -> Any:
     await session.generate_text(prompt="paid for")
     return {"handle": object()}
+
+
+async def charge_then_slow(session: agtl.Session, input: dict[str, Any]) -> list[str]:
+    """A tool with a side effect (a line in the ledger file, with its idempotency key), then
+    a slow call: a worker killed during the slow call must not charge again."""
+    ledger = input["ledger"]
+
+    @agtl.tool
+    def charge(amount: int) -> str:  # a plain def: it runs in a thread, the key reaches it
+        """Charge the customer."""
+        key = agtl.current_tool_call().idempotency_key
+        with open(ledger, "a", encoding="utf-8") as book:
+            book.write(f"{os.getpid()} {key} {amount}\n")
+        return f"charged {amount}"
+
+    paid = await session.generate_text(prompt="pay 5", tools=[charge], tool_choice="charge")
+    slow = await session.generate_text(prompt="slow after the charge")
+    return [paid.text, slow.text]
+
+
+async def pay_twice(session: agtl.Session, input: dict[str, Any]) -> list[str]:
+    """Two side-effecting tool calls between slow model calls (the crash fuzz kills its
+    worker anywhere in them): each charge is a ledger line with its idempotency key."""
+    ledger = input["ledger"]
+
+    @agtl.tool
+    def charge(amount: int) -> str:
+        """Charge the customer."""
+        key = agtl.current_tool_call().idempotency_key
+        with open(ledger, "a", encoding="utf-8") as book:
+            book.write(f"{os.getpid()} {key} {amount}\n")
+        return f"charged {amount}"
+
+    texts = []
+    for prompt in ("pay 1", "slow middle", "pay 2", "slow end"):
+        tools = [charge] if prompt.startswith("pay") else None
+        choice = "charge" if tools else None
+        reply = await session.generate_text(prompt=prompt, tools=tools, tool_choice=choice)
+        texts.append(reply.text)
+    return texts

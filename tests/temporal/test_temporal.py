@@ -314,6 +314,52 @@ def test_a_killed_worker_is_replaced_and_finished_calls_are_replayed(
     assert result.summary.total_usage.output_tokens == 2 + 2 + 60  # each call counted once
 
 
+def test_a_finished_tool_call_is_not_run_again_after_a_worker_is_killed(
+    workers: Workers, tmp_path: Path
+) -> None:
+    log, ledger = tmp_path / "calls.log", tmp_path / "ledger.txt"
+    pids = {w.pid: w for w in (workers.start(concurrency=2), workers.start(concurrency=2))}
+
+    async def scenario(client: Any) -> tuple[agtl.Result[Any], str]:
+        handle = await start(
+            client,
+            workers,
+            "charge_then_slow",
+            {"ledger": str(ledger)},
+            provider=slow_spec(log, chunks=60),
+            timeout=120,
+            heartbeat_timeout=2,
+        )
+
+        async def slow_call_running() -> bool:
+            progress = await handle.progress()
+            return (
+                progress is not None
+                and progress.calls == 2  # the call that asked for the charge, and its answer
+                and any(p == "slow after the charge" for _, p in calls_in(log))
+            )
+
+        await until(slow_call_running, 60, "the slow call after the charge to start")
+        victim = next(pid for pid, p in calls_in(log) if p == "slow after the charge")
+        pids[victim].process.send_signal(signal.SIGKILL)
+        return await handle.result(), handle.id
+
+    result, workflow_id = with_client(workers.address, scenario)
+    assert result.succeeded, result
+    paid, slow = result.unwrap()
+    assert paid == "tool said: charged 5"
+    assert slow.startswith("word0 ")
+    lines = ledger.read_text().splitlines()
+    assert len(lines) == 1, lines  # charged exactly once
+    assert lines[0].split()[1:] == [f"{workflow_id}:0", "5"]  # its key: the workflow id
+    assert result.summary.metadata["temporal_attempt"] == 2
+    [charge] = result.summary.tool_calls
+    assert charge.replayed
+    assert charge.status is agtl.ToolCallStatus.OK
+    assert [c.replayed for c in result.summary.llm_calls] == [True, True, False]
+    assert "charge ok" in result.summary.format()
+
+
 def test_a_worker_stopped_with_sigterm_cancels_what_runs_and_reports_it(
     workers: Workers, tmp_path: Path
 ) -> None:
