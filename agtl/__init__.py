@@ -9,6 +9,7 @@ ends in exactly one frozen :class:`Result` with a :class:`Summary` of usage, cos
 import importlib
 from typing import TYPE_CHECKING
 
+from agtl._approvals import ApprovalRequest
 from agtl._sync import run
 from agtl._tool_loop import TextPart, ToolCallFinished, ToolCallStarted, ToolLoopStream
 from agtl._tool_runner import ToolProgress
@@ -61,6 +62,7 @@ from agtl.result import CancelInfo, CancelSource, Partial, Result, Status
 from agtl.session import Session, Step, TextResult, TextStream
 from agtl.signals import CancelSignal, any_of
 from agtl.summary import (
+    Approval,
     ChildSummary,
     CostEntry,
     ErrorInfo,
@@ -129,6 +131,8 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "report_progress",
     "current_tool_call",
     "ToolCallInfo",
+    "ApprovalRequest",
+    "Approval",
     "ToolCall",
     "ToolCallRequest",
     "ToolCallStatus",

@@ -15,6 +15,7 @@ from typing import Any, Final
 import attrs
 import trio
 
+from agtl._approvals import ApprovalDesk
 from agtl._cancel import Cancellation
 from agtl._event_log import EventLog
 from agtl._groups import is_cancellation
@@ -172,6 +173,7 @@ class ExecutionState:
         "_cancellation",
         "_last_event_time",
         "_next_seq",
+        "approvals",
         "calls",
         "children",
         "costs",
@@ -212,6 +214,8 @@ class ExecutionState:
         self.tool_calls: list[ToolCall] | None = None
         #: How many tool calls this execution started (the next one's ordinal).
         self.tool_calls_started = 0
+        #: The open approval requests (made when a tool first needs one, or a host asks).
+        self.approvals: ApprovalDesk | None = None
         self.records: list[RecordEntry] | None = None
         self.costs: list[CostEntry] | None = None
         self.metadata: dict[str, Any] | None = None
@@ -290,6 +294,15 @@ class ExecutionState:
         )
 
     # -- the named writers: the only ways in for the session, the tool runner and the host --
+    def approval_desk(self) -> ApprovalDesk:
+        """The execution's approval desk, made on first use."""
+        desk = self.approvals
+        if desk is None:
+            desk = self.approvals = ApprovalDesk()
+            if self.frozen:  # asked after the end: nothing will ever open
+                desk.close()
+        return desk
+
     def begin_tool_call(self) -> int:
         """A tool call starts (the tool runner): its ordinal among the execution's."""
         ordinal = self.tool_calls_started

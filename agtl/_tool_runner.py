@@ -23,6 +23,7 @@ from typing import Any, Final
 import attrs
 import trio
 
+from agtl._approvals import ApprovalRequest
 from agtl._context import ExecutionContext
 from agtl._jsonable import jsonable, to_json
 from agtl._logging import ExecutionLogger
@@ -36,10 +37,13 @@ from agtl.errors import (
 )
 from agtl.journal import ToolEntry, arguments_fingerprint
 from agtl.messages import ToolCallRequest
-from agtl.summary import ToolCall
+from agtl.summary import Approval, ToolCall
 from agtl.tools import Tool, ToolCallInfo, current_call, progress_hook
 
-__all__ = ["SYNC_TOOL_GRACE", "StepRunner", "ToolOutcome"]
+__all__ = ["APPROVAL_REQUESTED", "SYNC_TOOL_GRACE", "StepRunner", "ToolOutcome"]
+
+#: The event a streaming execution delivers when a tool call waits for a person's decision.
+APPROVAL_REQUESTED: Final = "approval_requested"
 
 #: How long a cancelled or timed-out sync tool's thread is waited for before it is reported.
 SYNC_TOOL_GRACE: Final = 1.0
@@ -140,6 +144,7 @@ class StepRunner:
         notes: list[str] = []  # what happened to a sync tool's thread, if worth saying
         reply: str | None = None  # an OK result as the model reads it
         replayed = False
+        approval: Approval | None = None
         journal = self.ctx.runtime.journal
         ordinal = state.begin_tool_call()
         across = journal.key if journal is not None and journal.key else state.execution_id
@@ -173,9 +178,15 @@ class StepRunner:
                         replayed, reply, result = True, entry.message, entry.result
                         status, error = ToolCallStatus(entry.status), entry.error
                     else:
-                        status, result, error = await self._invoke(tool, arguments, notes)
-                        if status is ToolCallStatus.OK:
-                            reply, status, error = self._reply(tool, result)
+                        if tool.wants_approval(arguments):
+                            approval = await self._ask(call, ordinal, tool, arguments)
+                            clock += approval.waited  # the tool's time excludes the wait
+                        if approval is not None and not approval.approved:
+                            status, error = ToolCallStatus.DENIED, approval.reason or "denied"
+                        else:
+                            status, result, error = await self._invoke(tool, arguments, notes)
+                            if status is ToolCallStatus.OK:
+                                reply, status, error = self._reply(tool, result)
                         if journal is not None:
                             told = reply if reply is not None else _told(status, error, tool)
                             journal.record_tool(
@@ -208,6 +219,7 @@ class StepRunner:
                 call_id=call.id,
                 step=step,
                 replayed=replayed,
+                approval=approval,
             )
             state.add_tool_call(record)
             trace.deactivate(activated)
@@ -216,6 +228,27 @@ class StepRunner:
             current_call.reset(calling)
             self.ctx.log.debug("tool_call.finished", tool=call.name, status=status.value, step=step)
         return ToolOutcome(record, reply if reply is not None else _message_for(record, tool))
+
+    async def _ask(
+        self, call: ToolCallRequest, ordinal: int, tool: Tool, arguments: dict[str, Any]
+    ) -> Approval:
+        """Open an approval request for this call and wait for its decision (a streaming
+        execution's consumers get an ``approval_requested`` event)."""
+        state = self.ctx.state
+        desk = state.approval_desk()
+        request = ApprovalRequest(
+            id=desk.unique_id(call.id or f"call-{ordinal}"),
+            tool=tool.name,
+            arguments=arguments,
+            execution_id=state.execution_id,
+            requested_at=state.elapsed(),
+            desk=desk,
+        )
+        if state.streaming:
+            data = {"id": request.id, "tool": tool.name, "arguments": arguments}
+            state.deliver(state.make_event(APPROVAL_REQUESTED, data))
+        self.ctx.log.debug("tool_call.approval_requested", tool=tool.name, call=request.id)
+        return await desk.ask(request, tool.approval_timeout, trio.current_time)
 
     def _reply(self, tool: Tool, value: Any) -> tuple[str | None, ToolCallStatus, str | None]:
         """An OK result as the model reads it: text as it is, anything else as its JSON
@@ -381,6 +414,8 @@ def _message_for(record: ToolCall, tool: Tool | None) -> str:
 
 
 def _told(status: ToolCallStatus, error: str | None, tool: Tool | None) -> str:
+    if status is ToolCallStatus.DENIED:
+        return f"The user denied this call: {error}"
     if status is ToolCallStatus.INVALID:
         again = "" if tool is None else " Call it again with valid arguments."
         return f"Error: invalid call: {error}.{again}"

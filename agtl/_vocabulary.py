@@ -78,7 +78,8 @@ class ToolCallStatus(enum.StrEnum):
     ERROR = "error"  # the tool raised; the error went to the model (or failed the run)
     TIMEOUT = "timeout"  # the tool's own timeout= passed; the model was told
     INVALID = "invalid"  # the model's arguments did not validate; the model was told
-    CANCELLED = "cancelled"  # the execution was stopped while the tool ran
+    CANCELLED = "cancelled"  # the execution was stopped while the tool ran (or waited)
+    DENIED = "denied"  # it needed approval and was denied (or not decided in time); never ran
 
 
 @attrs.frozen

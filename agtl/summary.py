@@ -18,6 +18,7 @@ from agtl._vocabulary import Status, StopReason, ToolCallStatus
 from agtl.usage import Usage
 
 __all__ = [
+    "Approval",
     "ChildSummary",
     "CostEntry",
     "ErrorInfo",
@@ -73,6 +74,17 @@ class LLMCallSummary:
 
 
 @attrs.frozen
+class Approval:
+    """How a tool call's approval request ended, on its record: the decision, its reason,
+    who decided (if given), and the seconds the call waited for it."""
+
+    approved: bool
+    reason: str | None = None
+    by: str | None = None
+    waited: float = 0.0
+
+
+@attrs.frozen
 class ToolCall:
     """One tool call: run by the tool loop, or recorded with ``session.record_tool_call``.
 
@@ -91,6 +103,8 @@ class ToolCall:
     call_id: str | None = None
     step: int | None = None
     replayed: bool = False
+    #: For a tool that needed approval: the decision, its reason, who, seconds waited.
+    approval: Approval | None = None
 
 
 @attrs.frozen
@@ -240,7 +254,16 @@ class Summary:
             duration=data["duration"],
             llm_calls=tuple(_call_from(c) for c in data["llm_calls"]),
             tool_calls=tuple(
-                ToolCall(**{**c, "status": ToolCallStatus(c["status"])}) for c in data["tool_calls"]
+                ToolCall(
+                    **{
+                        **c,
+                        "status": ToolCallStatus(c["status"]),
+                        "approval": None
+                        if c.get("approval") is None
+                        else Approval(**c["approval"]),
+                    }
+                )
+                for c in data["tool_calls"]
             ),
             records=tuple(RecordEntry(**r) for r in data["records"]),
             additional_costs=tuple(
@@ -297,6 +320,10 @@ class Summary:
                 took = "-" if tool.duration is None else f"{tool.duration:.3f}s"
                 error = f" {tool.error}" if tool.error else ""
                 replayed = " (replayed)" if tool.replayed else ""
+                if tool.approval is not None:
+                    decided = "approved" if tool.approval.approved else "denied"
+                    who = f" by {tool.approval.by}" if tool.approval.by else ""
+                    replayed += f" [{decided}{who} after {tool.approval.waited:.1f}s]"
                 lines.append(f"    {tool.name} {tool.status.value} {took}{error}{replayed}")
         if self.parent_id is not None:
             lines.append(f"  parent    {self.parent_id}")
@@ -307,6 +334,10 @@ class Summary:
                 f"total={_fig(usage.total_tokens)} cost={_money(self.children_cost)}"
             )
         return "\n".join(lines)
+
+
+def _approval_from(data: Mapping[str, Any] | None) -> Approval | None:
+    return None if data is None else Approval(**data)
 
 
 def _call_from(data: Mapping[str, Any]) -> LLMCallSummary:

@@ -117,6 +117,13 @@ class Tool:
     takes_session: bool = False
     #: Whether calling the function returns an awaitable (an ``async def``).
     is_async: bool = True
+    #: Whether a call waits for a person's approval first: always, or when this predicate on
+    #: the validated arguments says so.
+    needs_approval: bool | Callable[[dict[str, Any]], bool] = attrs.field(
+        default=False, kw_only=True
+    )
+    #: Seconds a call waits for its approval before it is denied (``None``: no bound).
+    approval_timeout: float | None = attrs.field(default=None, kw_only=True)
     #: Checks decoded arguments and returns the keyword arguments; raises ``ValueError``
     #: with a message for the model when they do not fit ``parameters``.
     _check: Callable[[dict[str, Any]], dict[str, Any]] = attrs.field(
@@ -135,6 +142,8 @@ class Tool:
         timeout: float | None = None,
         retries: int = _DEFAULT_RETRIES,
         takes_session: bool = False,
+        needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
+        approval_timeout: float | None = None,
     ) -> Tool:
         """A tool whose schema comes from elsewhere (an MCP server, an API description).
 
@@ -158,6 +167,8 @@ class Tool:
             takes_session=takes_session,
             is_async=inspect.iscoroutinefunction(inspect.unwrap(function)),
             check=check if check is not None else dict,
+            needs_approval=_check_approval(needs_approval),
+            approval_timeout=check_optional_seconds("approval_timeout", approval_timeout),
         )
 
     def validate(self, arguments: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -180,6 +191,11 @@ class Tool:
         except ValueError as exc:
             raise ToolArgumentsError(self.name, str(exc)) from None
 
+    def wants_approval(self, arguments: dict[str, Any]) -> bool:
+        """Whether this call (with these validated arguments) must be approved first."""
+        rule = self.needs_approval
+        return bool(rule(arguments)) if callable(rule) else bool(rule)
+
     @property
     def spec(self) -> ToolSpec:
         """What the model is told about this tool (as backends receive it)."""
@@ -199,6 +215,8 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     retries: int = _DEFAULT_RETRIES,
+    needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
+    approval_timeout: float | None = None,
 ) -> Tool: ...
 
 
@@ -209,6 +227,8 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     retries: int = _DEFAULT_RETRIES,
+    needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
+    approval_timeout: float | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -220,23 +240,38 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     retries: int = _DEFAULT_RETRIES,
+    needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
+    approval_timeout: float | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a :class:`Tool` of a function: ``@tool`` or ``@tool(name=..., timeout=...)``.
 
     The name defaults to the function's, the description to its docstring's first paragraph;
     parameter descriptions come from an ``Args:`` section of the docstring.
+    ``needs_approval`` (``True``, or a predicate on the validated arguments) makes each call
+    wait for a person's decision first, at most ``approval_timeout`` seconds.
     """
     seconds = check_optional_seconds("timeout", timeout)
     tries = check_count("retries", retries)
+    rule = _check_approval(needs_approval)
+    wait = check_optional_seconds("approval_timeout", approval_timeout)
     if name is not None:
         _check_name(name)
     if description is not None:
         check_str("description", description)
 
     def make(fn: Callable[..., Any]) -> Tool:
-        return _derive(fn, name=name, description=description, timeout=seconds, retries=tries)
+        derived = _derive(fn, name=name, description=description, timeout=seconds, retries=tries)
+        return attrs.evolve(derived, needs_approval=rule, approval_timeout=wait)
 
     return make if function is None else make(function)
+
+
+def _check_approval(rule: object) -> bool | Callable[[dict[str, Any]], bool]:
+    if isinstance(rule, bool) or callable(rule):
+        return rule
+    raise InvalidArgumentError(
+        "needs_approval", f"must be True, False or a function of the arguments, not {rule!r}"
+    )
 
 
 def check_tools(tools: object) -> tuple[Tool, ...]:

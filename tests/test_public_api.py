@@ -23,7 +23,7 @@ EXPORTED = {
     *("CancelSignal", "any_of", "CancelInfo", "CancelSource", "UsageLimits"),
     # tools
     *("Tool", "tool", "report_progress", "ToolCall", "ToolCallRequest", "ToolCallStatus"),
-    *("current_tool_call", "ToolCallInfo", "NotInToolError"),
+    *("current_tool_call", "ToolCallInfo", "NotInToolError", "ApprovalRequest", "Approval"),
     *("ToolProgress", "ToolLoopStream", "TextPart", "ToolCallStarted", "ToolCallFinished"),
     # the backend protocol
     *("GenerationRequest", "GenerationStream", "CallReport", "StopReason", "ToolSpec"),

@@ -1,0 +1,177 @@
+"""A person in the loop: tool calls that wait for approval, decided from a task or a thread,
+denied, timed out, or cancelled while they wait; the tool runs only when approved."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trio
+
+import agtl
+from agtl import Session, ToolCallRequest, ToolCallStatus
+from agtl.testing import Reply, ScriptedProvider
+
+DEADLINE = 10
+
+
+def _transfer_tool(ran: list[int], **options: Any) -> agtl.Tool:
+    @agtl.tool(needs_approval=True, **options)
+    async def transfer(amount: int) -> str:
+        """Send money."""
+        ran.append(amount)
+        return f"sent {amount}"
+
+    return transfer
+
+
+def _asks_then_answers(amount: int = 500) -> ScriptedProvider:
+    def respond(request: agtl.GenerationRequest) -> Reply:
+        if request.messages[-1].role is agtl.Role.TOOL:
+            return Reply(f"the tool said: {request.messages[-1].content}")
+        return Reply("", tool_calls=[ToolCallRequest("t1", "transfer", {"amount": amount})])
+
+    return ScriptedProvider(respond=respond)
+
+
+def _loop(tool: agtl.Tool) -> Any:
+    async def workflow(session: Session) -> str:
+        return (await session.generate_text(prompt="pay", tools=[tool])).text
+
+    return workflow
+
+
+async def test_an_approved_call_runs_once_and_its_record_says_so() -> None:
+    ran: list[int] = []
+    provider = _asks_then_answers()
+    tool = _transfer_tool(ran)
+
+    async def gen(session: Session) -> AsyncIterator[agtl.Event]:
+        reply = await session.generate_text(prompt="pay", tools=[tool])
+        yield await session.done(reply.text)
+
+    execution = provider.streaming_execution(gen)
+    async with execution:
+        with trio.fail_after(DEADLINE):
+            async for event in execution.stream():
+                if event.type == "approval_requested":
+                    assert event.data == {
+                        "id": "t1",
+                        "tool": "transfer",
+                        "arguments": {"amount": 500},
+                    }
+                    assert [r.id for r in execution.pending_approvals] == ["t1"]
+                    assert ran == []  # nothing runs before the decision
+                    await trio.sleep(0.05)
+                    execution.approve("t1", by="alice")
+    result = execution.outcome
+    assert result is not None
+    assert result.value == "the tool said: sent 500"
+    assert ran == [500]
+    [call] = result.summary.tool_calls
+    assert call.status is ToolCallStatus.OK
+    assert call.approval is not None
+    assert call.approval.approved
+    assert call.approval.by == "alice"
+    assert call.approval.waited >= 0.05
+    assert call.duration is not None
+    assert call.duration < call.approval.waited  # the tool's time excludes the wait
+    assert execution.pending_approvals == ()
+    again = agtl.Summary.from_dict(result.summary.to_dict())
+    assert again.tool_calls[0].approval == call.approval
+    assert "[approved by alice after" in result.summary.format()
+
+
+async def test_a_denied_call_never_runs_and_the_model_hears_why() -> None:
+    ran: list[int] = []
+    provider = _asks_then_answers()
+    execution = provider.simple_execution(_loop(_transfer_tool(ran)))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(execution.result)
+        async for request in execution.approval_requests():
+            assert (request.tool, request.arguments) == ("transfer", {"amount": 500})
+            request.deny("too much money")
+    result = execution.outcome
+    assert result is not None
+    assert result.value == "the tool said: The user denied this call: too much money"
+    assert ran == []
+    [call] = result.summary.tool_calls
+    assert call.status is ToolCallStatus.DENIED
+    assert call.error == "too much money"
+    assert call.approval is not None
+    assert not call.approval.approved
+
+
+async def test_a_predicate_asks_only_for_the_calls_it_names() -> None:
+    ran: list[int] = []
+    tool = _transfer_tool(ran)
+    small = agtl.tool(
+        tool.function, name="transfer", needs_approval=lambda args: args["amount"] > 100
+    )
+    result = await _asks_then_answers(amount=20).simple_execution(_loop(small))
+    assert result.value == "the tool said: sent 20"
+    assert result.summary.tool_calls[0].approval is None
+
+
+async def test_no_decision_in_time_is_a_denial() -> None:
+    ran: list[int] = []
+    tool = _transfer_tool(ran, approval_timeout=0.05)
+    with trio.fail_after(DEADLINE):
+        result = await _asks_then_answers().simple_execution(_loop(tool))
+    assert ran == []
+    [call] = result.summary.tool_calls
+    assert call.status is ToolCallStatus.DENIED
+    assert call.error == "no decision within 0.05 s"
+    assert result.value == "the tool said: The user denied this call: no decision within 0.05 s"
+
+
+async def test_a_cancel_while_waiting_ends_the_wait_and_the_tool_never_runs() -> None:
+    ran: list[int] = []
+    execution = _asks_then_answers().simple_execution(_loop(_transfer_tool(ran)))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(execution.result)
+        with trio.fail_after(DEADLINE):
+            async for _request in execution.approval_requests():
+                execution.cancel("the user left")
+    result = execution.outcome
+    assert result is not None
+    assert result.canceled
+    assert ran == []
+    assert result.summary.tool_calls[0].status is ToolCallStatus.CANCELLED
+    assert execution.pending_approvals == ()
+    with pytest.raises(agtl.InvalidArgumentError, match="was already decided"):
+        execution.approve("t1")
+
+
+async def test_deciding_from_a_thread_and_wrong_ids() -> None:
+    ran: list[int] = []
+    execution = _asks_then_answers().simple_execution(_loop(_transfer_tool(ran)))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(execution.result)
+        with trio.fail_after(DEADLINE):
+            async for request in execution.approval_requests():
+                with pytest.raises(agtl.InvalidArgumentError, match="'nope' is not an open"):
+                    execution.approve("nope")
+                assert execution.pending_approvals == (request,)  # nothing changed
+                await trio.to_thread.run_sync(execution.approve, request.id)
+                with pytest.raises(agtl.InvalidArgumentError, match="was already decided"):
+                    execution.deny(request.id, "too late")
+    assert ran == [500]
+    assert execution.outcome is not None
+    assert execution.outcome.value == "the tool said: sent 500"
+
+
+async def test_requests_end_with_the_execution_and_bad_rules_are_refused() -> None:
+    result = await ScriptedProvider("hi").simple_execution(lambda s: s.generate_text(prompt="x"))
+    assert result.succeeded
+    with pytest.raises(agtl.InvalidArgumentError, match="needs_approval"):
+        agtl.tool(lambda: None, needs_approval="yes")  # type: ignore[call-overload]
+
+    async def quick(session: Session) -> str:
+        return "done"
+
+    execution = ScriptedProvider().simple_execution(quick)
+    await execution.result()
+    with trio.fail_after(DEADLINE):
+        assert [r async for r in execution.approval_requests()] == []
