@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any, Final, Self, TextIO, cast
 
+import attrs
 import jsonschema
 import trio
 from mcp import ClientSession
@@ -216,8 +217,14 @@ class MCPServer:
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - each tool call's bound, not this call's
         on_progress: Progress | None = None,
+        needs_approval: bool | Callable[[str, dict[str, Any]], bool] = False,
+        approval_timeout: float | None = None,
     ) -> list[Tool]:
         """The server's tools as :class:`agtl.Tool` values (each call bounded by ``timeout``).
+
+        ``needs_approval`` makes calls wait for a person's decision first: ``True`` for every
+        tool, or a function of the tool's (server) name and its arguments; see
+        ``@agtl.tool(needs_approval=...)``.
 
         A name that is not a valid tool name for models (letters, digits, ``_`` and ``-``) is
         given with the other characters as ``_``; the server is called by its own name.
@@ -226,6 +233,7 @@ class MCPServer:
         :class:`~agtl.ToolProgress` parts, and passed to ``on_progress`` if given.
         """
         check_optional_seconds("timeout", timeout)
+        check_optional_seconds("approval_timeout", approval_timeout)
         session = self._live()
         found: list[Tool] = []
         cursor: str | None = None
@@ -234,7 +242,13 @@ class MCPServer:
             request = session.list_tools(params=page)
             listed = await self._call(request)
             for described in listed.tools:
-                found.append(self._tool(described, timeout, on_progress))
+                tool = self._tool(described, timeout, on_progress)
+                if needs_approval is not False:
+                    rule = _approval_rule(needs_approval, described.name)
+                    tool = attrs.evolve(
+                        tool, needs_approval=rule, approval_timeout=approval_timeout
+                    )
+                found.append(tool)
             cursor = listed.next_cursor
             if not cursor:
                 return found
@@ -343,3 +357,16 @@ class MCPServer:
     def __repr__(self) -> str:
         state = "open" if self._session is not None else "closed"
         return f"MCPServer({self.label}, {state})"
+
+
+def _approval_rule(
+    rule: bool | Callable[[str, dict[str, Any]], bool], remote: str
+) -> bool | Callable[[dict[str, Any]], bool]:
+    """A tool's ``needs_approval`` from the server-wide rule (a function gets the name too)."""
+    if isinstance(rule, bool):
+        return rule
+    if not callable(rule):
+        raise InvalidArgumentError(
+            "needs_approval", f"must be True, False or a function, not {rule!r}"
+        )
+    return lambda arguments: bool(rule(remote, arguments))

@@ -387,3 +387,37 @@ async def test_the_bundled_model_calls_an_mcp_tool(marks: Path) -> None:
     assert call.name == "get_weather"
     assert call.status is ToolCallStatus.OK
     assert "sunny" in str(call.result)
+
+
+async def test_mcp_tools_can_need_approval(marks: Path) -> None:
+    """A server-wide rule (name and arguments) asks before a real MCP call: denied, the call
+    is recorded denied; approved, the server answers."""
+    async with stdio_server(marks) as server:
+        tools = await server.tools(
+            needs_approval=lambda name, args: name == "add" and args["a"] > 1
+        )
+        by_name = {t.name: t for t in tools}
+        assert by_name["add"].wants_approval({"a": 2, "b": 3})
+        assert not by_name["add"].wants_approval({"a": 1, "b": 3})
+        assert not by_name["get_weather"].wants_approval({"city": "Paris"})
+
+        execution = calling("add", {"a": 2, "b": 3}).simple_execution(
+            lambda session: session.generate_text(prompt="go", tools=tools)
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(execution.result)
+            async for request in execution.approval_requests():
+                assert request.tool == "add"
+                request.deny("not now")
+        assert execution.outcome is not None
+        [call] = execution.outcome.summary.tool_calls
+        assert call.status is ToolCallStatus.DENIED
+        approved = calling("add", {"a": 2, "b": 3}).simple_execution(
+            lambda session: session.generate_text(prompt="go", tools=tools)
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(approved.result)
+            async for request in approved.approval_requests():
+                request.approve()
+        assert approved.outcome is not None
+        assert approved.outcome.summary.tool_calls[0].result == 5
