@@ -89,6 +89,9 @@ class ApprovalDesk:
             with self._lock:
                 self._open.pop(request.id, None)
                 self._decided.add(request.id)
+                quiet = not self._open
+            if quiet:
+                self._wake_readers()  # whoever waits for no request to be open
         waited = now() - started
         if opened.decision is None:
             return Approval(False, f"no decision within {within:g} s", None, waited)
@@ -133,6 +136,12 @@ class ApprovalDesk:
             call_in_run(token, opened.decided.set)
 
     @property
+    def decided(self) -> frozenset[str]:
+        """The ids of the requests that are over."""
+        with self._lock:
+            return frozenset(self._decided)
+
+    @property
     def pending(self) -> tuple[ApprovalRequest, ...]:
         """The requests waiting for a decision now, oldest first."""
         with self._lock:
@@ -156,6 +165,16 @@ class ApprovalDesk:
                 continue
             if closed:
                 return
+            await waiter.wait()
+
+    async def settled(self) -> None:
+        """Return once no request is open (at once if none is); on the trio run."""
+        while True:
+            with self._lock:
+                if not self._open or self._closed:
+                    return
+                waiter = trio.Event()
+                self._waiters.append(waiter)
             await waiter.wait()
 
     def _wake_readers(self) -> None:

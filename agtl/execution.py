@@ -171,6 +171,19 @@ class Execution(Generic[T]):
         desk = self._state.approvals
         return () if desk is None else desk.pending
 
+    @property
+    def decided_approvals(self) -> frozenset[str]:
+        """The ids of this execution's approval requests that are over (decided, timed out
+        or withdrawn by a cancel)."""
+        desk = self._state.approvals
+        return frozenset() if desk is None else desk.decided
+
+    async def approvals_settled(self) -> None:
+        """Return once no approval request of this execution is open."""
+        desk = self._state.approvals
+        if desk is not None:
+            await desk.settled()
+
     def approval_requests(self) -> AsyncIterator[ApprovalRequest]:
         """Every approval request of this execution as it opens (open ones first), until the
         execution ends: ``async for request in execution.approval_requests(): ...``."""

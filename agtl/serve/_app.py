@@ -22,6 +22,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agtl import _entry as entry
+from agtl._approvals import ApprovalRequest
+from agtl._jsonable import jsonable
 from agtl._observe import workflow_name
 from agtl.errors import InvalidArgumentError
 from agtl.events import Event
@@ -99,6 +101,7 @@ def create_app(
         Route("/executions/{id}", api.status, methods=["GET"]),
         Route("/executions/{id}/events", api.events, methods=["GET"]),
         Route("/executions/{id}/cancel", api.cancel, methods=["POST"]),
+        Route("/executions/{id}/approvals/{call_id}", api.decide, methods=["POST"]),
         Route("/conversations/{id}", api.conversation, methods=["GET"]),
         Route("/conversations/{id}/turns", api.turn, methods=["POST"]),
     ]
@@ -236,7 +239,8 @@ class _Api:
             with trio.move_on_after(seconds):
                 await served.finished.wait()
         record = result_record(served.execution.outcome)
-        return JSONResponse({"id": served.id, **record})
+        pending = [_request_record(r) for r in served.execution.pending_approvals]
+        return JSONResponse({"id": served.id, **record, "pending_approvals": pending})
 
     async def events(self, request: Request) -> Response:
         served = self._served(request)
@@ -264,6 +268,37 @@ class _Api:
         end_id = outcome.events[-1].metrics.seq + 1 if outcome.events else 0
         if end_id > last:
             yield end_event(end_id, outcome)
+
+    async def decide(self, request: Request) -> Response:
+        """``POST /executions/{id}/approvals/{call_id}`` ``{"approve": bool, "reason": str,
+        "by": str}``: decide a tool call waiting for approval (404 unknown, 409 decided)."""
+        served = self._served(request)
+        call_id: str = request.path_params["call_id"]
+        body = await _json_body(request, self.limit, {"approve", "reason", "by"})
+        approve = body.get("approve")
+        if not isinstance(approve, bool):
+            raise _Problem(422, f"approve: must be true or false, not {approve!r}")
+        for field in ("reason", "by"):
+            if body.get(field) is not None and not isinstance(body[field], str):
+                raise _Problem(422, f"{field}: must be a string, not {body[field]!r}")
+        pending = {r.id: r for r in served.execution.pending_approvals}
+        if call_id not in pending:
+            waiting = ", ".join(sorted(pending)) or "none"
+            decided = call_id in served.execution.decided_approvals
+            raise _Problem(
+                409 if decided else 404,
+                f"{call_id!r} was already decided (open: {waiting})"
+                if decided
+                else f"no approval request {call_id!r} in this execution (open: {waiting})",
+            )
+        try:
+            if approve:
+                served.execution.approve(call_id, by=body.get("by"))
+            else:
+                served.execution.deny(call_id, body.get("reason"), by=body.get("by"))
+        except InvalidArgumentError as error:  # decided meanwhile, by someone else
+            raise _Problem(409, error.problem) from None
+        return JSONResponse({"id": served.id, "call_id": call_id, "approved": approve})
 
     async def cancel(self, request: Request) -> Response:
         served = self._served(request)
@@ -324,6 +359,15 @@ class _Api:
             store.release(conversation_id)
             raise
         return JSONResponse({"id": served.id, "conversation": conversation_id}, status_code=201)
+
+
+def _request_record(request: ApprovalRequest) -> dict[str, Any]:
+    return {
+        "id": request.id,
+        "tool": request.tool,
+        "arguments": jsonable(request.arguments),
+        "requested_at": request.requested_at,
+    }
 
 
 def _as_events(workflow: Workflow, value: Any) -> Callable[[Session], AsyncIterator[Event]]:

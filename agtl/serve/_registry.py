@@ -187,9 +187,24 @@ class Registry:
             await stream.aclose()
 
     async def _grace(self, served: Served, left: int) -> None:
-        """Cancel the execution if no client is back ``disconnect_grace`` seconds from now."""
-        with trio.move_on_after(self.disconnect_grace):
-            await served.finished.wait()
-            return
-        if served.clients == 0 and served.left == left and served.finished_at is None:
-            served.signal.cancel(DISCONNECTED)
+        """Cancel the execution if no client is back ``disconnect_grace`` seconds from now;
+        one waiting for a person's decision is left to wait (its own timeouts still apply),
+        and the grace starts again once nothing is pending."""
+        while True:
+            with trio.move_on_after(self.disconnect_grace):
+                await served.finished.wait()
+                return
+            if served.clients != 0 or served.left != left or served.finished_at is not None:
+                return
+            if not served.execution.pending_approvals:
+                served.signal.cancel(DISCONNECTED)
+                return
+            async with trio.open_nursery() as nursery:  # until decided, or it ends
+
+                async def end() -> None:
+                    await served.finished.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(end)
+                await served.execution.approvals_settled()
+                nursery.cancel_scope.cancel()

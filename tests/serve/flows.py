@@ -16,6 +16,10 @@ from agtl.testing import Reply, ScriptedProvider
 
 def _reply(request: agtl.GenerationRequest) -> Reply:
     prompt = request.messages[-1].content
+    if request.messages[-1].role is agtl.Role.TOOL:
+        return Reply(f"the tool said: {prompt}")
+    if prompt == "pay" and request.tools:
+        return Reply("", tool_calls=[agtl.ToolCallRequest("t1", "transfer", {"amount": 500})])
     if prompt.startswith("slow"):
         return Reply(["word "] * 2000, delay=0.01)
     return Reply(["Hello ", "from ", "the ", "server."], delay=0.01)
@@ -80,3 +84,15 @@ async def counted(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event
         await trio.sleep(0.02)
         yield session.emit("text", f"w{i} ")
     yield await session.done(count)
+
+
+@agtl.tool(needs_approval=True)
+async def transfer(amount: int) -> str:
+    """Send money (a person approves it first)."""
+    return f"sent {amount}"
+
+
+async def pay(session: agtl.Session, input: Any) -> str:
+    """A tool call that waits for approval over HTTP (the scripted model asks for it)."""
+    reply = await session.generate_text(prompt="pay", tools=[transfer])
+    return reply.text

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -178,4 +179,49 @@ def test_every_error_is_json_and_executions_are_listed(serve: Any) -> None:
     assert running.body == {"executions": []}
     bad = server.request("GET", "/executions?status=done")
     assert bad.status == 422
+    assert server.stop() == 0
+
+
+def test_a_tool_call_waits_for_a_decision_over_http(serve: Any) -> None:
+    """The approval request is an event and in the record; deny and approve by POST; an
+    execution waiting with no client connected is not cancelled by the disconnect grace."""
+    server = serve(f"{FLOWS}:pay", "--grace", "0.2")
+    first = server.start({})
+    stream = server.events(first)
+    asked = stream.next()
+    assert asked is not None
+    assert asked.type == "approval_requested"
+    assert asked.data == {"id": "t1", "tool": "transfer", "arguments": {"amount": 500}}
+    stream.close()  # no client now: the grace is 0.2 s, yet the execution waits
+    time.sleep(0.6)
+    record = server.request("GET", f"/executions/{first}").body
+    assert record["status"] is None  # still running
+    assert [p["id"] for p in record["pending_approvals"]] == ["t1"]
+    bad = server.request("POST", f"/executions/{first}/approvals/t1", {"approve": "yes"})
+    assert bad.status == 422
+    missing = server.request("POST", f"/executions/{first}/approvals/zz", {"approve": True})
+    assert missing.status == 404
+    denied = server.request(
+        "POST", f"/executions/{first}/approvals/t1", {"approve": False, "reason": "no"}
+    )
+    assert denied.status == 200
+    again = server.request("POST", f"/executions/{first}/approvals/t1", {"approve": True})
+    assert again.status == 409
+    outcome = server.outcome(first)
+    assert outcome["value"] == "the tool said: The user denied this call: no"
+    assert outcome["summary"]["tool_calls"][0]["status"] == "denied"
+
+    second = server.start({})
+    events = server.events(second)
+    opened = events.next()
+    assert opened is not None
+    assert opened.type == "approval_requested"
+    decision = {"approve": True, "by": "ops"}
+    ok = server.request("POST", f"/executions/{second}/approvals/t1", decision)
+    assert ok.status == 200
+    rest = events.all()
+    assert rest[-1].data["value"] == "the tool said: sent 500"
+    approval = server.outcome(second)["summary"]["tool_calls"][0]["approval"]
+    assert approval["approved"] is True
+    assert approval["by"] == "ops"
     assert server.stop() == 0
