@@ -105,3 +105,35 @@ def test_the_page_sends_to_the_workflow_and_resumes_a_dropped_stream(
         assert server.outcome(str(execution))["status"] == "succeeded"
     finally:
         page.quit()
+
+
+def test_the_page_shows_approvals_and_the_model_hears_the_decision(tmp_path: Path) -> None:
+    server = start_server(f"{FLOWS}:pay")
+    page = _browser(tmp_path / "profile")
+    try:
+        page.get(f"http://127.0.0.1:{server.port}/")
+        WebDriverWait(page, DEADLINE).until(
+            lambda p: p.find_element(By.ID, "workflow-name").text == "pay"
+        )
+        denied = _ask(page, "pay the bill")
+        box = WebDriverWait(page, DEADLINE).until(
+            lambda _p: denied.find_element(By.CLASS_NAME, "approval")
+        )
+        assert 'approve transfer {"amount":500}?' in box.text
+        box.find_element(By.CLASS_NAME, "deny").click()
+        _done(page, denied)
+        text = denied.find_element(By.CLASS_NAME, "text").text
+        assert text == "the tool said: The user denied this call: denied in the chat page"
+
+        approved = _ask(page, "pay the bill")
+        box = WebDriverWait(page, DEADLINE).until(
+            lambda _p: approved.find_element(By.CLASS_NAME, "approval")
+        )
+        box.find_element(By.CLASS_NAME, "approve").click()
+        _done(page, approved)
+        assert approved.find_element(By.CLASS_NAME, "text").text == "the tool said: sent 500"
+        assert "approved" in box.text
+    finally:
+        page.quit()
+        if server.process.poll() is None:
+            assert server.stop() == 0
