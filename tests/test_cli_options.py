@@ -168,3 +168,61 @@ def test_run_shows_tool_calls_and_status(tmp_path: Path) -> None:
     assert "<- double ok" in done.stdout
     assert "TextPart(" not in done.stdout  # text parts print inline, not as reprs
     assert "tool double ok" in done.stdout
+
+
+APPROVALS = '''
+import agtl
+from agtl.testing import Reply, ScriptedProvider
+
+
+def reply(request):
+    if request.messages[-1].role is agtl.Role.TOOL:
+        return Reply("the tool said: " + request.messages[-1].content)
+    return Reply("", tool_calls=[agtl.ToolCallRequest("t1", "get_weather", {"city": "Paris"})])
+
+
+agtl_provider = ScriptedProvider(respond=reply)
+
+
+@agtl.tool(needs_approval=True)
+async def get_weather(city: str) -> str:
+    """The weather."""
+    return "sunny in " + city
+
+
+async def ask(session):
+    return (await session.generate_text(prompt="weather?", tools=[get_weather])).text
+'''
+
+
+@pytest.mark.parametrize(
+    ("stdin", "flags", "value", "said"),
+    [
+        (
+            "y\n",
+            [],
+            "the tool said: sunny in Paris",
+            'approve get_weather {"city": "Paris"}? [y/N]',
+        ),
+        ("n\n", [], "the tool said: The user denied this call: denied at the terminal", "[y/N]"),
+        ("", [], "the tool said: The user denied this call: no terminal answer", "[y/N]"),
+        ("", ["--approve-all"], "the tool said: sunny in Paris", "(--approve-all)"),
+    ],
+)
+def test_run_asks_on_the_terminal_before_a_tool_that_needs_approval(
+    tmp_path: Path, stdin: str, flags: list[str], value: str, said: str
+) -> None:
+    path = tmp_path / "weather.py"
+    path.write_text(textwrap.dedent(APPROVALS))
+    done = subprocess.run(
+        [*AGTL, "run", f"{path}:ask", "--json", *flags],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["value"] == value
+    assert said in done.stderr

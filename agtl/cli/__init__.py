@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--input-file", metavar="PATH", help="the input, from a JSON file")
     run.add_argument(
+        "--approve-all",
+        action="store_true",
+        help="approve every tool call that needs approval (default: ask on the terminal; "
+        "no answer denies)",
+    )
+    run.add_argument(
         "--json",
         action="store_true",
         help="print the result and summary as one JSON document on stdout (what the "

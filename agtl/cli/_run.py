@@ -67,12 +67,42 @@ async def _execute_once(
     options = {"timeout": args.timeout, "signal": interrupted}
     bound = entry.bind(workflow, read_input(args))
     if not streaming:
-        return await provider.simple_execution(bound, **options).result()  # type: ignore[no-any-return]
+        execution = provider.simple_execution(bound, **options)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_decide_approvals, execution, args.approve_all)
+            result = await execution.result()
+            nursery.cancel_scope.cancel()
+        return result  # type: ignore[no-any-return]
     async with provider.streaming_execution(bound, **options) as execution:
-        async for event in execution.stream():
-            if not args.json and not event.is_terminal:
-                _show(out, event)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_decide_approvals, execution, args.approve_all)
+            async for event in execution.stream():
+                if not args.json and not event.is_terminal and event.type != "approval_requested":
+                    _show(out, event)
+            nursery.cancel_scope.cancel()
         return await execution.result()  # type: ignore[no-any-return]
+
+
+async def _decide_approvals(execution: Any, approve_all: bool) -> None:
+    """Ask on the terminal about each tool call waiting for approval (``--approve-all``: yes
+    to all); no answer (end of input) denies it."""
+    err = console(stderr=True)
+    async for request in execution.approval_requests():
+        arguments = json.dumps(request.arguments, ensure_ascii=False)
+        if approve_all:
+            err.print(f"approved {request.tool} {arguments} (--approve-all)", markup=False)
+            request.approve(by="--approve-all")
+            continue
+        err.print(f"approve {request.tool} {arguments}? [y/N] ", end="", markup=False)
+        answer = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+        with contextlib.suppress(InvalidArgumentError):  # decided meanwhile (a timeout)
+            if not answer:
+                err.print()
+                request.deny("no terminal answer", by="terminal")
+            elif answer.strip().lower() in ("y", "yes"):
+                request.approve(by="terminal")
+            else:
+                request.deny("denied at the terminal", by="terminal")
 
 
 def _show(out: Any, event: agtl.Event) -> None:
