@@ -228,3 +228,20 @@ def test_temporal_demo() -> None:
     assert "the demo stopped it" in (canceled.cancel.reason or "")
     assert canceled.partial is not None
     assert canceled.partial.text
+
+
+async def test_approval_agent_example() -> None:
+    from examples import approval_agent
+
+    approval_agent.SENT.clear()
+    denied, approved = await approval_agent.main()
+    assert denied.status is agtl.Status.SUCCEEDED, denied
+    [refused] = denied.summary.tool_calls
+    assert refused.status is agtl.ToolCallStatus.DENIED
+    assert refused.error == "not without an invoice"
+    assert approved.status is agtl.Status.SUCCEEDED, approved
+    [sent] = approved.summary.tool_calls
+    assert sent.status is agtl.ToolCallStatus.OK
+    assert sent.approval is not None
+    assert sent.approval.by == "the example"
+    assert len(approval_agent.SENT) == 1  # only the approved call went out
