@@ -67,6 +67,8 @@ def _tools(mode: Mode, names: set[str]) -> list[Comparison]:
         results.append(tools.peer(quick=mode.quick))
     if "tools-cancel" in names:
         results.append(trio.run(lambda: tools.cancel_latency(quick=mode.quick)))
+    if "approvals" in names:
+        results.append(trio.run(lambda: tools.approval_latency(quick=mode.quick)))
     return results
 
 
@@ -104,7 +106,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     "core": (("overhead", "streaming", "streaming-bounded", "scripted-cancel"), _core),
     "peers": (("peer-overhead", "peer-streaming"), _peers),
     "scale": (("scale",), _scale),
-    "tools": (("tools-overhead", "peer-tools", "tools-cancel"), _tools),
+    "tools": (("tools-overhead", "peer-tools", "tools-cancel", "approvals"), _tools),
     "otel": (("otel", "otel-simple"), _otel),
     "mcp": (("mcp-call", "mcp-cancel"), _mcp),
     "local": (

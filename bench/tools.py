@@ -9,7 +9,9 @@
 * peer-tools: the same two-step loop against pydantic-ai's ``Agent.run`` with a ``TestModel``
   that calls the same tool once and then answers (target >= 10x faster);
 * tools-cancel: cancel() to result() while 10 tools of one step run (p99 <= 2 ms, a constant
-  budget); a sample counts only if all 10 had started and all 10 are recorded ``cancelled``.
+  budget); a sample counts only if all 10 had started and all 10 are recorded ``cancelled``;
+* approvals: approve() from another task to the approved tool starting (p99 <= 1 ms, a
+  constant budget); a sample counts only if the tool ran once, after the decision.
 """
 
 from __future__ import annotations
@@ -163,5 +165,62 @@ async def cancel_latency(*, quick: bool) -> Comparison:
         key="tools-cancel",
         name=f"cancel latency while {CONCURRENT_TOOLS} tools run (p99 vs a constant 2 ms)",
         budget_ms=CANCEL_BUDGET_MS,
+        baseline_kind="constant",
+    )
+
+
+APPROVAL_BUDGET_MS = 1.0
+
+
+def _acting(started: list[float]) -> agtl.Tool:
+    """A tool that needs approval and notes when it starts."""
+
+    @agtl.tool(needs_approval=True)
+    async def act() -> str:
+        """Act (after approval)."""
+        started.append(time.perf_counter())
+        return "done"
+
+    return act
+
+
+async def approval_latency(*, quick: bool) -> Comparison:
+    """approve() from another task to the tool starting (p99 vs a constant 1 ms); a sample
+    counts only if the tool ran once, after the decision, and its record says approved."""
+    provider = ScriptedProvider(
+        respond=lambda request: (
+            ANSWER
+            if request.messages[-1].role is agtl.Role.TOOL
+            else Reply("", tool_calls=[ToolCallRequest("a1", "act", "{}")])
+        )
+    )
+    samples = CancelSamples()
+    for _ in range(20 if quick else 300):
+        started: list[float] = []
+        act = _acting(started)
+
+        async def run(session: Session, act: agtl.Tool = act) -> str:
+            return (await session.generate_text(prompt="go", tools=[act])).text
+
+        execution = provider.simple_execution(run)
+        decided = 0.0
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(execution.result)
+            async for request in execution.approval_requests():
+                decided = time.perf_counter()
+                request.approve()
+        result = execution.outcome
+        problem = None
+        if result is None or not result.succeeded:
+            problem = "the execution did not succeed"
+        elif len(started) != 1 or started[0] < decided:
+            problem = "the tool did not run exactly once, after the decision"
+        elif (approval := result.summary.tool_calls[0].approval) is None or not approval.approved:
+            problem = "the record does not say approved"
+        samples.add((started[0] - decided) if started else 0.0, problem)
+    return samples.figure(
+        key="approvals",
+        name="approve() from another task to the tool starting (p99 vs a constant 1 ms)",
+        budget_ms=APPROVAL_BUDGET_MS,
         baseline_kind="constant",
     )
