@@ -9,7 +9,7 @@ ends in exactly one frozen :class:`Result` with a :class:`Summary` of usage, cos
 import importlib
 from typing import TYPE_CHECKING
 
-from agtl._approvals import ApprovalRequest
+from agtl._approvals import ApprovalRequest, InputRequest
 from agtl._sync import run
 from agtl._tool_loop import TextPart, ToolCallFinished, ToolCallStarted, ToolLoopStream
 from agtl._tool_runner import ToolProgress
@@ -27,6 +27,7 @@ from agtl.errors import (
     ExecutionFailed,
     FirstTokenTimeoutError,
     IncompleteStreamError,
+    InputTimeoutError,
     InvalidArgumentError,
     LLMError,
     LLMTimeoutError,
@@ -133,6 +134,7 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "ToolCallInfo",
     "ApprovalRequest",
     "Approval",
+    "InputRequest",
     "ToolCall",
     "ToolCallRequest",
     "ToolCallStatus",
@@ -176,6 +178,7 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "ProviderTimeoutError",
     "ProviderConnectionError",
     "IncompleteStreamError",
+    "InputTimeoutError",
     "ToolError",
     "ToolLoopError",
     "ToolArgumentsError",

@@ -1,4 +1,5 @@
-"""A person in the loop: tool calls that wait for an approval, decided from anywhere.
+"""A person in the loop: tool calls that wait for an approval, and workflows that wait for an
+answer (``session.request_input``), decided from anywhere.
 
 An execution owns one :class:`ApprovalDesk`. The tool runner opens a request on it when the
 model calls a tool that needs approval and waits there, inside the call, so the wait is a child
@@ -13,16 +14,38 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
+import pydantic
 import trio
 
 from agtl._trio_thread import call_in_run
-from agtl.errors import InvalidArgumentError
+from agtl.errors import InputTimeoutError, InvalidArgumentError
 from agtl.summary import Approval
 
-__all__ = ["ApprovalDesk", "ApprovalRequest"]
+__all__ = [
+    "INPUT_REQUESTED",
+    "ApprovalDesk",
+    "ApprovalRequest",
+    "InputRequest",
+    "PersonInTheLoop",
+    "input_adapter",
+]
+
+#: The event a streaming execution delivers when its workflow waits for a person's answer.
+INPUT_REQUESTED: Final = "input_requested"
+
+
+def input_adapter(output_type: Any) -> pydantic.TypeAdapter[Any]:
+    """How an answer of ``output_type`` is validated; a type pydantic cannot handle is an
+    ``InvalidArgumentError`` for ``output_type``."""
+    try:
+        return pydantic.TypeAdapter(output_type)
+    except pydantic.PydanticUserError as error:
+        raise InvalidArgumentError(
+            "output_type", f"cannot validate answers as it: {error}"
+        ) from None
 
 
 @attrs.frozen
@@ -49,6 +72,35 @@ class ApprovalRequest:
         self._desk.decide(self.id, approved=False, reason=reason, by=by)
 
 
+@attrs.frozen
+class InputRequest:
+    """A workflow waiting for a person's answer (``session.request_input``).
+
+    ``schema`` is the JSON schema the answer must fit; ``provide(value)`` answers, from any
+    thread (a value that does not fit raises ``InvalidArgumentError``; the request stays open).
+    """
+
+    id: str
+    prompt: str
+    schema: Mapping[str, Any]
+    execution_id: str
+    requested_at: float
+    _desk: ApprovalDesk = attrs.field(alias="desk", eq=False, repr=False)
+
+    def provide(self, value: Any) -> None:
+        """Answer the request with ``value`` (validated against its type)."""
+        self._desk.provide(self.id, value)
+
+
+@attrs.define(eq=False)
+class _Asked:
+    request: InputRequest
+    adapter: pydantic.TypeAdapter[Any]
+    answered: trio.Event
+    value: Any = None
+    done: bool = False
+
+
 @attrs.define(eq=False)
 class _Open:
     request: ApprovalRequest
@@ -68,6 +120,7 @@ class ApprovalDesk:
         self._log: list[ApprovalRequest] = []
         self._closed = False
         self._waiters: list[trio.Event] = []
+        self._asked: dict[str, _Asked] = {}
 
     # -- the trio side -----------------------------------------------------------------------
     async def ask(
@@ -89,7 +142,7 @@ class ApprovalDesk:
             with self._lock:
                 self._open.pop(request.id, None)
                 self._decided.add(request.id)
-                quiet = not self._open
+                quiet = not self._open and not self._asked
             if quiet:
                 self._wake_readers()  # whoever waits for no request to be open
         waited = now() - started
@@ -97,10 +150,70 @@ class ApprovalDesk:
             return Approval(False, f"no decision within {within:g} s", None, waited)
         return attrs.evolve(opened.decision, waited=waited)
 
+    async def ask_input(
+        self,
+        request: InputRequest,
+        adapter: pydantic.TypeAdapter[Any],
+        within: float | None,
+    ) -> Any:
+        """Open ``request`` and wait for its answer (validated by ``adapter``); no answer
+        within ``within`` seconds raises :class:`InputTimeoutError`. A cancel withdraws it."""
+        asked = _Asked(request, adapter, trio.Event())
+        with self._lock:
+            self._token = trio.lowlevel.current_trio_token()
+            self._asked[request.id] = asked
+        self._wake_readers()
+        try:
+            with trio.move_on_after(math.inf if within is None else within):
+                await asked.answered.wait()
+        finally:
+            with self._lock:
+                self._asked.pop(request.id, None)
+                self._decided.add(request.id)
+                quiet = not self._open and not self._asked
+            if quiet:
+                self._wake_readers()
+        if not asked.done:
+            raise InputTimeoutError(f"no answer to {request.prompt!r} within {within:g} s")
+        return asked.value
+
+    def provide(self, request_id: str, value: Any) -> None:
+        """Answer the open input request ``request_id``, from any thread."""
+        if not isinstance(request_id, str):
+            raise InvalidArgumentError(
+                "request_id", f"must be a str, not {type(request_id).__name__}"
+            )
+        with self._lock:
+            asked = self._asked.get(request_id)
+            if asked is None or asked.done:
+                waiting = ", ".join(repr(i) for i in sorted(self._asked)) or "none"
+                if asked is not None or request_id in self._decided:
+                    problem = f"{request_id!r} was already answered (open: {waiting})"
+                else:
+                    problem = f"{request_id!r} is not an open input request (open: {waiting})"
+                raise InvalidArgumentError("request_id", problem)
+            try:
+                checked = asked.adapter.validate_python(value)
+            except pydantic.ValidationError as error:
+                problems = "; ".join(e["msg"] for e in error.errors()) or str(error)
+                raise InvalidArgumentError(
+                    "value", f"does not fit the request: {problems}"
+                ) from None
+            asked.value, asked.done = checked, True
+            token = self._token
+        if token is not None:
+            call_in_run(token, asked.answered.set)
+
+    @property
+    def pending_inputs(self) -> tuple[InputRequest, ...]:
+        """The input requests waiting for an answer now, oldest first."""
+        with self._lock:
+            return tuple(a.request for a in self._asked.values() if not a.done)
+
     def unique_id(self, wanted: str) -> str:
         """``wanted``, or it with a suffix when a request of that id is already known."""
         with self._lock:
-            taken = self._open.keys() | self._decided
+            taken = self._open.keys() | self._asked.keys() | self._decided
         candidate, n = wanted, 1
         while candidate in taken:
             n += 1
@@ -171,7 +284,7 @@ class ApprovalDesk:
         """Return once no request is open (at once if none is); on the trio run."""
         while True:
             with self._lock:
-                if not self._open or self._closed:
+                if (not self._open and not self._asked) or self._closed:
                     return
                 waiter = trio.Event()
                 self._waiters.append(waiter)
@@ -182,3 +295,64 @@ class ApprovalDesk:
             waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.set()
+
+
+class PersonInTheLoop:
+    """What an execution's handle offers a person in the loop: approve or deny tool calls,
+    answer the workflow's questions, from any thread (mixed into ``Execution``)."""
+
+    __slots__ = ()
+
+    def _desk(self) -> ApprovalDesk:
+        """The execution's desk, made on first use."""
+        raise NotImplementedError
+
+    def _desk_if_open(self) -> ApprovalDesk | None:
+        """The execution's desk if anything made it yet."""
+        raise NotImplementedError
+
+    def approve(self, call_id: str, *, by: str | None = None) -> None:
+        """Let the tool call ``call_id``, waiting for approval, run. Any thread; an unknown
+        or already decided id raises :class:`InvalidArgumentError` and changes nothing."""
+        self._desk().decide(call_id, approved=True, reason=None, by=by)
+
+    def deny(self, call_id: str, reason: str | None = None, *, by: str | None = None) -> None:
+        """Refuse the tool call ``call_id``: it never runs, its record says ``denied`` and the
+        model is told ``reason``. Any thread; like :meth:`approve` for a wrong id."""
+        self._desk().decide(call_id, approved=False, reason=reason, by=by)
+
+    @property
+    def pending_approvals(self) -> tuple[ApprovalRequest, ...]:
+        """The tool calls waiting for a decision now, oldest first."""
+        desk = self._desk_if_open()
+        return () if desk is None else desk.pending
+
+    @property
+    def pending_inputs(self) -> tuple[InputRequest, ...]:
+        """The workflow's questions waiting for an answer now (``session.request_input``)."""
+        desk = self._desk_if_open()
+        return () if desk is None else desk.pending_inputs
+
+    def provide_input(self, request_id: str, value: Any) -> None:
+        """Answer the workflow's open question ``request_id``; any thread. A value that does
+        not fit its type, or an unknown or answered id, raises :class:`InvalidArgumentError`
+        and the request stays as it was."""
+        self._desk().provide(request_id, value)
+
+    @property
+    def decided_approvals(self) -> frozenset[str]:
+        """The ids of this execution's approval requests that are over (decided, timed out
+        or withdrawn by a cancel)."""
+        desk = self._desk_if_open()
+        return frozenset() if desk is None else desk.decided
+
+    async def approvals_settled(self) -> None:
+        """Return once no approval request of this execution is open."""
+        desk = self._desk_if_open()
+        if desk is not None:
+            await desk.settled()
+
+    def approval_requests(self) -> AsyncIterator[ApprovalRequest]:
+        """Every approval request of this execution as it opens (open ones first), until the
+        execution ends: ``async for request in execution.approval_requests(): ...``."""
+        return self._desk().requests()

@@ -23,6 +23,7 @@ __all__ = [
     "ExecutionFailed",
     "FirstTokenTimeoutError",
     "IncompleteStreamError",
+    "InputTimeoutError",
     "InvalidArgumentError",
     "LLMError",
     "LLMTimeoutError",
@@ -69,6 +70,11 @@ class ExecutionClosedError(AgtlError, RuntimeError):
     Raised by ``emit``/``done``/``fail`` after the terminal event and by any LLM call made after
     the execution ended, so no stray (paid) call can slip out after the outcome is decided.
     """
+
+
+class InputTimeoutError(AgtlError, TimeoutError):
+    """``session.request_input(..., timeout=)`` got no answer in time (catchable in the
+    workflow)."""
 
 
 class NotInToolError(AgtlError, RuntimeError):

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Final, Generic, Self, TypeVar
 import trio
 
 from agtl import _observe
-from agtl._approvals import ApprovalRequest
+from agtl._approvals import ApprovalDesk, PersonInTheLoop
 from agtl._cancel import Cancellation
 from agtl._context import ExecutionContext
 from agtl._event_log import EventStream
@@ -64,7 +64,7 @@ _running: contextvars.ContextVar[ExecutionState | None] = contextvars.ContextVar
 )
 
 
-class Execution(Generic[T]):
+class Execution(PersonInTheLoop, Generic[T]):
     """The handle of one run of a workflow. Create it with a provider's ``*_execution``.
 
     ``async with`` starts it in the background (leaving the block before it finished
@@ -154,40 +154,11 @@ class Execution(Generic[T]):
         """Stop the execution for a cause that is not its handle (the asyncio bridge, Ctrl-C)."""
         self._cancellation.request(source, reason)
 
-    # -- approvals ----------------------------------------------------------------------------
-    def approve(self, call_id: str, *, by: str | None = None) -> None:
-        """Let the tool call ``call_id``, waiting for approval, run. Any thread; an unknown
-        or already decided id raises :class:`InvalidArgumentError` and changes nothing."""
-        self._state.approval_desk().decide(call_id, approved=True, reason=None, by=by)
+    def _desk(self) -> ApprovalDesk:
+        return self._state.approval_desk()
 
-    def deny(self, call_id: str, reason: str | None = None, *, by: str | None = None) -> None:
-        """Refuse the tool call ``call_id``: it never runs, its record says ``denied`` and the
-        model is told ``reason``. Any thread; like :meth:`approve` for a wrong id."""
-        self._state.approval_desk().decide(call_id, approved=False, reason=reason, by=by)
-
-    @property
-    def pending_approvals(self) -> tuple[ApprovalRequest, ...]:
-        """The tool calls waiting for a decision now, oldest first."""
-        desk = self._state.approvals
-        return () if desk is None else desk.pending
-
-    @property
-    def decided_approvals(self) -> frozenset[str]:
-        """The ids of this execution's approval requests that are over (decided, timed out
-        or withdrawn by a cancel)."""
-        desk = self._state.approvals
-        return frozenset() if desk is None else desk.decided
-
-    async def approvals_settled(self) -> None:
-        """Return once no approval request of this execution is open."""
-        desk = self._state.approvals
-        if desk is not None:
-            await desk.settled()
-
-    def approval_requests(self) -> AsyncIterator[ApprovalRequest]:
-        """Every approval request of this execution as it opens (open ones first), until the
-        execution ends: ``async for request in execution.approval_requests(): ...``."""
-        return self._state.approval_desk().requests()
+    def _desk_if_open(self) -> ApprovalDesk | None:
+        return self._state.approvals
 
     def _start_in(self, nursery: trio.Nursery) -> None:
         """Claim the execution and run it as a task of ``nursery`` (the asyncio bridge)."""

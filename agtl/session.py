@@ -8,6 +8,7 @@ from typing import Any, overload
 
 import trio
 
+from agtl._approvals import INPUT_REQUESTED, InputRequest, input_adapter
 from agtl._call import TextStream, open_call
 from agtl._call_spec import CallSpec
 from agtl._context import ExecutionContext
@@ -262,6 +263,36 @@ class Session(SessionType):
         if spec.tools is not None:
             return ToolLoopStream(self._ctx, spec, self)
         return open_call(self._ctx, spec)
+
+    # -- a person in the loop -------------------------------------------------------------------
+    async def request_input(
+        self,
+        prompt: str,
+        output_type: Any = str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the wait's own bound, a typed error
+    ) -> Any:
+        """Wait for a person's answer to ``prompt``, validated as ``output_type``: listed in
+        ``execution.pending_inputs``, answered from any thread with ``provide_input``, and
+        an ``input_requested`` event (``id``, ``prompt``, ``schema``) when streaming. A cancel
+        ends the wait; none within ``timeout`` raises :class:`~agtl.InputTimeoutError`."""
+        check_str("prompt", prompt)
+        seconds = check_optional_seconds("timeout", timeout)
+        adapter = input_adapter(output_type)
+        state = self._ctx.state
+        desk = state.approval_desk()
+        request = InputRequest(
+            id=desk.unique_id("input"),
+            prompt=prompt,
+            schema=adapter.json_schema(),
+            execution_id=state.execution_id,
+            requested_at=state.elapsed(),
+            desk=desk,
+        )
+        if state.streaming:
+            data = {"id": request.id, "prompt": prompt, "schema": request.schema}
+            state.deliver(state.make_event(INPUT_REQUESTED, data))
+        return await desk.ask_input(request, adapter, seconds)
 
     # -- events -------------------------------------------------------------------------------
     def emit(self, type: str, data: Any = None) -> Event:

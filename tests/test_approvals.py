@@ -175,3 +175,58 @@ async def test_requests_end_with_the_execution_and_bad_rules_are_refused() -> No
     await execution.result()
     with trio.fail_after(DEADLINE):
         assert [r async for r in execution.approval_requests()] == []
+
+
+async def test_a_workflow_asks_a_person_and_gets_a_validated_answer() -> None:
+    async def gen(session: Session) -> AsyncIterator[agtl.Event]:
+        age = await session.request_input("How old are you?", output_type=int)
+        yield await session.done(age + 1)
+
+    execution = ScriptedProvider().streaming_execution(gen)
+    async with execution:
+        with trio.fail_after(DEADLINE):
+            async for event in execution.stream():
+                if event.type == "input_requested":
+                    assert event.data["prompt"] == "How old are you?"
+                    assert event.data["schema"] == {"type": "integer"}
+                    [question] = execution.pending_inputs
+                    with pytest.raises(agtl.InvalidArgumentError, match="value: does not fit"):
+                        execution.provide_input(question.id, "not a number")
+                    assert execution.pending_inputs == (question,)  # still open
+                    await trio.to_thread.run_sync(execution.provide_input, question.id, "41")
+                    with pytest.raises(agtl.InvalidArgumentError, match="already answered"):
+                        question.provide(5)
+    assert execution.outcome is not None
+    assert execution.outcome.value == 42  # "41" validated as an int
+
+
+async def test_no_answer_in_time_raises_in_the_workflow_and_a_cancel_ends_the_wait() -> None:
+    async def ask(session: Session) -> str:
+        try:
+            return str(await session.request_input("Name?", timeout=0.05))
+        except agtl.InputTimeoutError as error:
+            return f"gave up: {error}"
+
+    with trio.fail_after(DEADLINE):
+        result = await ScriptedProvider().simple_execution(ask)
+    assert result.value == "gave up: no answer to 'Name?' within 0.05 s"
+
+    async def wait_forever(session: Session) -> AsyncIterator[agtl.Event]:
+        yield await session.done(await session.request_input("Name?"))
+
+    execution = ScriptedProvider().streaming_execution(wait_forever)
+    async with execution:
+        with trio.fail_after(DEADLINE):
+            async for event in execution.stream():
+                if event.type == "input_requested":
+                    execution.cancel("nobody is there")
+    assert execution.outcome is not None
+    assert execution.outcome.canceled
+    assert execution.pending_inputs == ()
+
+    async def odd_type(session: Session) -> object:
+        return await session.request_input("x", output_type=object())
+
+    refused = await ScriptedProvider().simple_execution(odd_type)
+    assert isinstance(refused.error, agtl.InvalidArgumentError)
+    assert "output_type: cannot validate answers as it" in str(refused.error)

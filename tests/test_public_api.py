@@ -24,6 +24,7 @@ EXPORTED = {
     # tools
     *("Tool", "tool", "report_progress", "ToolCall", "ToolCallRequest", "ToolCallStatus"),
     *("current_tool_call", "ToolCallInfo", "NotInToolError", "ApprovalRequest", "Approval"),
+    *("InputRequest", "InputTimeoutError"),
     *("ToolProgress", "ToolLoopStream", "TextPart", "ToolCallStarted", "ToolCallFinished"),
     # the backend protocol
     *("GenerationRequest", "GenerationStream", "CallReport", "StopReason", "ToolSpec"),

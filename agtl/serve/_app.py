@@ -102,6 +102,7 @@ def create_app(
         Route("/executions/{id}/events", api.events, methods=["GET"]),
         Route("/executions/{id}/cancel", api.cancel, methods=["POST"]),
         Route("/executions/{id}/approvals/{call_id}", api.decide, methods=["POST"]),
+        Route("/executions/{id}/inputs/{request_id}", api.answer, methods=["POST"]),
         Route("/conversations/{id}", api.conversation, methods=["GET"]),
         Route("/conversations/{id}/turns", api.turn, methods=["POST"]),
     ]
@@ -239,8 +240,15 @@ class _Api:
             with trio.move_on_after(seconds):
                 await served.finished.wait()
         record = result_record(served.execution.outcome)
-        pending = [_request_record(r) for r in served.execution.pending_approvals]
-        return JSONResponse({"id": served.id, **record, "pending_approvals": pending})
+        execution = served.execution
+        pending = [_request_record(r) for r in execution.pending_approvals]
+        questions = [
+            {"id": q.id, "prompt": q.prompt, "schema": q.schema, "requested_at": q.requested_at}
+            for q in execution.pending_inputs
+        ]
+        return JSONResponse(
+            {"id": served.id, **record, "pending_approvals": pending, "pending_inputs": questions}
+        )
 
     async def events(self, request: Request) -> Response:
         served = self._served(request)
@@ -299,6 +307,30 @@ class _Api:
         except InvalidArgumentError as error:  # decided meanwhile, by someone else
             raise _Problem(409, error.problem) from None
         return JSONResponse({"id": served.id, "call_id": call_id, "approved": approve})
+
+    async def answer(self, request: Request) -> Response:
+        """``POST /executions/{id}/inputs/{request_id}`` ``{"value": ...}``: answer the
+        workflow's question (404 unknown, 409 answered, 422 a value that does not fit)."""
+        served = self._served(request)
+        request_id: str = request.path_params["request_id"]
+        body = await _json_body(request, self.limit, {"value"})
+        if "value" not in body:
+            raise _Problem(422, "value: the answer is missing")
+        open_ids = {q.id for q in served.execution.pending_inputs}
+        if request_id not in open_ids:
+            answered = request_id in served.execution.decided_approvals
+            raise _Problem(
+                409 if answered else 404,
+                f"{request_id!r} was already answered"
+                if answered
+                else f"no input request {request_id!r} in this execution",
+            )
+        try:
+            served.execution.provide_input(request_id, body["value"])
+        except InvalidArgumentError as error:
+            status = 422 if error.argument == "value" else 409
+            raise _Problem(status, f"{error.argument}: {error.problem}") from None
+        return JSONResponse({"id": served.id, "request_id": request_id})
 
     async def cancel(self, request: Request) -> Response:
         served = self._served(request)

@@ -196,7 +196,7 @@ class Registry:
                 return
             if served.clients != 0 or served.left != left or served.finished_at is not None:
                 return
-            if not served.execution.pending_approvals:
+            if not served.execution.pending_approvals and not served.execution.pending_inputs:
                 served.signal.cancel(DISCONNECTED)
                 return
             async with trio.open_nursery() as nursery:  # until decided, or it ends

@@ -10,6 +10,7 @@ call that was running when the worker died runs again with the same idempotency 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 import time
@@ -59,6 +60,30 @@ async def heartbeat_journal(client: Any, workflow: Any) -> int:
     return len(details[0]["journal"])
 
 
+def kill_the_running_worker(
+    log: Path, workers: dict[int, WorkerProcess], address: str, queue: str
+) -> None:
+    """SIGKILL the worker that made the latest model call; start another in its place."""
+    running_on = calls_in(log)[-1][0]
+    workers.pop(running_on).process.send_signal(signal.SIGKILL)
+    fresh = WorkerProcess.start(address, queue, concurrency=2, paths=[ROOT])
+    workers[fresh.pid] = fresh
+
+
+@contextlib.contextmanager
+def two_workers(address: str, prefix: str) -> Iterator[tuple[str, dict[int, WorkerProcess]]]:
+    """A task queue of its own with two workers (by pid), stopped at the end."""
+    queue = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    workers = {
+        w.pid: w for w in (WorkerProcess.start(address, queue, paths=[ROOT]) for _ in range(2))
+    }
+    try:
+        yield queue, workers
+    finally:
+        for worker in workers.values():
+            worker.stop(10)
+
+
 async def run_and_kill(
     address: str, queue: str, log: Path, after: float, workers: dict[int, WorkerProcess]
 ) -> tuple[agtl.Result[Any], int]:
@@ -77,10 +102,7 @@ async def run_and_kill(
         await asyncio.sleep(0.01)
     await asyncio.sleep(after)
     recorded = await heartbeat_journal(client, handle.workflow)  # what a retry is sure to get
-    running_on = calls_in(log)[-1][0]
-    workers.pop(running_on).process.send_signal(signal.SIGKILL)
-    workers_alive = WorkerProcess.start(address, queue, concurrency=2, paths=[ROOT])
-    workers[workers_alive.pid] = workers_alive
+    kill_the_running_worker(log, workers, address, queue)
     result = await handle.result()
     del client, handle
     gc.collect()
@@ -90,11 +112,7 @@ async def run_and_kill(
 def test_a_killed_worker_never_costs_a_recorded_call_again(
     address: str, tmp_path: Path, tally: Tally
 ) -> None:
-    queue = f"crash-{uuid.uuid4().hex[:8]}"
-    workers = {
-        w.pid: w for w in (WorkerProcess.start(address, queue, paths=[ROOT]) for _ in range(2))
-    }
-    try:
+    with two_workers(address, "crash") as (queue, workers):
         for n, after in enumerate(kill_schedule("temporal", cases(full=8, quick=2), 0.0, 1.8)):
             tally.start(CATEGORY, key=round(after, 3))
             log = tmp_path / f"calls-{n}.log"
@@ -118,9 +136,6 @@ def test_a_killed_worker_never_costs_a_recorded_call_again(
             assert all(PROMPTS.index(p) >= first_live for p in twice), (first_live, made)
             # Landed: a call recorded before the kill was replayed, not paid again.
             tally.hold(CATEGORY, landed=recorded > 0)
-    finally:
-        for worker in workers.values():
-            worker.stop(10)
 
 
 TOOLS_CATEGORY = "SIGKILL of a Temporal worker mid-execution: finished tool calls not run again"
@@ -174,10 +189,7 @@ async def pay_and_kill(
         await asyncio.sleep(0.01)
     await asyncio.sleep(after)
     recorded = await heartbeat_tools(client, handle.workflow)
-    running_on = calls_in(log)[-1][0]
-    workers.pop(running_on).process.send_signal(signal.SIGKILL)
-    fresh = WorkerProcess.start(address, queue, concurrency=2, paths=[ROOT])
-    workers[fresh.pid] = fresh
+    kill_the_running_worker(log, workers, address, queue)
     result = await handle.result()
     workflow_id = handle.id
     del client, handle
@@ -188,11 +200,7 @@ async def pay_and_kill(
 def test_a_killed_worker_never_runs_a_finished_tool_call_again(
     address: str, tmp_path: Path, tally: Tally
 ) -> None:
-    queue = f"pay-{uuid.uuid4().hex[:8]}"
-    workers = {
-        w.pid: w for w in (WorkerProcess.start(address, queue, paths=[ROOT]) for _ in range(2))
-    }
-    try:
+    with two_workers(address, "pay") as (queue, workers):
         schedule = kill_schedule("temporal-tools", cases(full=8, quick=2), 0.0, 1.8)
         for n, after in enumerate(schedule):
             tally.start(TOOLS_CATEGORY, key=round(after, 3))
@@ -223,6 +231,3 @@ def test_a_killed_worker_never_runs_a_finished_tool_call_again(
             replayed = {c.result: c.replayed for c in result.summary.tool_calls}
             assert all(replayed.get(f"charged {amount}") for amount in recorded), replayed
             tally.hold(TOOLS_CATEGORY, landed=bool(recorded))
-    finally:
-        for worker in workers.values():
-            worker.stop(10)

@@ -96,3 +96,9 @@ async def pay(session: agtl.Session, input: Any) -> str:
     """A tool call that waits for approval over HTTP (the scripted model asks for it)."""
     reply = await session.generate_text(prompt="pay", tools=[transfer])
     return reply.text
+
+
+async def question(session: agtl.Session, input: Any) -> str:
+    """Asks a person (over HTTP) for a number."""
+    count = await session.request_input("How many?", output_type=int)
+    return f"{count * 2} halves"

@@ -225,3 +225,26 @@ def test_a_tool_call_waits_for_a_decision_over_http(serve: Any) -> None:
     assert approval["approved"] is True
     assert approval["by"] == "ops"
     assert server.stop() == 0
+
+
+def test_a_workflow_question_is_answered_over_http(serve: Any) -> None:
+    server = serve(f"{FLOWS}:question", "--grace", "0.2")
+    execution_id = server.start({})
+    events = server.events(execution_id)
+    asked = events.next()
+    assert asked is not None
+    assert asked.type == "input_requested"
+    assert asked.data["prompt"] == "How many?"
+    request_id = asked.data["id"]
+    record = server.request("GET", f"/executions/{execution_id}").body
+    assert [q["id"] for q in record["pending_inputs"]] == [request_id]
+    path = f"/executions/{execution_id}/inputs/{request_id}"
+    assert server.request("POST", path, {"value": "many"}).status == 422  # still open
+    assert server.request("POST", path, {}).status == 422
+    assert (
+        server.request("POST", f"/executions/{execution_id}/inputs/zz", {"value": 1}).status == 404
+    )
+    assert server.request("POST", path, {"value": 3}).status == 200
+    assert server.request("POST", path, {"value": 4}).status == 409
+    assert events.all()[-1].data["value"] == "6 halves"
+    assert server.stop() == 0
