@@ -109,8 +109,9 @@ class _Open:
 
 
 class ApprovalDesk:
-    """The open approval requests of one execution: opened and awaited on its trio run,
-    decided from any thread (the first decision wins; a second is an error)."""
+    """The open approval requests and questions of one execution: opened and awaited on its
+    trio run, decided or answered from any thread (the first decision wins; a second is an
+    error)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
