@@ -266,6 +266,13 @@ class _Telemetry:
             handle.set_attribute("error.type", record.status.value)
         elif record.status is ToolCallStatus.CANCELLED:
             handle.add_event("agtl.cancel", {"agtl.tool.status": "cancelled"})
+        if record.replayed:
+            handle.set_attribute("agtl.tool.replayed", True)
+        if record.approval is not None:
+            handle.set_attribute("agtl.tool.approval.approved", record.approval.approved)
+            handle.set_attribute("agtl.tool.approval.waited", record.approval.waited)
+            if record.approval.reason is not None:
+                handle.set_attribute("agtl.tool.approval.reason", record.approval.reason)
         if self.capture_content and record.result is not None:
             handle.set_attribute("gen_ai.tool.call.result", json.dumps(record.result, default=repr))
         handle.end()

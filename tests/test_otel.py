@@ -453,3 +453,35 @@ async def test_every_emitted_name_is_conventional_or_agtl_own(telemetry: Telemet
     assert "gen_ai.tool.name" in emitted
     unknown = sorted(n for n in emitted if not n.startswith("agtl.") and n not in known)
     assert unknown == []
+
+
+async def test_tool_spans_say_replayed_and_approval(telemetry: Telemetry) -> None:
+    @agtl.tool(needs_approval=True)
+    async def transfer(amount: int) -> str:
+        """Send money."""
+        return f"sent {amount}"
+
+    def respond(request: agtl.GenerationRequest) -> Reply:
+        if request.messages[-1].role is agtl.Role.TOOL:
+            return Reply("done")
+        return Reply("", tool_calls=[agtl.ToolCallRequest("t1", "transfer", {"amount": 5})])
+
+    async def pay(session: Session) -> str:
+        return (await session.generate_text(prompt="pay", tools=[transfer])).text
+
+    journal = agtl.CallJournal()
+    execution = ScriptedProvider(respond=respond).with_journal(journal).simple_execution(pay)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(execution.result)
+        async for request in execution.approval_requests():
+            request.deny("not today")
+    denied = telemetry.one("execute_tool transfer").attributes or {}
+    assert denied["agtl.tool.status"] == "denied"
+    assert denied["agtl.tool.approval.approved"] is False
+    assert denied["agtl.tool.approval.reason"] == "not today"
+    again = agtl.CallJournal(journal.entries)
+    telemetry.exporter.clear()
+    await ScriptedProvider(respond=respond).with_journal(again).simple_execution(pay)
+    replayed = telemetry.one("execute_tool transfer").attributes or {}
+    assert replayed["agtl.tool.replayed"] is True
+    assert replayed["agtl.tool.status"] == "denied"  # the recorded decision, not asked again
