@@ -11,9 +11,10 @@ like ``cancel``: ``execution.approve(call_id)``, ``execution.deny(call_id, reaso
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -118,7 +119,7 @@ class ApprovalDesk:
         self._open: dict[str, _Open] = {}
         self._decided: set[str] = set()
         self._token: trio.lowlevel.TrioToken | None = None
-        self._log: list[ApprovalRequest] = []
+        self._log: list[ApprovalRequest | InputRequest] = []
         self._closed = False
         self._waiters: list[trio.Event] = []
         self._asked: dict[str, _Asked] = {}
@@ -163,6 +164,7 @@ class ApprovalDesk:
         with self._lock:
             self._token = trio.lowlevel.current_trio_token()
             self._asked[request.id] = asked
+            self._log.append(request)
         self._wake_readers()
         try:
             with trio.move_on_after(math.inf if within is None else within):
@@ -261,9 +263,9 @@ class ApprovalDesk:
         with self._lock:
             return tuple(o.request for o in self._open.values() if o.decision is None)
 
-    async def requests(self) -> AsyncIterator[ApprovalRequest]:
-        """Every request of the execution as it opens (those already open first), until the
-        execution ends. Each reader gets each request once."""
+    async def requests(self) -> AsyncGenerator[ApprovalRequest | InputRequest, None]:
+        """Every request of the execution, approval or question, as it opens (those already
+        opened first), until the execution ends. Each reader gets each request once."""
         seen = 0
         while True:
             with self._lock:
@@ -353,7 +355,18 @@ class PersonInTheLoop:
         if desk is not None:
             await desk.settled()
 
-    def approval_requests(self) -> AsyncIterator[ApprovalRequest]:
+    async def approval_requests(self) -> AsyncIterator[ApprovalRequest]:
         """Every approval request of this execution as it opens (open ones first), until the
         execution ends: ``async for request in execution.approval_requests(): ...``."""
-        return self._desk().requests()
+        async with contextlib.aclosing(self._desk().requests()) as requests:
+            async for request in requests:
+                if isinstance(request, ApprovalRequest):
+                    yield request
+
+    async def input_requests(self) -> AsyncIterator[InputRequest]:
+        """Every question of this execution's workflow (``session.request_input``) as it
+        opens, until the execution ends: ``request.provide(value)`` answers it."""
+        async with contextlib.aclosing(self._desk().requests()) as requests:
+            async for request in requests:
+                if isinstance(request, InputRequest):
+                    yield request

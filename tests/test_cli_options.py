@@ -226,3 +226,44 @@ def test_run_asks_on_the_terminal_before_a_tool_that_needs_approval(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["value"] == value
     assert said in done.stderr
+
+
+QUESTIONS = """
+async def ask(session):
+    name = await session.request_input("Your name?")
+    age = await session.request_input("Your age?", output_type=int)
+    return f"{name} is {age}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("stdin", "code", "value"),
+    [
+        ("Ada\n41\n", 0, "Ada is 41"),
+        ("42\nforty\n41\n", 0, "42 is 41"),  # "42" fits str as text; "forty" is asked again
+        ("Ada\n", 3, None),  # no answer to the second question: canceled
+    ],
+)
+def test_run_asks_the_workflows_questions_on_the_terminal(
+    tmp_path: Path, stdin: str, code: int, value: str | None
+) -> None:
+    path = tmp_path / "questions.py"
+    path.write_text(
+        "from agtl.testing import ScriptedProvider\nagtl_provider = ScriptedProvider()\n"
+        + textwrap.dedent(QUESTIONS)
+    )
+    done = subprocess.run(
+        [*AGTL, "run", f"{path}:ask", "--json"],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    record = json.loads(done.stdout)
+    assert record["value"] == value
+    assert "Your name?" in done.stderr
+    if code == 3:
+        assert record["cancel"]["reason"] == "no terminal answer"

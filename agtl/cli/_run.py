@@ -24,6 +24,8 @@ from agtl.reporting import record_of
 
 EXIT_CODES = {agtl.Status.SUCCEEDED: 0, agtl.Status.CANCELED: 3, agtl.Status.FAILED: 4}
 _TEXT_EVENTS = {"chunk", "delta", "text", "token"}
+#: Events the terminal prompts stand in for.
+_ASKED = {"approval_requested", "input_requested"}
 
 
 def load_workflow(target: str) -> Any:
@@ -70,17 +72,58 @@ async def _execute_once(
         execution = provider.simple_execution(bound, **options)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_decide_approvals, execution, args.approve_all)
+            nursery.start_soon(_answer_questions, execution)
             result = await execution.result()
             nursery.cancel_scope.cancel()
         return result  # type: ignore[no-any-return]
     async with provider.streaming_execution(bound, **options) as execution:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_decide_approvals, execution, args.approve_all)
+            nursery.start_soon(_answer_questions, execution)
             async for event in execution.stream():
-                if not args.json and not event.is_terminal and event.type != "approval_requested":
+                if not args.json and not event.is_terminal and event.type not in _ASKED:
                     _show(out, event)
             nursery.cancel_scope.cancel()
         return await execution.result()  # type: ignore[no-any-return]
+
+
+async def _answer_questions(execution: Any) -> None:
+    """Ask on the terminal each question the workflow asks (``session.request_input``): the
+    line typed is JSON if it parses, else the text; one that does not fit asks again; no
+    answer (end of input) cancels the execution."""
+    err = console(stderr=True)
+    async for request in execution.input_requests():
+        while True:
+            err.print(f"{request.prompt} ", end="", markup=False)
+            line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+            if not line:
+                err.print()
+                execution.cancel("no terminal answer")
+                return
+            text = line.rstrip("\n")
+            problem = _provide(request, text)
+            if problem is None:
+                break
+            err.print(f"[red]{problem}[/]; try again")
+
+
+def _provide(request: Any, text: str) -> str | None:
+    """Answer with the line as JSON if that fits the question, else as the text itself;
+    what was wrong with it, if neither fits (``None``: answered, or nothing left to answer)."""
+    candidates: list[Any] = [text]
+    with contextlib.suppress(ValueError):
+        candidates.insert(0, json.loads(text))
+    problem = None
+    for value in candidates:
+        try:
+            request.provide(value)
+        except InvalidArgumentError as error:
+            if error.argument != "value":
+                return None  # answered meanwhile, or over: nothing to ask
+            problem = error.problem
+        else:
+            return None
+    return problem
 
 
 async def _decide_approvals(execution: Any, approve_all: bool) -> None:
