@@ -104,7 +104,7 @@ async def _answer_questions(execution: Any) -> None:
             problem = _provide(request, text)
             if problem is None:
                 break
-            err.print(f"[red]{problem}[/]; try again")
+            err.print(f"{problem}; try again", markup=False, style="red")
 
 
 def _provide(request: Any, text: str) -> str | None:
