@@ -137,3 +137,31 @@ def test_the_page_shows_approvals_and_the_model_hears_the_decision(tmp_path: Pat
         page.quit()
         if server.process.poll() is None:
             assert server.stop() == 0
+
+
+def test_the_page_answers_the_workflows_question(tmp_path: Path) -> None:
+    server = start_server(f"{FLOWS}:question")
+    page = _browser(tmp_path / "profile")
+    try:
+        page.get(f"http://127.0.0.1:{server.port}/")
+        WebDriverWait(page, DEADLINE).until(
+            lambda p: p.find_element(By.ID, "workflow-name").text == "question"
+        )
+        reply = _ask(page, "go")
+        box = WebDriverWait(page, DEADLINE).until(
+            lambda _p: reply.find_element(By.CLASS_NAME, "question")
+        )
+        assert "How many?" in box.text
+        field = box.find_element(By.CLASS_NAME, "answer")
+        field.send_keys("three")  # not an int: refused, the question stays open
+        box.find_element(By.CLASS_NAME, "provide").click()
+        WebDriverWait(page, DEADLINE).until(lambda _p: "does not fit" in box.text)
+        field.clear()
+        field.send_keys("3")
+        box.find_element(By.CLASS_NAME, "provide").click()
+        _done(page, reply)
+        assert reply.find_element(By.CLASS_NAME, "text").text == "6 halves"
+    finally:
+        page.quit()
+        if server.process.poll() is None:
+            assert server.stop() == 0
