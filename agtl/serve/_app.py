@@ -289,16 +289,7 @@ class _Api:
         for field in ("reason", "by"):
             if body.get(field) is not None and not isinstance(body[field], str):
                 raise _Problem(422, f"{field}: must be a string, not {body[field]!r}")
-        pending = {r.id: r for r in served.execution.pending_approvals}
-        if call_id not in pending:
-            waiting = ", ".join(sorted(pending)) or "none"
-            decided = call_id in served.execution.decided_approvals
-            raise _Problem(
-                409 if decided else 404,
-                f"{call_id!r} was already decided (open: {waiting})"
-                if decided
-                else f"no approval request {call_id!r} in this execution (open: {waiting})",
-            )
+        _require_open(served, call_id, served.execution.pending_approvals, "approval request")
         try:
             if approve:
                 served.execution.approve(call_id, by=body.get("by"))
@@ -316,15 +307,7 @@ class _Api:
         body = await _json_body(request, self.limit, {"value"})
         if "value" not in body:
             raise _Problem(422, "value: the answer is missing")
-        open_ids = {q.id for q in served.execution.pending_inputs}
-        if request_id not in open_ids:
-            answered = request_id in served.execution.decided_approvals
-            raise _Problem(
-                409 if answered else 404,
-                f"{request_id!r} was already answered"
-                if answered
-                else f"no input request {request_id!r} in this execution",
-            )
+        _require_open(served, request_id, served.execution.pending_inputs, "input request")
         try:
             served.execution.provide_input(request_id, body["value"])
         except InvalidArgumentError as error:
@@ -391,6 +374,17 @@ class _Api:
             store.release(conversation_id)
             raise
         return JSONResponse({"id": served.id, "conversation": conversation_id}, status_code=201)
+
+
+def _require_open(served: Served, wanted: str, pending: Any, kind: str) -> None:
+    """``wanted`` is among the execution's open requests of ``kind``, or a 409 (it was
+    decided or answered) or a 404 (it never was one)."""
+    waiting = ", ".join(sorted(r.id for r in pending)) or "none"
+    if any(r.id == wanted for r in pending):
+        return
+    if wanted in served.execution.decided_approvals:
+        raise _Problem(409, f"{wanted!r} was already decided (open: {waiting})")
+    raise _Problem(404, f"no {kind} {wanted!r} in this execution (open: {waiting})")
 
 
 def _request_record(request: ApprovalRequest) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.serve.conftest import DEADLINE, Server, start_server
@@ -107,14 +108,26 @@ def test_the_page_sends_to_the_workflow_and_resumes_a_dropped_stream(
         page.quit()
 
 
-def test_the_page_shows_approvals_and_the_model_hears_the_decision(tmp_path: Path) -> None:
-    server = start_server(f"{FLOWS}:pay")
+@contextlib.contextmanager
+def page_serving(workflow: str, tmp_path: Path) -> Iterator[WebDriver]:
+    """The chat page of ``agtl serve`` running ``workflow`` (of the serve flows), in chromium,
+    once it shows that it sends to the workflow; both stopped at the end."""
+    server = start_server(f"{FLOWS}:{workflow}")
     page = _browser(tmp_path / "profile")
     try:
         page.get(f"http://127.0.0.1:{server.port}/")
         WebDriverWait(page, DEADLINE).until(
-            lambda p: p.find_element(By.ID, "workflow-name").text == "pay"
+            lambda p: p.find_element(By.ID, "workflow-name").text == workflow
         )
+        yield page
+    finally:
+        page.quit()
+        if server.process.poll() is None:
+            assert server.stop() == 0
+
+
+def test_the_page_shows_approvals_and_the_model_hears_the_decision(tmp_path: Path) -> None:
+    with page_serving("pay", tmp_path) as page:
         denied = _ask(page, "pay the bill")
         box = WebDriverWait(page, DEADLINE).until(
             lambda _p: denied.find_element(By.CLASS_NAME, "approval")
@@ -133,20 +146,10 @@ def test_the_page_shows_approvals_and_the_model_hears_the_decision(tmp_path: Pat
         _done(page, approved)
         assert approved.find_element(By.CLASS_NAME, "text").text == "the tool said: sent 500"
         assert "approved" in box.text
-    finally:
-        page.quit()
-        if server.process.poll() is None:
-            assert server.stop() == 0
 
 
 def test_the_page_answers_the_workflows_question(tmp_path: Path) -> None:
-    server = start_server(f"{FLOWS}:question")
-    page = _browser(tmp_path / "profile")
-    try:
-        page.get(f"http://127.0.0.1:{server.port}/")
-        WebDriverWait(page, DEADLINE).until(
-            lambda p: p.find_element(By.ID, "workflow-name").text == "question"
-        )
+    with page_serving("question", tmp_path) as page:
         reply = _ask(page, "go")
         box = WebDriverWait(page, DEADLINE).until(
             lambda _p: reply.find_element(By.CLASS_NAME, "question")
@@ -161,7 +164,3 @@ def test_the_page_answers_the_workflows_question(tmp_path: Path) -> None:
         box.find_element(By.CLASS_NAME, "provide").click()
         _done(page, reply)
         assert reply.find_element(By.CLASS_NAME, "text").text == "6 halves"
-    finally:
-        page.quit()
-        if server.process.poll() is None:
-            assert server.stop() == 0
