@@ -53,11 +53,25 @@ async def heartbeat_journal(client: Any, workflow: Any) -> int:
     """How many calls the running attempt's last heartbeat holds, read from Temporal's own
     record of the pending activity (what Temporal will hand the next attempt), not from
     agtl's account of it."""
+    return len(await last_heartbeat_journal(client, workflow))
+
+
+async def last_heartbeat_journal(client: Any, workflow: Any) -> list[dict[str, Any]]:
+    """The journal entries of the running attempt's last heartbeat, as Temporal holds them."""
     pending = (await workflow.describe()).raw_description.pending_activities
     if not pending or not pending[0].heartbeat_details.payloads:
-        return 0
+        return []
     details = await client.data_converter.decode(pending[0].heartbeat_details.payloads)
-    return len(details[0]["journal"])
+    return list(details[0]["journal"])
+
+
+async def past_the_first_call(log: Path, after: float) -> None:
+    """Return ``after`` seconds past the execution's first model call."""
+    deadline = time.monotonic() + 60
+    while not calls_in(log):
+        assert time.monotonic() < deadline, "the execution never started"
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(after)
 
 
 def kill_the_running_worker(
@@ -96,11 +110,7 @@ async def run_and_kill(
         client, "tests.temporal.flows:four_calls", {}, provider=spec, task_queue=queue,
         timeout=120, heartbeat_timeout=2,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not calls_in(log):
-        assert time.monotonic() < deadline, "the execution never started"
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(after)
+    await past_the_first_call(log, after)
     recorded = await heartbeat_journal(client, handle.workflow)  # what a retry is sure to get
     kill_the_running_worker(log, workers, address, queue)
     result = await handle.result()
@@ -153,13 +163,9 @@ def ledger_in(path: Path) -> list[tuple[str, int]]:
 
 async def heartbeat_tools(client: Any, workflow: Any) -> set[int]:
     """The amounts whose charge the running attempt's last heartbeat recorded as finished."""
-    pending = (await workflow.describe()).raw_description.pending_activities
-    if not pending or not pending[0].heartbeat_details.payloads:
-        return set()
-    details = await client.data_converter.decode(pending[0].heartbeat_details.payloads)
     return {
         int(entry["message"].split()[-1])
-        for entry in details[0]["journal"]
+        for entry in await last_heartbeat_journal(client, workflow)
         if entry.get("kind") == "tool" and entry["status"] == "ok"
     }
 
@@ -183,11 +189,7 @@ async def pay_and_kill(
         client, "tests.temporal.flows:pay_twice", {"ledger": str(ledger)}, provider=spec,
         task_queue=queue, timeout=120, heartbeat_timeout=2,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not calls_in(log):
-        assert time.monotonic() < deadline, "the execution never started"
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(after)
+    await past_the_first_call(log, after)
     recorded = await heartbeat_tools(client, handle.workflow)
     kill_the_running_worker(log, workers, address, queue)
     result = await handle.result()
