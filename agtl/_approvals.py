@@ -126,16 +126,23 @@ class ApprovalDesk:
 
     # -- the trio side -----------------------------------------------------------------------
     async def ask(
-        self, request: ApprovalRequest, within: float | None, now: Callable[[], float]
+        self,
+        request: ApprovalRequest,
+        within: float | None,
+        now: Callable[[], float],
+        on_open: Callable[[], None] | None = None,
     ) -> Approval:
         """Open ``request`` and wait for its decision (``within`` seconds at most: then it is
-        denied). A cancel ends the wait and withdraws the request."""
+        denied); ``on_open`` is called once it is open. A cancel ends the wait and withdraws
+        the request."""
         opened = _Open(request, trio.Event())
         with self._lock:
             self._token = trio.lowlevel.current_trio_token()
             self._open[request.id] = opened
             self._log.append(request)
         self._wake_readers()
+        if on_open is not None:
+            on_open()
         started = now()
         try:
             with trio.move_on_after(math.inf if within is None else within):
@@ -157,6 +164,7 @@ class ApprovalDesk:
         request: InputRequest,
         adapter: pydantic.TypeAdapter[Any],
         within: float | None,
+        on_open: Callable[[], None] | None = None,
     ) -> Any:
         """Open ``request`` and wait for its answer (validated by ``adapter``); no answer
         within ``within`` seconds raises :class:`InputTimeoutError`. A cancel withdraws it."""
@@ -166,6 +174,8 @@ class ApprovalDesk:
             self._asked[request.id] = asked
             self._log.append(request)
         self._wake_readers()
+        if on_open is not None:
+            on_open()
         try:
             with trio.move_on_after(math.inf if within is None else within):
                 await asked.answered.wait()
@@ -222,6 +232,11 @@ class ApprovalDesk:
             n += 1
             candidate = f"{wanted}#{n}"
         return candidate
+
+    def settled_earlier(self, request_id: str) -> None:
+        """``request_id`` was decided in an earlier attempt: it is over here too."""
+        with self._lock:
+            self._decided.add(request_id)
 
     def close(self) -> None:
         """The execution ended: iterators of requests end too."""

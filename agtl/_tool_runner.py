@@ -23,10 +23,10 @@ from typing import Any, Final
 import attrs
 import trio
 
-from agtl._approvals import ApprovalRequest
 from agtl._context import ExecutionContext
 from agtl._jsonable import jsonable, to_json
 from agtl._logging import ExecutionLogger
+from agtl._person import approval_for
 from agtl._trio_thread import call_in_run
 from agtl._vocabulary import CancelSource, ToolCallStatus
 from agtl.errors import (
@@ -40,10 +40,7 @@ from agtl.messages import ToolCallRequest
 from agtl.summary import Approval, ToolCall
 from agtl.tools import Tool, ToolCallInfo, current_call, progress_hook
 
-__all__ = ["APPROVAL_REQUESTED", "SYNC_TOOL_GRACE", "StepRunner", "ToolOutcome"]
-
-#: The event a streaming execution delivers when a tool call waits for a person's decision.
-APPROVAL_REQUESTED: Final = "approval_requested"
+__all__ = ["SYNC_TOOL_GRACE", "StepRunner", "ToolOutcome"]
 
 #: How long a cancelled or timed-out sync tool's thread is waited for before it is reported.
 SYNC_TOOL_GRACE: Final = 1.0
@@ -177,9 +174,12 @@ class StepRunner:
                     if entry is not None:  # an earlier attempt ran it: not again
                         replayed, reply, result = True, entry.message, entry.result
                         status, error = ToolCallStatus(entry.status), entry.error
+                        approval = None if entry.approval is None else Approval(**entry.approval)
                     else:
                         if tool.wants_approval(arguments):
-                            approval = await self._ask(call, ordinal, tool, arguments)
+                            approval = await approval_for(
+                                self.ctx, call.id or f"call-{ordinal}", tool, arguments
+                            )
                             clock += approval.waited  # the tool's time excludes the wait
                         if approval is not None and not approval.approved:
                             status, error = ToolCallStatus.DENIED, approval.reason or "denied"
@@ -189,9 +189,16 @@ class StepRunner:
                                 reply, status, error = self._reply(tool, result)
                         if journal is not None:
                             told = reply if reply is not None else _told(status, error, tool)
+                            decided = None if approval is None else attrs.asdict(approval)
                             journal.record_tool(
                                 ToolEntry(
-                                    tool.name, digest, status.value, jsonable(result), error, told
+                                    tool.name,
+                                    digest,
+                                    status.value,
+                                    jsonable(result),
+                                    error,
+                                    told,
+                                    decided,
                                 )
                             )
         except trio.Cancelled:
@@ -228,27 +235,6 @@ class StepRunner:
             current_call.reset(calling)
             self.ctx.log.debug("tool_call.finished", tool=call.name, status=status.value, step=step)
         return ToolOutcome(record, reply if reply is not None else _message_for(record, tool))
-
-    async def _ask(
-        self, call: ToolCallRequest, ordinal: int, tool: Tool, arguments: dict[str, Any]
-    ) -> Approval:
-        """Open an approval request for this call and wait for its decision (a streaming
-        execution's consumers get an ``approval_requested`` event)."""
-        state = self.ctx.state
-        desk = state.approval_desk()
-        request = ApprovalRequest(
-            id=desk.unique_id(call.id or f"call-{ordinal}"),
-            tool=tool.name,
-            arguments=arguments,
-            execution_id=state.execution_id,
-            requested_at=state.elapsed(),
-            desk=desk,
-        )
-        if state.streaming:
-            data = {"id": request.id, "tool": tool.name, "arguments": arguments}
-            state.deliver(state.make_event(APPROVAL_REQUESTED, data))
-        self.ctx.log.debug("tool_call.approval_requested", tool=tool.name, call=request.id)
-        return await desk.ask(request, tool.approval_timeout, trio.current_time)
 
     def _reply(self, tool: Tool, value: Any) -> tuple[str | None, ToolCallStatus, str | None]:
         """An OK result as the model reads it: text as it is, anything else as its JSON

@@ -14,7 +14,11 @@ matched among the step's entries. The first call that differs is made live, and 
 the old entries are dropped, so a workflow that is not deterministic simply pays again from
 where it diverged. A tool call that was running when the attempt died has no entry: it runs
 again, with the same idempotency key (``agtl.current_tool_call()``), so a tool can make its
-side effect exactly once.
+side effect exactly once. A person's decisions (an approval, a denial, an answer to
+``session.request_input``) are kept as :class:`Decision` values by request id, so a later
+attempt does not ask again; a journal made with ``on_wait`` is told of each request that
+waits, so a host (the Temporal activity) can end the attempt and wait for the decision
+durably, outside any worker.
 
 This is how :mod:`agtl.temporal` resumes an execution on another worker after a crash; it
 works the same for a script that keeps its journal in a file.
@@ -39,6 +43,7 @@ from agtl.usage import Usage
 
 __all__ = [
     "CallJournal",
+    "Decision",
     "Entry",
     "JournalEntry",
     "ToolEntry",
@@ -92,6 +97,7 @@ class ToolEntry:
     result: Any = None  # the result's JSON form
     error: str | None = None
     message: str = ""  # what the model was told
+    approval: Mapping[str, Any] | None = None  # the decision it waited for, if any
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "tool", **attrs.asdict(self)}
@@ -153,23 +159,54 @@ class JournalEntry:
 Entry = JournalEntry | ToolEntry
 
 
+@attrs.frozen
+class Decision:
+    """A person's decision on a request of the execution, kept so no attempt asks again.
+
+    ``kind`` is ``"approval"`` (``approved``, ``reason``, ``by``) or ``"input"`` (``value``,
+    the answer as given, validated where it is used); ``timed_out`` that nobody decided in
+    time; ``waited`` the seconds the request was open.
+    """
+
+    request_id: str
+    kind: str
+    approved: bool = False
+    value: Any = None
+    reason: str | None = None
+    by: str | None = None
+    waited: float = 0.0
+    timed_out: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**attrs.asdict(self), "value": jsonable(self.value)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        fields = {a.name for a in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
 class CallJournal:
     """The finished calls of one execution, and the earlier attempt's calls still to replay.
 
     ``entries`` is what a later attempt needs: the calls replayed so far plus those made live
     since. ``on_record`` is called (from the execution's task) with each entry as it is added,
-    live or replayed, so the journal can be saved at once. ``key`` names the execution across
-    its attempts (a Temporal workflow id, a job id): tool calls' idempotency keys are made from
-    it, so they are the same in every attempt (default: each attempt's execution id). Use one
-    journal per execution attempt.
+    live or replayed, and with each decision, so the journal can be saved at once.
+    ``decisions`` are the earlier attempts' decisions; ``on_wait``, if given, is called with
+    the data of each request that starts waiting for a person (see :meth:`waiting`). ``key``
+    names the execution across its attempts (a Temporal workflow id, a job id): tool calls'
+    idempotency keys are made from it, so they are the same in every attempt (default: each
+    attempt's execution id). Use one journal per execution attempt.
     """
 
     def __init__(
         self,
         entries: Iterable[Entry] = (),
         *,
-        on_record: Callable[[Entry], None] | None = None,
+        on_record: Callable[[Entry | Decision], None] | None = None,
         key: str | None = None,
+        decisions: Iterable[Decision] = (),
+        on_wait: Callable[[Mapping[str, Any]], None] | None = None,
     ) -> None:
         if key is not None and (not isinstance(key, str) or not key):
             raise InvalidArgumentError("key", f"must be a non-empty str, not {key!r}")
@@ -180,6 +217,8 @@ class CallJournal:
         self._replayed = 0
         self._streamed = 0
         self._on_record = on_record
+        self._on_wait = on_wait
+        self._decisions = {d.request_id: d for d in decisions}
         self._lock = threading.Lock()
 
     @property
@@ -197,6 +236,34 @@ class CallJournal:
     def streamed_chars(self) -> int:
         """Characters of output the live calls of this attempt produced so far (progress)."""
         return self._streamed
+
+    @property
+    def decisions(self) -> tuple[Decision, ...]:
+        """The decisions known to this attempt: the earlier ones and those made since."""
+        with self._lock:
+            return tuple(self._decisions.values())
+
+    def decision(self, request_id: str) -> Decision | None:
+        """The decision an earlier attempt (or this one) got for ``request_id``."""
+        with self._lock:
+            return self._decisions.get(request_id)
+
+    def record_decision(self, decision: Decision) -> None:
+        """A person decided (or nobody did in time): keep it for later attempts."""
+        with self._lock:
+            self._decisions[decision.request_id] = decision
+        if self._on_record is not None:
+            self._on_record(decision)
+
+    @property
+    def waits_elsewhere(self) -> bool:
+        """Whether a host waits for decisions outside this attempt (``on_wait`` given)."""
+        return self._on_wait is not None
+
+    def waiting(self, request: Mapping[str, Any]) -> None:
+        """A request (its data: ``kind``, ``id``, ...) waits for a person: tell the host."""
+        if self._on_wait is not None:
+            self._on_wait(request)
 
     def wrap(self, start: StartGeneration) -> StartGeneration:
         """``start_generation`` with replay in front and recording behind."""

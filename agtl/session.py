@@ -8,10 +8,10 @@ from typing import Any, overload
 
 import trio
 
-from agtl._approvals import INPUT_REQUESTED, InputRequest, input_adapter
 from agtl._call import TextStream, open_call
 from agtl._call_spec import CallSpec
 from agtl._context import ExecutionContext
+from agtl._person import answer_to
 from agtl._replies import Step, TextResult
 from agtl._tool_loop import ToolLoopStream
 from agtl._typed_output import OutputSchema, ask_for_object
@@ -276,23 +276,8 @@ class Session(SessionType):
         ``execution.pending_inputs``, answered from any thread with ``provide_input``, and
         an ``input_requested`` event (``id``, ``prompt``, ``schema``) when streaming. A cancel
         ends the wait; none within ``timeout`` raises :class:`~agtl.InputTimeoutError`."""
-        check_str("prompt", prompt)
         seconds = check_optional_seconds("timeout", timeout)
-        adapter = input_adapter(output_type)
-        state = self._ctx.state
-        desk = state.approval_desk()
-        request = InputRequest(
-            id=desk.unique_id("input"),
-            prompt=prompt,
-            schema=adapter.json_schema(),
-            execution_id=state.execution_id,
-            requested_at=state.elapsed(),
-            desk=desk,
-        )
-        if state.streaming:
-            data = {"id": request.id, "prompt": prompt, "schema": request.schema}
-            state.deliver(state.make_event(INPUT_REQUESTED, data))
-        return await desk.ask_input(request, adapter, seconds)
+        return await answer_to(self._ctx, check_str("prompt", prompt), output_type, seconds)
 
     # -- events -------------------------------------------------------------------------------
     def emit(self, type: str, data: Any = None) -> Event:

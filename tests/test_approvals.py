@@ -11,6 +11,7 @@ import trio
 
 import agtl
 from agtl import Session, ToolCallRequest, ToolCallStatus
+from agtl.journal import Decision
 from agtl.testing import Reply, ScriptedProvider
 
 DEADLINE = 10
@@ -230,3 +231,101 @@ async def test_no_answer_in_time_raises_in_the_workflow_and_a_cancel_ends_the_wa
     refused = await ScriptedProvider().simple_execution(odd_type)
     assert isinstance(refused.error, agtl.InvalidArgumentError)
     assert "output_type: cannot validate answers as it" in str(refused.error)
+
+
+async def _decide_each(execution: Any, decide: Any) -> None:
+    async for request in execution.approval_requests():
+        decide(request)
+
+
+async def test_a_decision_is_journaled_and_a_later_attempt_does_not_ask_again() -> None:
+    ran: list[int] = []
+    tool = _transfer_tool(ran)
+    first = agtl.CallJournal(key="job-1")
+    execution = _asks_then_answers().with_journal(first).simple_execution(_loop(tool))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_decide_each, execution, lambda r: r.deny("too much", by="bob"))
+        with trio.fail_after(DEADLINE):
+            result = await execution
+    assert ran == []
+    [decision] = first.decisions
+    assert (decision.request_id, decision.kind, decision.approved) == ("t1", "approval", False)
+    assert (decision.reason, decision.by) == ("too much", "bob")
+    # A later attempt replays the calls and the decision: nobody is asked. Either the
+    # attempt ended before the tool call finished (only the decision is known) or after.
+    for known in (first.entries[:1], first.entries):
+        again = agtl.CallJournal(known, decisions=first.decisions, key="job-1")
+        with trio.fail_after(DEADLINE):
+            replayed = await _asks_then_answers().with_journal(again).simple_execution(_loop(tool))
+        assert replayed.value == result.value
+        [call] = replayed.summary.tool_calls
+        assert call.status is ToolCallStatus.DENIED
+        assert call.replayed is (len(known) > 1)
+        assert call.approval == agtl.Approval(False, "too much", "bob", decision.waited)
+    assert ran == []
+
+
+async def test_a_journal_that_waits_elsewhere_is_told_of_each_request_and_keeps_no_timer() -> None:
+    told: list[Any] = []
+    opened = trio.Event()
+
+    def on_wait(request: Any) -> None:
+        told.append(dict(request))
+        opened.set()
+
+    journal = agtl.CallJournal(on_wait=on_wait)
+    # A timeout of 0.01 s would deny at once here; a host that waits elsewhere times it.
+    tool = _transfer_tool([], approval_timeout=0.01)
+    execution = _asks_then_answers(7).with_journal(journal).simple_execution(_loop(tool))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(execution.result)
+        with trio.fail_after(DEADLINE):
+            await opened.wait()
+        await trio.sleep(0.05)
+        assert [r.id for r in execution.pending_approvals] == ["t1"]
+        execution.cancel("the host waits elsewhere")
+    assert told == [
+        {
+            "kind": "approval",
+            "id": "t1",
+            "tool": "transfer",
+            "arguments": {"amount": 7},
+            "timeout": 0.01,
+        }
+    ]
+    assert journal.decisions == ()  # a withdrawn request is not a decision
+
+
+async def test_answers_are_journaled_replayed_and_a_refused_one_asks_again() -> None:
+    async def workflow(session: Session) -> int:
+        return int(await session.request_input("how many?", int))
+
+    def journal_with(value: Any) -> agtl.CallJournal:
+        return agtl.CallJournal(decisions=[Decision("input", "input", value=value)])
+
+    with trio.fail_after(DEADLINE):
+        result = await ScriptedProvider().with_journal(journal_with(3)).simple_execution(workflow)
+    assert result.value == 3
+    told: list[Any] = []
+    journal = agtl.CallJournal(
+        decisions=[Decision("input", "input", value="three")], on_wait=told.append
+    )
+    execution = ScriptedProvider().with_journal(journal).simple_execution(workflow)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(execution.result)
+        with trio.fail_after(DEADLINE):
+            async for request in execution.input_requests():
+                request.provide(4)
+                break
+    assert execution.outcome is not None
+    assert execution.outcome.value == 4
+    assert "integer" in (told[0]["refused"] or "")
+    [decision] = journal.decisions
+    assert decision.value == 4
+    timed_out = agtl.CallJournal(
+        decisions=[Decision("input", "input", reason="no answer in time", timed_out=True)]
+    )
+    with trio.fail_after(DEADLINE):
+        failed = await ScriptedProvider().with_journal(timed_out).simple_execution(workflow)
+    assert isinstance(failed.error, agtl.InputTimeoutError)
+    assert str(failed.error) == "no answer in time"

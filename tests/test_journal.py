@@ -8,6 +8,7 @@ import pytest
 import trio
 
 import agtl
+from agtl.journal import Decision
 from agtl.testing import Reply, ScriptedProvider
 
 
@@ -24,7 +25,7 @@ def echo(request: agtl.GenerationRequest) -> Reply:
 
 
 async def test_finished_calls_are_recorded_in_order_with_their_figures() -> None:
-    recorded: list[agtl.JournalEntry | agtl.ToolEntry] = []
+    recorded: list[agtl.JournalEntry | agtl.ToolEntry | Decision] = []
     journal = agtl.CallJournal(on_record=recorded.append)
     provider = ScriptedProvider(respond=echo).with_journal(journal)
     result = await provider.simple_execution(three_calls)

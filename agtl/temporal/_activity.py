@@ -26,7 +26,7 @@ from agtl import aio
 from agtl._logging import default_logger
 from agtl._vocabulary import SummarySink
 from agtl.errors import AgtlError, UnserializableValueError
-from agtl.journal import CallJournal, Entry, JournalEntry, entry_from_dict
+from agtl.journal import CallJournal, Decision, Entry, JournalEntry, entry_from_dict
 from agtl.provider import Provider
 from agtl.result import Result
 from agtl.session import Session
@@ -300,7 +300,7 @@ class _Heartbeat:
         with contextlib.suppress(Exception):  # a heartbeat after the activity ended
             activity.heartbeat(self.details())
 
-    def recorded(self, _entry: Entry) -> None:
+    def recorded(self, _entry: Entry | Decision) -> None:
         # Called on the trio guest run (the loop's thread); the heartbeat goes out from asyncio.
         self._loop.call_soon_threadsafe(self.send, context=self._context)
 
