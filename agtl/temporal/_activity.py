@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from agtl import _entry as entry
 from agtl import aio
 from agtl._logging import default_logger
-from agtl._vocabulary import SummarySink
+from agtl._vocabulary import CancelSource, SummarySink
 from agtl.errors import AgtlError, UnserializableValueError
 from agtl.journal import CallJournal, Decision, Entry, JournalEntry, entry_from_dict
 from agtl.provider import Provider
@@ -40,6 +41,12 @@ __all__ = ["Executions", "load_workflow", "with_why"]
 #: The most journal (bytes of JSON) a heartbeat carries; Temporal warns about payloads
 #: past 512 KiB and refuses them past 2 MiB by default.
 JOURNAL_BUDGET = 256 * 1024
+#: The cancel reason of an attempt that ends to wait for a person (never an execution's).
+SUSPENDED = "waiting for a person's decision: the execution goes on in a later attempt"
+#: The cancel reason of an execution whose timeout passed while it waited for a person.
+STOPPED_BY_TIMEOUT = "the execution's timeout passed while it waited for a person's decision"
+#: How long the last attempt of an execution stopped while waiting may take to replay.
+STOP_GRACE = 30.0
 #: How long the activity waits for Temporal's history to learn why it was cancelled.
 _REASON_LOOKUP_SECONDS = 1.0
 
@@ -131,13 +138,23 @@ class Executions:
                 type=BAD_REQUEST,
                 non_retryable=True,
             ) from None
-        earlier = _earlier_journal(info.heartbeat_details)
         beat = _Heartbeat(info.attempt, interval=self._heartbeat_every)
-        # Keyed by the workflow id: tool calls' idempotency keys are the same in every attempt.
-        journal = CallJournal(earlier, on_record=beat.recorded, key=info.workflow_id)
         signal = CancelSignal()
+        waits = _Waits(signal, request.get("stop"))
+        # Keyed by the workflow id: tool calls' idempotency keys are the same in every attempt.
+        journal = CallJournal(
+            _earlier_journal(info.heartbeat_details, request),
+            on_record=beat.recorded,
+            key=info.workflow_id,
+            decisions=[Decision.from_dict(d) for d in request.get("decisions") or ()],
+            on_wait=waits.opened,
+        )
         deadline = request.get("deadline")
         timeout = None if deadline is None else max(0.0, deadline - time.time())
+        if waits.stop is not None:  # replay up to the open request, then end there
+            timeout = STOP_GRACE
+            if waits.stop.get("source") == "signal":
+                waits.stop_reason = await _why_cancelled(info)
         workflow = _bind(fn, request.get("input"), info, self._identity)
         journaled = provider.with_journal(journal)
         execution: Any
@@ -176,6 +193,17 @@ class Executions:
             status=result.status.value,
             replayed=journal.replayed,
         )
+        if waits.suspended(result):
+            details = beat.details()
+            return {
+                "waiting": {
+                    "journal": details["journal"],
+                    "journal_complete": details["journal_complete"],
+                    "requests": waits.requests,
+                },
+                "attempt": info.attempt,
+            }
+        result = waits.stopped(result)
         try:
             record = result.to_dict()
         except UnserializableValueError as error:
@@ -186,14 +214,58 @@ class Executions:
         return {"result": record, "attempt": info.attempt, "replayed": journal.replayed}
 
 
-def _earlier_journal(details: Any) -> list[Entry]:
-    """The calls the previous attempt recorded in its last heartbeat."""
-    if not details:
-        return []
-    last = details[0]
-    if not isinstance(last, Mapping):
-        return []
-    return [entry_from_dict(entry) for entry in last.get("journal") or ()]
+def _earlier_journal(details: Any, request: Mapping[str, Any]) -> list[Entry]:
+    """The calls the previous attempt recorded: in its last heartbeat if this activity was
+    retried, else in what the workflow passed on from an attempt that ended to wait."""
+    last = details[0] if details else None
+    entries = last.get("journal") if isinstance(last, Mapping) else None
+    if entries is None:
+        entries = request.get("journal")
+    return [entry_from_dict(entry) for entry in entries or ()]
+
+
+class _Waits:
+    """The requests of an attempt that wait for a person, and what they do to it: by
+    default the attempt ends (the workflow waits for the decisions, holding no worker); in
+    the last attempt of an execution cancelled or timed out while waiting (``stop``), the
+    execution ends there, canceled."""
+
+    def __init__(self, signal: CancelSignal, stop: Mapping[str, Any] | None) -> None:
+        self.signal = signal
+        self.stop = stop
+        self.stop_reason: str | None = None
+        self.requests: list[dict[str, Any]] = []
+        self._loop = asyncio.get_running_loop()
+
+    def opened(self, request: Mapping[str, Any]) -> None:
+        # On the trio guest run. Ending the attempt goes through the loop, so the requests
+        # that open in the same moment (a step's parallel tool calls) end up in it too.
+        self.requests.append(dict(request))
+        self._loop.call_soon_threadsafe(self._end)
+
+    def _end(self) -> None:
+        if self.stop is None:
+            self.signal.cancel(SUSPENDED)
+        elif self.stop.get("source") == "timeout":
+            self.signal.cancel(STOPPED_BY_TIMEOUT)
+        else:
+            self.signal.cancel(self.stop_reason or "the Temporal workflow was cancelled")
+
+    def suspended(self, result: Result[Any]) -> bool:
+        """Whether the attempt ended to wait (its Result is not the execution's)."""
+        return (
+            self.stop is None
+            and bool(self.requests)
+            and result.cancel is not None
+            and result.cancel.reason == SUSPENDED
+        )
+
+    def stopped(self, result: Result[Any]) -> Result[Any]:
+        """The Result, with the timeout as its cause when the timeout stopped it."""
+        if result.cancel is not None and result.cancel.reason == STOPPED_BY_TIMEOUT:
+            cancel = attrs.evolve(result.cancel, source=CancelSource.TIMEOUT)
+            return attrs.evolve(result, cancel=cancel)
+        return result
 
 
 def _bind(

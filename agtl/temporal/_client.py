@@ -11,10 +11,16 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+import jsonschema
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, TerminatedError, WorkflowAlreadyStartedError
 from temporalio.exceptions import CancelledError as TemporalCancelledError
-from temporalio.exceptions import TerminatedError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from agtl._jsonable import to_json
@@ -25,7 +31,7 @@ from agtl.summary import Summary
 from agtl.temporal._activity import load_workflow, with_why
 from agtl.temporal._connection import TemporalUnavailableError
 from agtl.temporal._spec import ProviderSpec
-from agtl.temporal._workflow import WORKFLOW_NAME
+from agtl.temporal._workflow import BAD_DECISION, WORKFLOW_NAME
 from agtl.validation import (
     check_count,
     check_optional_seconds,
@@ -38,6 +44,7 @@ __all__ = [
     "DEFAULT_TASK_QUEUE",
     "ExecutionHandle",
     "ExecutionNotFoundError",
+    "PendingRequest",
     "Progress",
     "gather",
     "get_handle",
@@ -85,8 +92,44 @@ class Progress:
 
 
 @attrs.frozen
+class PendingRequest:
+    """A request an execution on Temporal waits on a person for.
+
+    ``kind`` is ``"approval"`` (``tool`` and ``arguments`` of the call, ``id`` its call id)
+    or ``"input"`` (``prompt`` and the answer's JSON ``schema``); ``timeout`` the seconds it
+    may wait; ``refused`` why the last answer given did not fit, if it did not.
+    """
+
+    kind: str
+    id: str
+    tool: str | None = None
+    arguments: Mapping[str, Any] | None = None
+    prompt: str | None = None
+    schema: Mapping[str, Any] | None = None
+    timeout: float | None = None
+    refused: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PendingRequest:
+        fields = {a.name for a in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+def _check_answer(schema: Mapping[str, Any], value: Any) -> None:
+    """Refuse an answer that does not fit its question's JSON schema."""
+    problems = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path)
+    )
+    if problems:
+        where = "/".join(str(p) for p in problems[0].path)
+        at = f" at {where}" if where else ""
+        raise InvalidArgumentError("value", f"does not fit the request{at}: {problems[0].message}")
+
+
+@attrs.frozen
 class ExecutionHandle:
-    """An execution submitted to Temporal: wait for its Result, cancel it, ask its progress."""
+    """An execution submitted to Temporal: wait for its Result, cancel it, ask its progress,
+    decide what it waits on a person for."""
 
     workflow: WorkflowHandle[Any, Any]
     client: Client = attrs.field(repr=False)
@@ -114,6 +157,50 @@ class ExecutionHandle:
         """Cancel through Temporal; the execution ends ``canceled`` with ``reason``."""
         with _known(self):
             await self.workflow.cancel(reason=reason or "")
+
+    async def pending(self) -> tuple[PendingRequest, ...]:
+        """The requests the execution waits on a person for now (none while an attempt runs:
+        a request is listed once its attempt has ended to wait for it)."""
+        with _known(self):
+            listed = await self.workflow.query("pending")
+        return tuple(PendingRequest.from_dict(r) for r in listed)
+
+    async def approve(
+        self, call_id: str, *, by: str | None = None, reason: str | None = None
+    ) -> None:
+        """Let the waiting tool call ``call_id`` run; the execution goes on in a new attempt.
+        An id that is not an open approval request raises :class:`InvalidArgumentError`."""
+        await self._decide("approve", {"call_id": call_id, "by": by, "reason": reason})
+
+    async def deny(self, call_id: str, reason: str | None = None, *, by: str | None = None) -> None:
+        """Refuse the waiting tool call ``call_id``: it never runs, the model is told
+        ``reason``. Like :meth:`approve` for a wrong id."""
+        await self._decide("deny", {"call_id": call_id, "by": by, "reason": reason})
+
+    async def provide_input(self, request_id: str, value: Any) -> None:
+        """Answer the workflow's open question ``request_id``. A value that does not fit the
+        question's JSON schema, or a wrong id, raises :class:`InvalidArgumentError`."""
+        check_str("request_id", request_id)
+        value = _json("value", value)
+        for request in await self.pending():
+            if request.id == request_id and request.schema is not None:
+                _check_answer(request.schema, value)
+        await self._decide("provide_input", {"request_id": request_id, "value": value})
+
+    async def _decide(self, update: str, decision: dict[str, Any]) -> None:
+        key = "call_id" if "call_id" in decision else "request_id"
+        check_str(key, decision[key])
+        for name in ("by", "reason"):
+            if decision.get(name) is not None:
+                check_str(name, decision[name])
+        try:
+            with _known(self):
+                await self.workflow.execute_update(update, decision)
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == BAD_DECISION:
+                raise InvalidArgumentError(key, cause.message) from None
+            raise
 
     async def progress(self) -> Progress | None:
         """The running attempt's last heartbeat (``None`` before the first one)."""

@@ -6,11 +6,20 @@ is data: ``{"result": Result.to_dict()}`` when the activity ran the execution, o
 ``{"unfinished": {...}}`` when no attempt could (no worker in time, retries used up, a bad
 request). A cancel of the workflow is passed on to the activity, which ends the execution
 as ``canceled`` and returns its Result; the workflow waits for it.
+
+When the execution waits for a person (an approval, an answer), the activity ends the attempt
+with ``{"waiting": {...}}``: its journal and the open requests. The workflow then waits,
+holding no worker, for the ``approve``, ``deny`` and ``provide_input`` updates (query
+``pending`` lists what is open), and starts the next attempt with the journal and the
+decisions, which replays what was done and goes on. A request's own timeout decides it as
+timed out; the execution's timeout, or a cancel, while waiting runs one last attempt that
+replays the journal and ends the execution ``canceled`` at the open request, with its summary.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 from datetime import timedelta
 from typing import Any
 
@@ -18,12 +27,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
-__all__ = ["ACTIVITY_NAME", "BAD_REQUEST", "WORKFLOW_NAME", "ExecutionWorkflow"]
+__all__ = ["ACTIVITY_NAME", "BAD_DECISION", "BAD_REQUEST", "WORKFLOW_NAME", "ExecutionWorkflow"]
 
 WORKFLOW_NAME = "agtl.Execution"
 ACTIVITY_NAME = "agtl.execute"
 #: The error type of a request no attempt can fix (unknown workflow, bad provider spec).
 BAD_REQUEST = "AgtlBadRequest"
+#: The error type of a decision for no open request (refused before it reaches history).
+BAD_DECISION = "AgtlBadDecision"
 #: Without a timeout, how long one attempt may run before Temporal gives up on it.
 NO_TIMEOUT_ATTEMPT = timedelta(hours=24)
 #: Past the agtl deadline, how long Temporal waits for agtl to end the execution itself.
@@ -32,19 +43,144 @@ DEADLINE_GRACE = timedelta(seconds=30)
 
 @workflow.defn(name=WORKFLOW_NAME)
 class ExecutionWorkflow:
-    """Runs the ``agtl.execute`` activity once (with retries after a worker is lost)."""
+    """Runs the ``agtl.execute`` activity (with retries after a worker is lost); between
+    attempts, waits durably for a person's decisions, holding no worker slot."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, dict[str, Any]] = {}  # requests waiting, by id
+        self._decided: dict[str, dict[str, Any]] = {}  # decisions by request id
+        self._since = 0.0  # workflow time the open requests began to wait
+
+    @workflow.query(name="pending")
+    def pending(self) -> list[dict[str, Any]]:
+        """The requests waiting for a person now, oldest first."""
+        return list(self._open.values())
+
+    @workflow.update(name="approve")
+    def approve(self, decision: dict[str, Any]) -> None:
+        self._decide("approval", decision, approved=True)
+
+    @approve.validator
+    def _check_approve(self, decision: dict[str, Any]) -> None:
+        self._check("approval", decision, "call_id")
+
+    @workflow.update(name="deny")
+    def deny(self, decision: dict[str, Any]) -> None:
+        self._decide("approval", decision, approved=False)
+
+    @deny.validator
+    def _check_deny(self, decision: dict[str, Any]) -> None:
+        self._check("approval", decision, "call_id")
+
+    @workflow.update(name="provide_input")
+    def provide_input(self, answer: dict[str, Any]) -> None:
+        self._decide("input", answer, approved=False)
+
+    @provide_input.validator
+    def _check_provide_input(self, answer: dict[str, Any]) -> None:
+        self._check("input", answer, "request_id")
+        if "value" not in answer:
+            raise ApplicationError("an answer needs a 'value'", type=BAD_DECISION)
+
+    def _check(self, kind: str, decision: Any, key: str) -> None:
+        """Refuse a decision for no open request of ``kind`` (the client's InvalidArgument)."""
+        if not isinstance(decision, dict) or not isinstance(decision.get(key), str):
+            raise ApplicationError(f"a decision needs {key!r} (a str)", type=BAD_DECISION)
+        request_id = decision[key]
+        opened = self._open.get(request_id)
+        if opened is None or opened["kind"] != kind:
+            waiting = ", ".join(repr(i) for i in self._open if self._open[i]["kind"] == kind)
+            what = "approval request" if kind == "approval" else "input request"
+            state = f"is not an open {what}"
+            if request_id in self._decided:
+                state = "was already decided"
+            raise ApplicationError(
+                f"{request_id!r} {state} (open: {waiting or 'none'})", type=BAD_DECISION
+            )
+        for name in ("reason", "by"):
+            if decision.get(name) is not None and not isinstance(decision[name], str):
+                raise ApplicationError(f"{name!r} must be a str", type=BAD_DECISION)
+
+    def _decide(self, kind: str, decision: dict[str, Any], *, approved: bool) -> None:
+        request_id = decision["call_id" if kind == "approval" else "request_id"]
+        self._open.pop(request_id, None)
+        self._decided[request_id] = {
+            "request_id": request_id,
+            "kind": kind,
+            "approved": approved,
+            "value": decision.get("value"),
+            "reason": decision.get("reason"),
+            "by": decision.get("by"),
+            "waited": _now() - self._since,
+        }
 
     @workflow.run
     async def run(self, request: dict[str, Any]) -> dict[str, Any]:
         timeout: float | None = request.get("timeout")
-        heartbeat = timedelta(seconds=float(request["heartbeat_timeout"]))
-        if timeout is None:
-            attempt = NO_TIMEOUT_ATTEMPT
-            schedule: timedelta | None = None
-        else:
+        deadline: float | None = None
+        if timeout is not None:
             # An absolute deadline, so that a retried attempt gets only the time that is left.
-            request = {**request, "deadline": workflow.now().timestamp() + timeout}
-            attempt = timedelta(seconds=timeout) + DEADLINE_GRACE
+            deadline = _now() + timeout
+            request = {**request, "deadline": deadline}
+        while True:
+            outcome = await self._attempt(request)
+            waiting = outcome.get("waiting")
+            if waiting is None:
+                return outcome
+            self._open = {r["id"]: r for r in waiting["requests"]}
+            for request_id in self._open:  # an answer that did not fit is asked for again
+                self._decided.pop(request_id, None)
+            self._since = _now()
+            stop = await self._wait(deadline)
+            request = {
+                **request,
+                "journal": waiting["journal"],
+                "decisions": list(self._decided.values()),
+                "stop": stop,
+            }
+            if stop is not None:
+                return await self._attempt(request)
+
+    async def _wait(self, deadline: float | None) -> dict[str, Any] | None:
+        """Wait until every open request is decided or out of time (then decided as timed
+        out); ``None``, or why the execution stops instead (cancelled, or its timeout)."""
+        while self._open:
+            now = _now()
+            ends = [] if deadline is None else [deadline]
+            limits = [r.get("timeout") for r in self._open.values()]
+            ends += [self._since + limit for limit in limits if limit is not None]
+            left = max(0.0, min(ends) - now) if ends else None
+            try:
+                await workflow.wait_condition(lambda: not self._open, timeout=left)
+            except asyncio.CancelledError:
+                return {"source": "signal"}
+            except builtins.TimeoutError:
+                pass
+            if deadline is not None and _now() >= deadline:
+                return {"source": "timeout"}
+            waited = _now() - self._since
+            for request_id, opened in list(self._open.items()):
+                limit = opened.get("timeout")
+                if limit is not None and waited >= limit:
+                    self._open.pop(request_id)
+                    self._decided[request_id] = {
+                        "request_id": request_id,
+                        "kind": opened["kind"],
+                        "reason": _no_decision(opened, limit),
+                        "waited": waited,
+                        "timed_out": True,
+                    }
+        return None
+
+    async def _attempt(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One activity (Temporal retries it after a lost worker): its outcome as data."""
+        heartbeat = timedelta(seconds=float(request["heartbeat_timeout"]))
+        deadline: float | None = request.get("deadline")
+        if deadline is None or request.get("stop") is not None:
+            attempt, schedule = NO_TIMEOUT_ATTEMPT, None
+        else:
+            left = max(0.0, deadline - _now())
+            attempt = timedelta(seconds=left) + DEADLINE_GRACE
             schedule = attempt
         handle = workflow.start_activity(
             ACTIVITY_NAME,
@@ -69,6 +205,18 @@ class ExecutionWorkflow:
         except ActivityError as error:
             return {"unfinished": _unfinished(error)}
         return outcome
+
+
+def _now() -> float:
+    """The workflow's time (replays see the same), in seconds since the epoch."""
+    return workflow.now().timestamp()
+
+
+def _no_decision(request: dict[str, Any], limit: float) -> str:
+    """The reason a request nobody decided in time gets (the same words as in process)."""
+    if request["kind"] == "approval":
+        return f"no decision within {limit:g} s"
+    return f"no answer to {request.get('prompt')!r} within {limit:g} s"
 
 
 def _unfinished(error: ActivityError) -> dict[str, Any]:

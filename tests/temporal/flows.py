@@ -114,12 +114,10 @@ async def unserializable(session: agtl.Session, input: Any) -> Any:
     return {"handle": object()}
 
 
-async def charge_then_slow(session: agtl.Session, input: dict[str, Any]) -> list[str]:
-    """A tool with a side effect (a line in the ledger file, with its idempotency key), then
-    a slow call: a worker killed during the slow call must not charge again."""
-    ledger = input["ledger"]
+def charge_tool(ledger: str, **options: Any) -> agtl.Tool:
+    """``charge(amount)``: a side effect, a ledger line "<pid> <idempotency key> <amount>"."""
 
-    @agtl.tool
+    @agtl.tool(**options)
     def charge(amount: int) -> str:  # a plain def: it runs in a thread, the key reaches it
         """Charge the customer."""
         key = agtl.current_tool_call().idempotency_key
@@ -127,6 +125,28 @@ async def charge_then_slow(session: agtl.Session, input: dict[str, Any]) -> list
             book.write(f"{os.getpid()} {key} {amount}\n")
         return f"charged {amount}"
 
+    return charge
+
+
+async def approved_charge(session: agtl.Session, input: dict[str, Any]) -> str:
+    """The model asks to charge; a person must approve it first."""
+    charge = charge_tool(
+        input["ledger"], needs_approval=True, approval_timeout=input.get("approval_timeout")
+    )
+    prompt = f"pay {input.get('amount', 5)}"
+    return (await session.generate_text(prompt=prompt, tools=[charge])).text
+
+
+async def asks_a_number(session: agtl.Session, input: Any) -> str:
+    """Waits for a person's answer (an int), then says it."""
+    number = await session.request_input("how many?", int, timeout=input.get("timeout"))
+    return (await session.generate_text(prompt=f"got {number}")).text
+
+
+async def charge_then_slow(session: agtl.Session, input: dict[str, Any]) -> list[str]:
+    """A tool with a side effect (a line in the ledger file, with its idempotency key), then
+    a slow call: a worker killed during the slow call must not charge again."""
+    charge = charge_tool(input["ledger"])
     paid = await session.generate_text(prompt="pay 5", tools=[charge], tool_choice="charge")
     slow = await session.generate_text(prompt="slow after the charge")
     return [paid.text, slow.text]
@@ -135,16 +155,7 @@ async def charge_then_slow(session: agtl.Session, input: dict[str, Any]) -> list
 async def pay_twice(session: agtl.Session, input: dict[str, Any]) -> list[str]:
     """Two side-effecting tool calls between slow model calls (the crash fuzz kills its
     worker anywhere in them): each charge is a ledger line with its idempotency key."""
-    ledger = input["ledger"]
-
-    @agtl.tool
-    def charge(amount: int) -> str:
-        """Charge the customer."""
-        key = agtl.current_tool_call().idempotency_key
-        with open(ledger, "a", encoding="utf-8") as book:
-            book.write(f"{os.getpid()} {key} {amount}\n")
-        return f"charged {amount}"
-
+    charge = charge_tool(input["ledger"])
     texts = []
     for prompt in ("pay 1", "slow middle", "pay 2", "slow end"):
         tools = [charge] if prompt.startswith("pay") else None
