@@ -87,11 +87,12 @@ class CallSpec:
         tool_choice: str | None = None,
         max_steps: int | None = None,
         tool_errors: str = "model",
+        approval_timeout: float | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> CallSpec:
         """Check every argument, in the order a reader meets them; the first wrong one
         raises :class:`~agtl.InvalidArgumentError` naming it."""
-        use = _tool_use(tools, tool_choice, max_steps, tool_errors)
+        use = _tool_use(tools, tool_choice, max_steps, tool_errors, approval_timeout)
         built: tuple[Message, ...] | None
         if conversation is not None:
             _check_conversation_call(conversation, prompt=prompt, messages=messages, system=system)
@@ -113,13 +114,27 @@ class CallSpec:
 
 
 def _tool_use(
-    tools: Sequence[Tool] | None, choice: str | None, max_steps: int | None, errors: str
+    tools: Sequence[Tool] | None,
+    choice: str | None,
+    max_steps: int | None,
+    errors: str,
+    approval_timeout: float | None,
 ) -> ToolUse | None:
     if tools is None and choice is None and max_steps is None:
         if errors != "model":
             raise InvalidArgumentError("tool_errors", "only applies to a call with tools=")
+        if approval_timeout is not None:
+            raise InvalidArgumentError("approval_timeout", "only applies to a call with tools=")
         return None
     checked = check_tools(tools if tools is not None else [])
+    if check_optional_seconds("approval_timeout", approval_timeout) is not None:
+        # The call's bound for the tools that need approval and set none of their own.
+        checked = tuple(
+            attrs.evolve(t, approval_timeout=approval_timeout)
+            if t.needs_approval is not False and t.approval_timeout is None
+            else t
+            for t in checked
+        )
     by_name = {t.name: t for t in checked}
     chosen = _check_tool_choice(choice, by_name)
     steps = check_count(

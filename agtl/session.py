@@ -69,6 +69,7 @@ class Session(SessionType):
         tool_choice: str | None = None,
         max_steps: int | None = None,
         tool_errors: str = "model",
+        approval_timeout: float | None = None,
         **options: Any,
     ) -> TextResult:
         """Run one LLM call to the end and return its text, usage and stop reason.
@@ -86,7 +87,8 @@ class Session(SessionType):
         (for small models, which do not call tools on their own); after ``max_steps`` model
         calls (default 10) that still ask for tools, :class:`~agtl.ToolLoopError` is raised.
         A tool that raises is reported to the model as an error, or, with
-        ``tool_errors="raise"``, raises :class:`~agtl.ToolError` here.
+        ``tool_errors="raise"``, raises :class:`~agtl.ToolError` here. ``approval_timeout``
+        denies a call that waits longer for approval (for tools that set no bound of their own).
         """
         spec = CallSpec.of(
             prompt=prompt,
@@ -101,6 +103,7 @@ class Session(SessionType):
             tool_choice=tool_choice,
             max_steps=max_steps,
             tool_errors=tool_errors,
+            approval_timeout=approval_timeout,
             options=options,
         )
         return await self._generate(spec)
@@ -150,7 +153,7 @@ class Session(SessionType):
             raise InvalidArgumentError(
                 "response_format", "generate_object sets it from output_type: leave it out"
             )
-        for loop_only in ("tools", "tool_choice", "max_steps", "tool_errors"):
+        for loop_only in ("tools", "tool_choice", "max_steps", "tool_errors", "approval_timeout"):
             if loop_only in options:
                 raise InvalidArgumentError(
                     loop_only,
@@ -205,6 +208,7 @@ class Session(SessionType):
         tool_choice: str | None = None,
         max_steps: int | None = None,
         tool_errors: str = "model",
+        approval_timeout: float | None = None,
         **options: Any,
     ) -> ToolLoopStream: ...
 
@@ -223,6 +227,7 @@ class Session(SessionType):
         tool_choice: str | None = None,
         max_steps: int | None = None,
         tool_errors: str = "model",
+        approval_timeout: float | None = None,
         **options: Any,
     ) -> TextStream | ToolLoopStream:
         """Start an LLM call whose output arrives as text deltas.
@@ -258,6 +263,7 @@ class Session(SessionType):
             tool_choice=tool_choice,
             max_steps=max_steps,
             tool_errors=tool_errors,
+            approval_timeout=approval_timeout,
             options=options,
         )
         if spec.tools is not None:

@@ -23,7 +23,19 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from bench import core, local, mcp, otel, peers, remote, scale, serve, temporal, tools
+from bench import (
+    core,
+    local,
+    mcp,
+    otel,
+    peers,
+    remote,
+    scale,
+    serve,
+    temporal,
+    temporal_waits,
+    tools,
+)
 from bench._charts import write_charts
 from bench._harness import Comparison
 
@@ -94,7 +106,9 @@ def _serve(mode: Mode, names: set[str]) -> list[Comparison]:
 
 
 def _temporal(mode: Mode, names: set[str]) -> list[Comparison]:
-    return temporal.run_all(quick=mode.quick, only=names)
+    return temporal.run_all(quick=mode.quick, only=names) + temporal_waits.run_all(
+        quick=mode.quick, only=names
+    )
 
 
 def _remote(mode: Mode, names: set[str]) -> list[Comparison]:
@@ -122,7 +136,14 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     "remote": (("remote-chunks", "remote-cancel"), _remote),
     "serve": (("serve-events", "serve-stop"), _serve),
     "temporal": (
-        ("temporal-rate-1", "temporal-rate-2", "temporal-latency", "temporal-cancel"),
+        (
+            "temporal-rate-1",
+            "temporal-rate-2",
+            "temporal-latency",
+            "temporal-cancel",
+            "temporal-approve",
+            "temporal-replay",
+        ),
         _temporal,
     ),
 }

@@ -329,3 +329,41 @@ async def test_answers_are_journaled_replayed_and_a_refused_one_asks_again() -> 
         failed = await ScriptedProvider().with_journal(timed_out).simple_execution(workflow)
     assert isinstance(failed.error, agtl.InputTimeoutError)
     assert str(failed.error) == "no answer in time"
+
+
+async def test_the_calls_approval_timeout_bounds_tools_without_their_own() -> None:
+    ran: list[int] = []
+    own = _transfer_tool(ran, approval_timeout=30)
+    bare = _transfer_tool(ran)
+
+    async def workflow(session: Session) -> list[str]:
+        texts = []
+        for tool in (bare, own):
+            reply = await session.generate_text(prompt="pay", tools=[tool], approval_timeout=0.05)
+            texts.append(reply.text)
+        return texts
+
+    execution = _asks_then_answers().simple_execution(workflow)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(execution.result)
+        with trio.fail_after(DEADLINE):
+            seen = 0
+            async for request in execution.approval_requests():
+                seen += 1
+                if seen == 2:  # its own bound wins: approved after the call's would have passed
+                    await trio.sleep(0.1)
+                    request.approve()
+    result = execution.outcome
+    assert result is not None
+    assert result.value == [
+        "the tool said: The user denied this call: no decision within 0.05 s",
+        "the tool said: sent 500",
+    ]
+    assert ran == [500]
+
+    async def no_tools(session: Session) -> Any:
+        return await session.generate_text(prompt="x", approval_timeout=1)
+
+    refused = await ScriptedProvider().simple_execution(no_tools)
+    assert isinstance(refused.error, agtl.InvalidArgumentError)
+    assert "approval_timeout: only applies to a call with tools=" in str(refused.error)

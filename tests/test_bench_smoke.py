@@ -27,6 +27,7 @@ EVERY_FIGURE = {
     *("otel", "otel-simple"),
     *("mcp-call", "mcp-cancel"),
     *("temporal-rate-1", "temporal-rate-2", "temporal-latency", "temporal-cancel"),
+    *("temporal-approve", "temporal-replay"),
 }
 
 
@@ -90,6 +91,8 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "mcp-cancel",
         "temporal-latency",
         "temporal-cancel",
+        "temporal-approve",
+        "temporal-replay",
     }
     for chart in ("scale.png", "cancel_latency.png"):
         assert (charts / chart).read_bytes().startswith(b"\x89PNG")
