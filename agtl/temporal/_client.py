@@ -195,7 +195,15 @@ class ExecutionHandle:
                 check_str(name, decision[name])
         try:
             with _known(self):
-                await self.workflow.execute_update(update, decision)
+                try:
+                    await self.workflow.execute_update(update, decision)
+                except RPCError as error:
+                    if "completed" not in error.message:
+                        raise
+                    raise InvalidArgumentError(
+                        key,
+                        f"{decision[key]!r}: the execution has ended, nothing waits for a decision",
+                    ) from None
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             if isinstance(cause, ApplicationError) and cause.type == BAD_DECISION:

@@ -35,6 +35,8 @@ ACTIVITY_NAME = "agtl.execute"
 BAD_REQUEST = "AgtlBadRequest"
 #: The error type of a decision for no open request (refused before it reaches history).
 BAD_DECISION = "AgtlBadDecision"
+#: The field of a decision that names its request, by kind.
+_KEYS = {"approval": "call_id", "input": "request_id"}
 #: Without a timeout, how long one attempt may run before Temporal gives up on it.
 NO_TIMEOUT_ATTEMPT = timedelta(hours=24)
 #: Past the agtl deadline, how long Temporal waits for agtl to end the execution itself.
@@ -50,6 +52,7 @@ class ExecutionWorkflow:
         self._open: dict[str, dict[str, Any]] = {}  # requests waiting, by id
         self._decided: dict[str, dict[str, Any]] = {}  # decisions by request id
         self._since = 0.0  # workflow time the open requests began to wait
+        self._running = False  # whether an attempt (an activity) runs now
 
     @workflow.query(name="pending")
     def pending(self) -> list[dict[str, Any]]:
@@ -57,52 +60,64 @@ class ExecutionWorkflow:
         return list(self._open.values())
 
     @workflow.update(name="approve")
-    def approve(self, decision: dict[str, Any]) -> None:
-        self._decide("approval", decision, approved=True)
+    async def approve(self, decision: dict[str, Any]) -> None:
+        await self._settle("approval", decision, approved=True)
 
     @approve.validator
     def _check_approve(self, decision: dict[str, Any]) -> None:
-        self._check("approval", decision, "call_id")
+        self._check("approval", decision, final=False)
 
     @workflow.update(name="deny")
-    def deny(self, decision: dict[str, Any]) -> None:
-        self._decide("approval", decision, approved=False)
+    async def deny(self, decision: dict[str, Any]) -> None:
+        await self._settle("approval", decision, approved=False)
 
     @deny.validator
     def _check_deny(self, decision: dict[str, Any]) -> None:
-        self._check("approval", decision, "call_id")
+        self._check("approval", decision, final=False)
 
     @workflow.update(name="provide_input")
-    def provide_input(self, answer: dict[str, Any]) -> None:
-        self._decide("input", answer, approved=False)
+    async def provide_input(self, answer: dict[str, Any]) -> None:
+        await self._settle("input", answer, approved=False)
 
     @provide_input.validator
     def _check_provide_input(self, answer: dict[str, Any]) -> None:
-        self._check("input", answer, "request_id")
+        self._check("input", answer, final=False)
         if "value" not in answer:
             raise ApplicationError("an answer needs a 'value'", type=BAD_DECISION)
 
-    def _check(self, kind: str, decision: Any, key: str) -> None:
-        """Refuse a decision for no open request of ``kind`` (the client's InvalidArgument)."""
+    def _check(self, kind: str, decision: Any, *, final: bool) -> None:
+        """Refuse a decision for no open request of ``kind`` (the client's InvalidArgument).
+        While an attempt runs (``final`` false), an id not open yet may be the request it is
+        opening: such a decision is held until the attempt ends, then checked again."""
+        key = _KEYS[kind]
         if not isinstance(decision, dict) or not isinstance(decision.get(key), str):
             raise ApplicationError(f"a decision needs {key!r} (a str)", type=BAD_DECISION)
-        request_id = decision[key]
-        opened = self._open.get(request_id)
-        if opened is None or opened["kind"] != kind:
-            waiting = ", ".join(repr(i) for i in self._open if self._open[i]["kind"] == kind)
-            what = "approval request" if kind == "approval" else "input request"
-            state = f"is not an open {what}"
-            if request_id in self._decided:
-                state = "was already decided"
-            raise ApplicationError(
-                f"{request_id!r} {state} (open: {waiting or 'none'})", type=BAD_DECISION
-            )
         for name in ("reason", "by"):
             if decision.get(name) is not None and not isinstance(decision[name], str):
                 raise ApplicationError(f"{name!r} must be a str", type=BAD_DECISION)
+        request_id = decision[key]
+        opened = self._open.get(request_id)
+        if opened is not None and opened["kind"] == kind:
+            return
+        decided = opened is None and request_id in self._decided
+        if not decided and not final and self._running:
+            return
+        waiting = ", ".join(repr(i) for i in self._open if self._open[i]["kind"] == kind)
+        what = "approval request" if kind == "approval" else "input request"
+        state = "was already decided" if decided else f"is not an open {what}"
+        raise ApplicationError(
+            f"{request_id!r} {state} (open: {waiting or 'none'})", type=BAD_DECISION
+        )
+
+    async def _settle(self, kind: str, decision: dict[str, Any], *, approved: bool) -> None:
+        """Record a decision; one that came while an attempt ran waits for its end."""
+        if decision[_KEYS[kind]] not in self._open:
+            await workflow.wait_condition(lambda: not self._running)
+            self._check(kind, decision, final=True)
+        self._decide(kind, decision, approved=approved)
 
     def _decide(self, kind: str, decision: dict[str, Any], *, approved: bool) -> None:
-        request_id = decision["call_id" if kind == "approval" else "request_id"]
+        request_id = decision[_KEYS[kind]]
         self._open.pop(request_id, None)
         self._decided[request_id] = {
             "request_id": request_id,
@@ -126,11 +141,12 @@ class ExecutionWorkflow:
             outcome = await self._attempt(request)
             waiting = outcome.get("waiting")
             if waiting is None:
-                return outcome
+                break
             self._open = {r["id"]: r for r in waiting["requests"]}
             for request_id in self._open:  # an answer that did not fit is asked for again
                 self._decided.pop(request_id, None)
             self._since = _now()
+            self._running = False
             stop = await self._wait(deadline)
             request = {
                 **request,
@@ -139,7 +155,12 @@ class ExecutionWorkflow:
                 "stop": stop,
             }
             if stop is not None:
-                return await self._attempt(request)
+                outcome = await self._attempt(request)
+                break
+        self._running = False
+        # Decisions held while the last attempt ran are refused now, not left hanging.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return outcome
 
     async def _wait(self, deadline: float | None) -> dict[str, Any] | None:
         """Wait until every open request is decided or out of time (then decided as timed
@@ -174,6 +195,7 @@ class ExecutionWorkflow:
 
     async def _attempt(self, request: dict[str, Any]) -> dict[str, Any]:
         """One activity (Temporal retries it after a lost worker): its outcome as data."""
+        self._running = True
         heartbeat = timedelta(seconds=float(request["heartbeat_timeout"]))
         deadline: float | None = request.get("deadline")
         if deadline is None or request.get("stop") is not None:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import agtl
@@ -170,45 +171,65 @@ async def heartbeat_tools(client: Any, workflow: Any) -> set[int]:
     }
 
 
+async def approve_when_asked(handle: temporal.ExecutionHandle) -> None:
+    """A person who approves the execution's request as soon as it is listed."""
+    while not await handle.pending():  # noqa: ASYNC110 - Temporal pushes nothing: poll
+        await asyncio.sleep(0.02)
+    await handle.approve("pay-1", by="fuzz")
+
+
+async def finished_charges(client: Any, handle: temporal.ExecutionHandle, ledger: Path) -> set[int]:
+    """The charges that had finished: those the running attempt's last heartbeat recorded,
+    or, while the execution waits for a person (no attempt running), every charge made."""
+    if (await handle.workflow.describe()).raw_description.pending_activities:
+        return await heartbeat_tools(client, handle.workflow)
+    return {amount for _, amount in ledger_in(ledger)}
+
+
 async def pay_and_kill(
     address: str,
     queue: str,
     files: tuple[Path, Path],
     after: float,
     workers: dict[int, WorkerProcess],
+    approve: int | None = None,
 ) -> tuple[agtl.Result[Any], set[int], str]:
-    """Submit the two-charge workflow (about 2 s of model time), kill its worker ``after`` s
-    past its first call; (Result, the charges the last heartbeat before the kill recorded,
-    the workflow id)."""
+    """Submit the two-charge workflow (about 2 s of model time; with ``approve``, that charge
+    waits for an approval, given as soon as it is asked), kill its worker ``after`` s past
+    its first call; (Result, the charges that had finished at the kill, the workflow id)."""
     log, ledger = files
     client = await temporal.connect(address)
     spec = ProviderSpec.factory(
         "tests.temporal.flows:scripted", log=str(log), delay=0.05, chunks=20
     )
     handle = await temporal.submit(
-        client, "tests.temporal.flows:pay_twice", {"ledger": str(ledger)}, provider=spec,
-        task_queue=queue, timeout=120, heartbeat_timeout=2,
+        client, "tests.temporal.flows:pay_twice", {"ledger": str(ledger), "approve": approve},
+        provider=spec, task_queue=queue, timeout=120, heartbeat_timeout=2,
     )  # fmt: skip
+    approver = asyncio.ensure_future(approve_when_asked(handle)) if approve else None
     await past_the_first_call(log, after)
-    recorded = await heartbeat_tools(client, handle.workflow)
+    recorded = await finished_charges(client, handle, ledger)
     kill_the_running_worker(log, workers, address, queue)
     result = await handle.result()
+    if approver is not None:
+        await approver
     workflow_id = handle.id
     del client, handle
     gc.collect()
     return result, recorded, workflow_id
 
 
+@pytest.mark.parametrize("approve", [None, 2], ids=["no approval", "charge 2 approved"])
 def test_a_killed_worker_never_runs_a_finished_tool_call_again(
-    address: str, tmp_path: Path, tally: Tally
+    address: str, tmp_path: Path, tally: Tally, approve: int | None
 ) -> None:
     with two_workers(address, "pay") as (queue, workers):
-        schedule = kill_schedule("temporal-tools", cases(full=8, quick=2), 0.0, 1.8)
+        schedule = kill_schedule(f"temporal-tools-{approve}", cases(full=8, quick=2), 0.0, 1.8)
         for n, after in enumerate(schedule):
-            tally.start(TOOLS_CATEGORY, key=round(after, 3))
-            files = (tmp_path / f"calls-{n}.log", tmp_path / f"ledger-{n}.txt")
+            tally.start(TOOLS_CATEGORY, key=(approve, round(after, 3)))
+            files = (tmp_path / f"calls-{approve}-{n}.log", tmp_path / f"ledger-{approve}-{n}.txt")
             result, recorded, workflow_id = asyncio.run(
-                pay_and_kill(address, queue, files, after, workers)
+                pay_and_kill(address, queue, files, after, workers, approve)
             )
             assert result.succeeded, result
             assert result.unwrap()[0] == "tool said: charged 1"
@@ -224,12 +245,16 @@ def test_a_killed_worker_never_runs_a_finished_tool_call_again(
                 assert len(keys) == 1, charges
                 assert keys.pop().startswith(f"{workflow_id}:"), charges
                 assert made[amount] <= 2, charges
-            assert result.summary.metadata["temporal_attempt"] > 1, (
-                after,
-                charges,
-                calls_in(files[0]),
-                result.summary.duration,
-            )
+            if approve is None:  # one attempt, retried after the kill
+                assert result.summary.metadata["temporal_attempt"] > 1, (
+                    after,
+                    charges,
+                    calls_in(files[0]),
+                    result.summary.duration,
+                )
             replayed = {c.result: c.replayed for c in result.summary.tool_calls}
             assert all(replayed.get(f"charged {amount}") for amount in recorded), replayed
+            approvals = [c.approval for c in result.summary.tool_calls]
+            wanted = [None, None] if approve is None else [None, agtl.Approval(True, by="fuzz")]
+            assert [a if a is None else attrs.evolve(a, waited=0.0) for a in approvals] == wanted
             tally.hold(TOOLS_CATEGORY, landed=bool(recorded))

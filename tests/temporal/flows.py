@@ -154,8 +154,12 @@ async def charge_then_slow(session: agtl.Session, input: dict[str, Any]) -> list
 
 async def pay_twice(session: agtl.Session, input: dict[str, Any]) -> list[str]:
     """Two side-effecting tool calls between slow model calls (the crash fuzz kills its
-    worker anywhere in them): each charge is a ledger line with its idempotency key."""
-    charge = charge_tool(input["ledger"])
+    worker anywhere in them): each charge is a ledger line with its idempotency key. With
+    ``"approve": n``, the charge of n waits for a person's approval first."""
+    wanted = input.get("approve")
+    charge = charge_tool(
+        input["ledger"], needs_approval=lambda arguments: arguments["amount"] == wanted
+    )
     texts = []
     for prompt in ("pay 1", "slow middle", "pay 2", "slow end"):
         tools = [charge] if prompt.startswith("pay") else None

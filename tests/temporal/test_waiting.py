@@ -67,7 +67,10 @@ def test_an_approval_outlives_the_worker_that_asked_and_the_tool_runs_once(
         await handle.approve("pay-1", by="alice")
         with pytest.raises(agtl.InvalidArgumentError, match="was already decided"):
             await handle.deny("pay-1", "too late")
-        return await handle.result(), handle.id
+        result = await handle.result()
+        with pytest.raises(agtl.InvalidArgumentError, match="has ended"):
+            await handle.approve("pay-1")
+        return result, handle.id
 
     result, workflow_id = with_client(workers.address, scenario)
     assert result.succeeded, result
