@@ -6,7 +6,10 @@ function named by import path with JSON input; the handle's ``result()`` is the 
 :class:`~agtl.Result`, rebuilt from data. Cancelling the Temporal workflow from anywhere
 cancels the execution (source ``signal``, Temporal's reason); finished LLM calls travel in
 the activity's heartbeats, so an attempt retried after a worker died replays them instead of
-paying again. Workers: :func:`serve`, or ``agtl worker`` on the command line.
+paying again. An execution that waits for a person (an approval, an answer) ends its attempt
+and waits in the workflow, holding no worker: ``handle.pending()``, ``handle.approve(...)``,
+``handle.deny(...)`` and ``handle.provide_input(...)`` decide, and the next attempt replays
+what was done and goes on. Workers: :func:`serve`, or ``agtl worker`` on the command line.
 
 The client side is asyncio, like Temporal's SDK.
 """
