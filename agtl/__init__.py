@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from agtl._approvals import ApprovalRequest, InputRequest
+from agtl._limiter import SharedLimits
 from agtl._sync import run
 from agtl._tool_loop import TextPart, ToolCallFinished, ToolCallStarted, ToolLoopStream
 from agtl._tool_runner import ToolProgress
@@ -90,6 +91,7 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "CallJournal",
     "JournalEntry",
     "ToolEntry",
+    "SharedLimits",
     # sessions and model calls
     "Session",
     "TextStream",

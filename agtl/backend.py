@@ -8,12 +8,15 @@ stream. Everything else (executions, sessions, summaries, hooks, limits) lives i
 Nothing else crosses between the core and a backend: the core reaches a backend only through
 ``start_generation`` and the stream's three methods, and a backend sees only the frozen
 :class:`GenerationRequest`, never the execution, the session or the provider's configuration.
+One signal goes the other way, without a reference: a backend that gets "too many requests"
+calls :func:`report_rate_limit`, so limits shared by the provider's calls can slow down.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import contextvars
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -30,7 +33,26 @@ __all__ = [
     "StopReason",
     "ToolChoice",
     "ToolSpec",
+    "report_rate_limit",
 ]
+
+#: Who hears of a 429 in the current call (set around a stream's reads by shared limits).
+rate_limit_listener: contextvars.ContextVar[Callable[[float | None], None] | None] = (
+    contextvars.ContextVar("agtl_rate_limit_listener", default=None)
+)
+
+
+def report_rate_limit(retry_after: float | None) -> None:
+    """A backend got "too many requests" (``retry_after``: the server's hint in seconds).
+
+    Call it from inside ``next_delta`` before waiting to retry: limits the provider shares
+    (``provider.with_limits``) pause every call for that long and lower their concurrency.
+    Without shared limits it does nothing.
+    """
+    listener = rate_limit_listener.get()
+    if listener is not None:
+        listener(retry_after)
+
 
 #: ``"auto"`` (the model decides), ``"required"`` (it must call a tool), ``"none"`` (it must
 #: not), or the name of the one tool it must call.

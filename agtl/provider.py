@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import attrs
 import structlog
 
+from agtl._limiter import SharedLimits, StartGeneration
 from agtl._logging import default_logger
 from agtl._runtime import Runtime
 from agtl._vocabulary import Logger, SummarySink
@@ -56,6 +57,7 @@ class _Config:
     logger: Logger | None = None
     summary_sink: SummarySink | None = None
     journal: CallJournal | None = None
+    limits: SharedLimits | None = None
 
 
 class Provider(abc.ABC):
@@ -148,6 +150,31 @@ class Provider(abc.ABC):
             )
         return self._evolve(journal=journal)
 
+    def with_limits(
+        self,
+        *,
+        max_concurrent: int | None = None,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+    ) -> Self:
+        """Limits every execution on this provider and its ``with_*`` copies shares: calls
+        running at once, calls started and tokens used per minute. A call waits for its turn
+        (first come, first served) at its start, inside the call: every cancel and the call's
+        deadlines reach the wait, and ``queue_wait`` in its summary records it. A 429 from the
+        server pauses every call for its ``retry-after`` and halves the concurrency, which
+        grows back by one after each run of that many calls that end well."""
+        limits = SharedLimits(
+            max_concurrent=max_concurrent,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+        )
+        return self._evolve(limits=limits)
+
+    @property
+    def limits(self) -> SharedLimits | None:
+        """The limits this provider's calls share (``with_limits``), with their state now."""
+        return self._config.limits
+
     def _evolve(self, **changes: Any) -> Self:
         clone = copy.copy(self)
         clone._config = attrs.evolve(self._config, price_cache={}, runtimes={}, **changes)
@@ -162,11 +189,7 @@ class Provider(abc.ABC):
         if runtime is None:
             runtime = config.runtimes[key] = Runtime(
                 provider_name=self.name,
-                start_generation=(
-                    self.start_generation
-                    if config.journal is None
-                    else config.journal.wrap(self.start_generation)
-                ),
+                start_generation=self._start_generation(config),
                 default_model=config.default_model or self._builtin_model(),
                 default_options=config.default_options,
                 cost_of=self.cost_of,
@@ -176,6 +199,16 @@ class Provider(abc.ABC):
                 journal=config.journal,
             )
         return runtime
+
+    def _start_generation(self, config: _Config) -> StartGeneration:
+        """How an execution starts a call: the backend, behind the shared limits, behind
+        the journal (a replayed call waits for nothing)."""
+        start: StartGeneration = self.start_generation
+        if config.limits is not None:
+            start = config.limits.wrap(start)
+        if config.journal is not None:
+            start = config.journal.wrap(start)
+        return start
 
     def _builtin_model(self) -> str | None:
         """The model used when none is configured or passed; backends override it."""

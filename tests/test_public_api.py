@@ -11,7 +11,7 @@ import agtl
 EXPORTED = {
     # executions and providers
     *("Execution", "SimpleExecution", "StreamingExecution", "Provider", "race", "run", "aio"),
-    *("GenerationOptions", "CallJournal", "JournalEntry", "ToolEntry"),
+    *("GenerationOptions", "CallJournal", "JournalEntry", "ToolEntry", "SharedLimits"),
     # sessions and model calls
     *("Session", "TextStream", "TextResult", "Step", "Message", "Role", "Conversation"),
     *("ConversationFileError", "Entry", "Turn", "CancelMarker", "Event", "EventMetrics"),

@@ -20,6 +20,7 @@ from agtl import (
     Usage,
     estimate_tokens,
 )
+from agtl.backend import report_rate_limit
 from agtl_openai._errors import redact, translate
 from agtl_openai._request import ServerQuirks, request_arguments
 
@@ -182,9 +183,11 @@ class OpenAIStream(GenerationStream):
             if not error.is_retryable or attempt > connection.max_retries:
                 raise error
             wait = _backoff(attempt)
-            if isinstance(error, agtl.RateLimitError) and error.retry_after is not None:
-                wait = error.retry_after
-                record["retry_after"] = wait
+            if isinstance(error, agtl.RateLimitError):
+                report_rate_limit(error.retry_after)  # shared limits slow every call down
+                if error.retry_after is not None:
+                    wait = error.retry_after
+                    record["retry_after"] = wait
             await trio.sleep(wait)
 
     def report(self) -> CallReport:
