@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from agtl._approvals import ApprovalRequest, InputRequest
+from agtl._fallback import BreakerState, Health
 from agtl._limiter import SharedLimits
 from agtl._sync import run
 from agtl._tool_loop import TextPart, ToolCallFinished, ToolCallStarted, ToolLoopStream
@@ -58,7 +59,7 @@ from agtl.limits import UsageLimits
 from agtl.messages import Message, Role, ToolCallRequest
 from agtl.options import GenerationOptions
 from agtl.pricing import BUNDLED_PRICING, Price, PricingTable
-from agtl.provider import Provider
+from agtl.provider import FallbackProvider, Provider
 from agtl.race import race
 from agtl.result import CancelInfo, CancelSource, Partial, Result, Status
 from agtl.session import Session, Step, TextResult, TextStream
@@ -84,6 +85,9 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "SimpleExecution",
     "StreamingExecution",
     "Provider",
+    "FallbackProvider",
+    "Health",
+    "BreakerState",
     "race",
     "run",
     "aio",

@@ -91,7 +91,7 @@ class CallState:
         """Usage (estimated where the backend gave none), cost, and the model that answered."""
         assert self.report is not None, "settle() before end()"
         self.usage = self.settle_usage(self.report)
-        self.cost = cost_of(self.model, self.usage)
+        self.cost = self.report.cost if self.report.priced else cost_of(self.model, self.usage)
         if self.report.model:
             self.model = self.report.model
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import contextvars
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -33,6 +34,7 @@ __all__ = [
     "StopReason",
     "ToolChoice",
     "ToolSpec",
+    "may_wait_to_retry",
     "report_rate_limit",
 ]
 
@@ -40,6 +42,20 @@ __all__ = [
 rate_limit_listener: contextvars.ContextVar[Callable[[float | None], None] | None] = (
     contextvars.ContextVar("agtl_rate_limit_listener", default=None)
 )
+
+
+#: How long the current call may wait to retry a refused request (set by a fallback chain).
+retry_wait_limit: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "agtl_retry_wait_limit", default=None
+)
+
+
+def may_wait_to_retry(seconds: float) -> bool:
+    """Whether a backend may wait ``seconds`` (a 429's ``retry-after``, a backoff) to retry a
+    refused request; ``False`` when the caller has somewhere else to send it sooner (a
+    fallback provider's ``max_wait``): the backend then raises the error at once."""
+    limit = retry_wait_limit.get()
+    return limit is None or seconds <= limit
 
 
 def report_rate_limit(retry_after: float | None) -> None:
@@ -110,6 +126,11 @@ class CallReport:
     details: Mapping[str, object] = attrs.field(factory=dict)
     #: The tool calls the model asked for (complete once the generation finished), in order.
     tool_calls: tuple[ToolCallRequest, ...] = ()
+    #: With ``priced``, ``cost`` is the call's whole cost as the backend worked it out (a
+    #: provider that tries several backends prices each attempt with its own prices);
+    #: otherwise the core prices ``usage`` with the provider's prices.
+    priced: bool = False
+    cost: Decimal | None = None
 
 
 class GenerationStream(abc.ABC):

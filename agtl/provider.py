@@ -19,12 +19,13 @@ from typing import Any, ClassVar, Self, TypeVar
 import attrs
 import structlog
 
+from agtl._fallback import Candidate, Chain, Health
 from agtl._limiter import SharedLimits, StartGeneration
 from agtl._logging import default_logger
 from agtl._runtime import Runtime
 from agtl._vocabulary import Logger, SummarySink
 from agtl.backend import GenerationRequest, GenerationStream
-from agtl.errors import InvalidArgumentError
+from agtl.errors import InvalidArgumentError, LLMError
 from agtl.events import Event
 from agtl.execution import SimpleExecution, StreamingExecution
 from agtl.journal import CallJournal
@@ -35,9 +36,16 @@ from agtl.session import Session, TextResult
 from agtl.signals import CancelSignal
 from agtl.tools import Tool
 from agtl.usage import Usage
-from agtl.validation import check_optional_seconds, check_str, require_trio, type_name
+from agtl.validation import (
+    check_count,
+    check_optional_seconds,
+    check_seconds,
+    check_str,
+    require_trio,
+    type_name,
+)
 
-__all__ = ["Provider"]
+__all__ = ["FallbackProvider", "Provider"]
 
 T = TypeVar("T")
 
@@ -174,6 +182,29 @@ class Provider(abc.ABC):
     def limits(self) -> SharedLimits | None:
         """The limits this provider's calls share (``with_limits``), with their state now."""
         return self._config.limits
+
+    def with_fallback(
+        self,
+        other: Provider,
+        *more: Provider,
+        on: FallbackOn = None,
+        first_token_timeout: float | None = None,
+        max_wait: float = 1.0,
+        failures: int = 5,
+        cooldown: float = 30.0,
+    ) -> FallbackProvider:
+        """This provider first, then ``other`` (and ``more``) when a call fails before its
+        first output: see :class:`FallbackProvider`."""
+        return FallbackProvider(
+            self,
+            other,
+            *more,
+            on=on,
+            first_token_timeout=first_token_timeout,
+            max_wait=max_wait,
+            failures=failures,
+            cooldown=cooldown,
+        )
 
     def _evolve(self, **changes: Any) -> Self:
         clone = copy.copy(self)
@@ -373,3 +404,97 @@ class Provider(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.default_model!r})"
+
+
+#: What a fallback chain falls back on: a predicate on the error, or error types.
+FallbackOn = Callable[[LLMError], bool] | type[LLMError] | tuple[type[LLMError], ...] | None
+
+
+class FallbackProvider(Provider):
+    """Providers in order: a call that fails before its first output goes to the next one.
+
+    It falls back on an error ``on`` accepts (default: a retryable one: a refused or broken
+    connection, a 5xx, a transport timeout, a 429 whose ``retry-after`` is longer than
+    ``max_wait`` seconds, which the backend then does not wait out) and when no output came
+    within ``first_token_timeout``. After the first output it never falls back: the text is
+    already the user's. The first provider gets the call's model, the others their own
+    default model. Each provider's shared limits (``with_limits``) still apply to its calls.
+
+    Every attempt is in the call's ``details["attempts"]`` (provider, model, outcome, error,
+    seconds, usage, cost); the call's usage and cost sum them, each priced by its own
+    provider. A circuit breaker per provider passes one over for ``cooldown`` seconds after
+    ``failures`` failed attempts in a row, then lets one call probe it: :meth:`health`.
+    Closing this provider closes the providers it holds.
+    """
+
+    name = "fallback"
+
+    def __init__(
+        self,
+        primary: Provider,
+        *others: Provider,
+        on: FallbackOn = None,
+        first_token_timeout: float | None = None,
+        max_wait: float = 1.0,
+        failures: int = 5,
+        cooldown: float = 30.0,
+    ) -> None:
+        super().__init__()
+        providers = (primary, *others)
+        for index, provider in enumerate(providers):
+            if not isinstance(provider, Provider):
+                raise InvalidArgumentError(
+                    "primary" if index == 0 else "others",
+                    f"must be agtl providers, not {type_name(provider)}",
+                )
+        if not others:
+            raise InvalidArgumentError("others", "a fallback needs at least two providers")
+        self.providers = providers
+        self._chain = Chain(
+            [
+                Candidate(
+                    p.name,
+                    p.default_model,
+                    p.start_generation if p.limits is None else p.limits.wrap(p.start_generation),
+                    p.cost_of,
+                )
+                for p in providers
+            ],
+            on=_falls_back_on(on),
+            first_token_timeout=check_optional_seconds("first_token_timeout", first_token_timeout),
+            max_wait=check_seconds("max_wait", max_wait),
+            failures=check_count("failures", failures, minimum=1),
+            cooldown=check_seconds("cooldown", cooldown),
+        )
+
+    def _builtin_model(self) -> str | None:
+        return self.providers[0].default_model
+
+    def health(self) -> tuple[Health, ...]:
+        """Each provider's breaker now: closed, open (and for how long) or half-open."""
+        return self._chain.health()
+
+    async def start_generation(self, request: GenerationRequest) -> GenerationStream:
+        return await self._chain.start(request)
+
+    async def aclose(self) -> None:
+        for provider in self.providers:
+            await provider.aclose()
+
+    def __repr__(self) -> str:
+        return f"FallbackProvider({', '.join(repr(p) for p in self.providers)})"
+
+
+def _falls_back_on(on: FallbackOn) -> Callable[[LLMError], bool]:
+    if on is None:
+        return lambda error: error.is_retryable
+    if isinstance(on, (type, tuple)):
+        kinds = on if isinstance(on, tuple) else (on,)
+        if not all(isinstance(k, type) and issubclass(k, LLMError) for k in kinds):
+            raise InvalidArgumentError("on", "error types must be agtl.LLMError subclasses")
+        return lambda error: isinstance(error, kinds)
+    if callable(on):
+        return on
+    raise InvalidArgumentError(
+        "on", f"must be a predicate on the error or LLMError types, not {type_name(on)}"
+    )

@@ -20,7 +20,7 @@ from agtl import (
     Usage,
     estimate_tokens,
 )
-from agtl.backend import report_rate_limit
+from agtl.backend import may_wait_to_retry, report_rate_limit
 from agtl_openai._errors import redact, translate
 from agtl_openai._request import ServerQuirks, request_arguments
 
@@ -180,14 +180,16 @@ class OpenAIStream(GenerationStream):
             if isinstance(error, agtl.ProviderError) and error.status_code is not None:
                 record["status"] = error.status_code
             self._attempts.append(record)
+            if isinstance(error, agtl.RateLimitError):
+                report_rate_limit(error.retry_after)  # shared limits slow every call down
             if not error.is_retryable or attempt > connection.max_retries:
                 raise error
             wait = _backoff(attempt)
-            if isinstance(error, agtl.RateLimitError):
-                report_rate_limit(error.retry_after)  # shared limits slow every call down
-                if error.retry_after is not None:
-                    wait = error.retry_after
-                    record["retry_after"] = wait
+            if isinstance(error, agtl.RateLimitError) and error.retry_after is not None:
+                wait = error.retry_after
+                record["retry_after"] = wait
+            if not may_wait_to_retry(wait):  # a fallback is sooner than waiting
+                raise error
             await trio.sleep(wait)
 
     def report(self) -> CallReport:

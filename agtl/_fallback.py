@@ -1,0 +1,336 @@
+"""An ordered fallback chain of backends, with a circuit breaker for each.
+
+A call goes to the first backend whose breaker lets it through. If that attempt fails before
+its first output with an error worth another backend (by default: a retryable one, such as
+a refused connection, a 5xx, a 429 the backend would have to wait out longer than
+``max_wait``), or gives no output within ``first_token_timeout``, the same request goes to
+the next one. Once output has come, the call stays with that backend: the text is already
+the user's, and a later error is the call's. Every attempt is kept in the call's
+``details["attempts"]`` (backend, model, outcome, error, seconds, usage, cost), and the
+call's usage and cost are the sums over its attempts, each priced by its own backend.
+
+A breaker opens after ``failures`` attempts in a row that failed; an open backend is passed
+over for ``cooldown`` seconds, then one call probes it (half-open): a success closes it, a
+failure opens it again. When every breaker is open the chain tries its backends anyway, in
+order, rather than fail a call without trying. State changes are logged.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import trio
+
+from agtl._logging import default_logger
+from agtl.backend import CallReport, GenerationRequest, GenerationStream, retry_wait_limit
+from agtl.errors import LLMError, ProviderError
+from agtl.usage import Provenance, Usage
+
+__all__ = ["BreakerState", "Candidate", "Chain", "Health"]
+
+StartGeneration = Callable[[GenerationRequest], Awaitable[GenerationStream]]
+
+
+@attrs.frozen
+class Candidate:
+    """One backend of a chain: how to start a call on it and how to price it."""
+
+    name: str
+    model: str | None  # the model it is asked for when the call goes to it
+    start: StartGeneration
+    cost_of: Callable[[str, Usage], Decimal | None]
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@attrs.frozen
+class Health:
+    """A backend of a fallback chain as its breaker sees it now."""
+
+    provider: str
+    state: BreakerState
+    #: Failed attempts in a row.
+    failures: int
+    #: Seconds until an open breaker lets a probe through (``None`` unless open).
+    retry_in: float | None = None
+
+
+class _Breaker:
+    def __init__(self, name: str, failures: int, cooldown: float) -> None:
+        self.name = name
+        self.limit = failures
+        self.cooldown = cooldown
+        self.state = BreakerState.CLOSED
+        self.failures = 0
+        self.opened_at = 0.0
+        self.probing = False
+
+    def admits(self, now: float) -> bool:
+        if self.state is BreakerState.CLOSED:
+            return True
+        if self.state is BreakerState.OPEN and now >= self.opened_at + self.cooldown:
+            self._move(BreakerState.HALF_OPEN)
+        if self.state is BreakerState.HALF_OPEN and not self.probing:
+            self.probing = True  # one probe at a time
+            return True
+        return False
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.probing = False
+        if self.state is not BreakerState.CLOSED:
+            self._move(BreakerState.CLOSED)
+
+    def failed(self, now: float) -> None:
+        self.failures += 1
+        self.probing = False
+        if self.state is BreakerState.HALF_OPEN or (
+            self.state is BreakerState.CLOSED and self.failures >= self.limit
+        ):
+            self.opened_at = now
+            self._move(BreakerState.OPEN)
+
+    def settle_probe(self) -> None:
+        """A probe that ended with neither verdict (a cancel): let the next call probe."""
+        self.probing = False
+
+    def health(self, now: float) -> Health:
+        retry_in = None
+        if self.state is BreakerState.OPEN:
+            retry_in = max(0.0, self.opened_at + self.cooldown - now)
+        return Health(self.name, self.state, self.failures, retry_in)
+
+    def _move(self, state: BreakerState) -> None:
+        default_logger().info(
+            "provider.breaker", provider=self.name, state=state.value, failures=self.failures
+        )
+        self.state = state
+
+
+class Chain:
+    """The backends of a fallback provider, in order, with their breakers (shared by the
+    provider's ``with_*`` copies)."""
+
+    def __init__(
+        self,
+        candidates: Sequence[Candidate],
+        *,
+        on: Callable[[LLMError], bool],
+        first_token_timeout: float | None,
+        max_wait: float,
+        failures: int,
+        cooldown: float,
+    ) -> None:
+        self.candidates = tuple(candidates)
+        self.on = on
+        self.first_token_timeout = first_token_timeout
+        self.max_wait = max_wait
+        self._breakers = [_Breaker(c.name, failures, cooldown) for c in candidates]
+        self._lock = threading.Lock()
+
+    async def start(self, request: GenerationRequest) -> GenerationStream:
+        return _ChainStream(self, request)
+
+    def health(self) -> tuple[Health, ...]:
+        now = time.monotonic()
+        with self._lock:
+            return tuple(b.health(now) for b in self._breakers)
+
+    def admits(self, index: int) -> bool:
+        """Whether backend ``index``'s breaker lets a call through now (a half-open one lets
+        one probe through at a time)."""
+        with self._lock:
+            return self._breakers[index].admits(time.monotonic())
+
+    def verdict(self, index: int, *, ok: bool | None) -> None:
+        with self._lock:
+            breaker = self._breakers[index]
+            if ok is None:
+                breaker.settle_probe()
+            elif ok:
+                breaker.succeeded()
+            else:
+                breaker.failed(time.monotonic())
+
+
+class _ChainStream(GenerationStream):
+    def __init__(self, chain: Chain, request: GenerationRequest) -> None:
+        self._chain = chain
+        self._request = request
+        self._attempts: list[dict[str, Any]] = []
+        self._usage: list[Usage] = []
+        self._costs: list[Decimal | None] = []
+        self._live: GenerationStream | None = None
+        self._live_index = -1
+        self._live_started = 0.0
+        self._trying: GenerationStream | None = None
+        self._last: LLMError | None = None
+
+    async def next_delta(self) -> str | None:
+        if self._live is not None:
+            return await self._live.next_delta()
+        return await self._first()
+
+    async def _first(self) -> str | None:
+        chain = self._chain
+        passed_over = []
+        for index in range(len(chain.candidates)):
+            if not chain.admits(index):
+                passed_over.append(index)
+                continue
+            answered, delta = await self._attempt(index)
+            if answered:
+                return delta
+        if len(passed_over) == len(chain.candidates):
+            # Every breaker is open: try them all anyway rather than fail untried.
+            for index in passed_over:
+                answered, delta = await self._attempt(index)
+                if answered:
+                    return delta
+        if self._last is not None:
+            raise self._last
+        raise ProviderError("the fallback chain has no provider to try", provider="fallback")
+
+    async def _attempt(self, index: int) -> tuple[bool, str | None]:
+        """Try backend ``index``: (whether it gave its first output, that output). An error
+        the chain does not fall back on is raised."""
+        chain = self._chain
+        started = time.monotonic()
+        waiting = retry_wait_limit.set(chain.max_wait)
+        outcome, error = "error", None
+        try:
+            self._trying = stream = await chain.candidates[index].start(self._request_for(index))
+            with trio.move_on_after(chain.first_token_timeout or math.inf) as scope:
+                delta = await stream.next_delta()
+            if not scope.cancelled_caught:
+                chain.verdict(index, ok=True)
+                self._live, self._live_index, self._live_started = stream, index, started
+                self._trying = None
+                return True, delta
+            outcome = "timeout"
+            error = f"no output within first_token_timeout={chain.first_token_timeout:g}s"
+        except LLMError as exc:
+            if not chain.on(exc):
+                chain.verdict(index, ok=None)
+                await self._close_trying(index, started, "error", _describe(exc))
+                raise
+            self._last, error = exc, _describe(exc)
+        except BaseException:
+            chain.verdict(index, ok=None)
+            await self._close_trying(index, started, "cancelled", None)
+            raise
+        finally:
+            retry_wait_limit.reset(waiting)
+        chain.verdict(index, ok=False)
+        await self._close_trying(index, started, outcome, error)
+        return False, None
+
+    def _request_for(self, index: int) -> GenerationRequest:
+        """The request as backend ``index`` gets it: the first backend the call's model, the
+        others their own model (when they have one)."""
+        model = self._chain.candidates[index].model
+        if index == 0 or model is None:
+            return self._request
+        return attrs.evolve(self._request, model=model)
+
+    async def _close_trying(
+        self, index: int, started: float, outcome: str, error: str | None
+    ) -> None:
+        stream, self._trying = self._trying, None
+        report = None
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            report = stream.report()
+        self._record(index, started, outcome, error, report)
+
+    def _record(
+        self,
+        index: int,
+        started: float,
+        outcome: str,
+        error: str | None,
+        report: CallReport | None,
+    ) -> None:
+        candidate = self._chain.candidates[index]
+        usage = Usage(0, 0, provenance=Provenance.COUNTED) if report is None else report.usage
+        model = (report.model if report is not None else None) or self._request_for(index).model
+        cost = candidate.cost_of(model, usage)
+        self._usage.append(usage)
+        self._costs.append(cost)
+        self._attempts.append(
+            {
+                "provider": candidate.name,
+                "model": model,
+                "outcome": outcome,
+                "error": error,
+                "seconds": round(time.monotonic() - started, 6),
+                "usage": usage.to_dict(),
+                "cost": None if cost is None else str(cost),
+                **({} if report is None else {"details": dict(report.details)}),
+            }
+        )
+
+    def report(self) -> CallReport:
+        usages, costs = list(self._usage), list(self._costs)
+        attempts = list(self._attempts)
+        live = None if self._live is None else self._live.report()
+        if live is not None:
+            candidate = self._chain.candidates[self._live_index]
+            model = live.model or self._request_for(self._live_index).model
+            cost = candidate.cost_of(model, live.usage)
+            usages.append(live.usage)
+            costs.append(cost)
+            attempts.append(
+                {
+                    "provider": candidate.name,
+                    "model": model,
+                    "outcome": "answered",
+                    "error": None,
+                    "seconds": round(time.monotonic() - self._live_started, 6),
+                    "usage": live.usage.to_dict(),
+                    "cost": None if cost is None else str(cost),
+                    "details": dict(live.details),
+                }
+            )
+        usage = Usage(0, 0, provenance=Provenance.COUNTED)
+        for part in usages:
+            usage = usage + part
+        total: Decimal | None = Decimal(0)
+        for cost in costs:
+            total = None if total is None or cost is None else total + cost
+        details: dict[str, Any] = {"attempts": attempts}
+        if live is None:
+            return CallReport(usage, None, None, details, priced=True, cost=total)
+        return CallReport(
+            usage,
+            live.stop_reason,
+            live.model or self._request_for(self._live_index).model,
+            details,
+            tool_calls=live.tool_calls,
+            priced=True,
+            cost=total,
+        )
+
+    async def aclose(self) -> None:
+        try:
+            if self._trying is not None:
+                await self._trying.aclose()
+        finally:
+            if self._live is not None:
+                await self._live.aclose()
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,150 @@
+"""FallbackProvider on scripted backends: which errors fall back and which do not, the first
+token as the point of no return, every attempt in the call's record with its usage and cost,
+the circuit breaker's states, and a cancel in the middle of an attempt."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import trio
+
+import agtl
+from agtl.testing import Reply, ScriptedProvider
+
+DEADLINE = 10
+PRICE = agtl.Price(input=Decimal(1), output=Decimal(2))
+
+
+def scripted(name: str, *replies: Reply) -> ScriptedProvider:
+    """A scripted provider answering ``replies`` in order, priced per model ``name``."""
+    return (
+        ScriptedProvider(*replies)
+        .with_default_model(name)
+        .with_pricing({name: agtl.Price(input=Decimal(1), output=Decimal(2))})
+    )
+
+
+def down(status: int = 503) -> Reply:
+    return Reply(error=agtl.ServerError(f"{status} from the test", status_code=status))
+
+
+def attempts(call: agtl.LLMCallSummary) -> list[dict[str, Any]]:
+    """The call's attempts, as its details list them."""
+    found = call.details["attempts"]
+    assert isinstance(found, list)
+    return found
+
+
+async def answer(provider: agtl.Provider, **options: Any) -> agtl.Result[Any]:
+    async def workflow(session: agtl.Session) -> str:
+        return (await session.generate_text(prompt="hello", **options)).text
+
+    with trio.fail_after(DEADLINE):
+        return await provider.simple_execution(workflow)
+
+
+async def test_a_call_that_fails_before_its_first_token_goes_to_the_next_provider() -> None:
+    primary = scripted("big", down())
+    secondary = scripted("small", Reply("from the second", usage=agtl.Usage(10, 3)))
+    result = await answer(primary.with_fallback(secondary))
+    assert result.value == "from the second"
+    [call] = result.summary.llm_calls
+    first, second = attempts(call)
+    assert (first["provider"], first["model"], first["outcome"]) == ("scripted", "big", "error")
+    assert first["error"].startswith("ServerError: 503 from the test")
+    assert (second["model"], second["outcome"]) == ("small", "answered")
+    assert call.model == "small"  # the model that answered
+    assert secondary._script.calls[0].model == "small"  # each provider gets its own model
+    # The call costs what its attempts cost, each at its own price (the scripted backend
+    # counts the prompt of the attempt that failed).
+    assert second["cost"] == str(Decimal(10 * 1 + 3 * 2) / 1_000_000)
+    assert call.cost == Decimal(first["cost"]) + Decimal(second["cost"])
+    assert call.usage.input_tokens == 10 + first["usage"]["input_tokens"]
+    assert call.usage.output_tokens == 3
+
+
+async def test_no_fallback_after_the_first_token_nor_on_an_error_that_says_so() -> None:
+    broke = Reply(["half ", "of it"], error=agtl.ServerError("cut", status_code=502))
+    secondary = scripted("small", Reply("unused"))
+    result = await answer(scripted("big", broke).with_fallback(secondary))
+    assert isinstance(result.error, agtl.ServerError)
+    assert result.partial is not None
+    assert result.partial.text == "half of it"  # the text was the user's already
+    refused = Reply(error=agtl.BadRequestError("bad", status_code=400))
+    result = await answer(scripted("big", refused).with_fallback(secondary))
+    assert isinstance(result.error, agtl.BadRequestError)
+    assert secondary._script.calls == []
+    # `on=` picks the errors to fall back on.
+    chosen = scripted("big", refused).with_fallback(
+        scripted("small", Reply("ok")), on=agtl.BadRequestError
+    )
+    assert (await answer(chosen)).value == "ok"
+
+
+async def test_no_first_token_in_time_falls_back() -> None:
+    slow = scripted("big", Reply("too late", first_delay=5))
+    provider = slow.with_fallback(scripted("small", Reply("in time")), first_token_timeout=0.05)
+    result = await answer(provider)
+    assert result.value == "in time"
+    first, _ = attempts(result.summary.llm_calls[0])
+    assert first["outcome"] == "timeout"
+    assert 0.05 <= first["seconds"] < 1
+
+
+async def test_the_breaker_opens_passes_over_then_probes_and_closes() -> None:
+    primary = scripted("big", down(), down(), Reply("back"))
+    provider = primary.with_fallback(
+        scripted("small", *(Reply(f"second {i}") for i in range(3))), failures=2, cooldown=0.2
+    )
+    assert [h.state for h in provider.health()] == [agtl.BreakerState.CLOSED] * 2
+    assert (await answer(provider)).value == "second 0"
+    assert (await answer(provider)).value == "second 1"
+    [big, small] = provider.health()
+    assert (big.state, big.failures, small.state) == (agtl.BreakerState.OPEN, 2, "closed")
+    assert big.retry_in is not None
+    assert 0 < big.retry_in <= 0.2
+    # Open: passed over, not called.
+    assert (await answer(provider)).value == "second 2"
+    assert len(primary._script.calls) == 2
+    await trio.sleep(0.2)
+    # The cooldown is over: one call probes it, it answers, the breaker closes.
+    assert (await answer(provider)).value == "back"
+    assert provider.health()[0].state is agtl.BreakerState.CLOSED
+
+
+async def test_a_cancel_during_an_attempt_is_recorded_and_nothing_is_left() -> None:
+    signal = agtl.CancelSignal()
+    provider = scripted("big", down()).with_fallback(
+        scripted("small", Reply(["a ", "b ", "c"], first_delay=5))
+    )
+
+    async def workflow(session: agtl.Session) -> str:
+        return (await session.generate_text(prompt="hello")).text
+
+    async with trio.open_nursery() as nursery:
+        nursery.cancel_scope.deadline = trio.current_time() + DEADLINE
+        execution = provider.simple_execution(workflow, signal=signal)
+        nursery.start_soon(execution.result)
+        await trio.sleep(0.05)
+        signal.cancel("the user left")
+    result = execution.outcome
+    assert result is not None
+    assert result.canceled
+    outcomes = [a["outcome"] for a in attempts(result.summary.llm_calls[0])]
+    assert outcomes == ["error", "cancelled"]
+    # A probe cut by a cancel leaves the breaker as it was.
+    assert [h.failures for h in provider.health()] == [1, 0]
+
+
+def test_bad_arguments_are_refused() -> None:
+    one = scripted("big")
+    with pytest.raises(agtl.InvalidArgumentError, match="at least two providers"):
+        agtl.FallbackProvider(one)
+    with pytest.raises(agtl.InvalidArgumentError, match="others"):
+        agtl.FallbackProvider(one, "not a provider")  # type: ignore[arg-type]
+    with pytest.raises(agtl.InvalidArgumentError, match="on"):
+        one.with_fallback(scripted("small"), on=ValueError)  # type: ignore[arg-type]
+    with pytest.raises(agtl.InvalidArgumentError, match="failures"):
+        one.with_fallback(scripted("small"), failures=0)
