@@ -59,7 +59,7 @@ from agtl.limits import UsageLimits
 from agtl.messages import Message, Role, ToolCallRequest
 from agtl.options import GenerationOptions
 from agtl.pricing import BUNDLED_PRICING, Price, PricingTable
-from agtl.provider import FallbackProvider, Provider
+from agtl.provider import FallbackProvider, HedgedProvider, Provider
 from agtl.race import race
 from agtl.result import CancelInfo, CancelSource, Partial, Result, Status
 from agtl.session import Session, Step, TextResult, TextStream
@@ -86,6 +86,7 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "StreamingExecution",
     "Provider",
     "FallbackProvider",
+    "HedgedProvider",
     "Health",
     "BreakerState",
     "race",

@@ -21,31 +21,17 @@ import enum
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from decimal import Decimal
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
 
+from agtl._attempts import AttemptLog, Candidate, describe
 from agtl._logging import default_logger
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, retry_wait_limit
 from agtl.errors import LLMError, ProviderError
-from agtl.usage import Provenance, Usage
 
-__all__ = ["BreakerState", "Candidate", "Chain", "Health"]
-
-StartGeneration = Callable[[GenerationRequest], Awaitable[GenerationStream]]
-
-
-@attrs.frozen
-class Candidate:
-    """One backend of a chain: how to start a call on it and how to price it."""
-
-    name: str
-    model: str | None  # the model it is asked for when the call goes to it
-    start: StartGeneration
-    cost_of: Callable[[str, Usage], Decimal | None]
+__all__ = ["BreakerState", "Chain", "Health"]
 
 
 class BreakerState(enum.StrEnum):
@@ -167,10 +153,7 @@ class Chain:
 class _ChainStream(GenerationStream):
     def __init__(self, chain: Chain, request: GenerationRequest) -> None:
         self._chain = chain
-        self._request = request
-        self._attempts: list[dict[str, Any]] = []
-        self._usage: list[Usage] = []
-        self._costs: list[Decimal | None] = []
+        self._log = AttemptLog(chain.candidates, request)
         self._live: GenerationStream | None = None
         self._live_index = -1
         self._live_started = 0.0
@@ -210,7 +193,8 @@ class _ChainStream(GenerationStream):
         waiting = retry_wait_limit.set(chain.max_wait)
         outcome, error = "error", None
         try:
-            self._trying = stream = await chain.candidates[index].start(self._request_for(index))
+            request = self._log.request_for(index)
+            self._trying = stream = await chain.candidates[index].start(request)
             with trio.move_on_after(chain.first_token_timeout or math.inf) as scope:
                 delta = await stream.next_delta()
             if not scope.cancelled_caught:
@@ -223,9 +207,9 @@ class _ChainStream(GenerationStream):
         except LLMError as exc:
             if not chain.on(exc):
                 chain.verdict(index, ok=None)
-                await self._close_trying(index, started, "error", _describe(exc))
+                await self._close_trying(index, started, "error", describe(exc))
                 raise
-            self._last, error = exc, _describe(exc)
+            self._last, error = exc, describe(exc)
         except BaseException:
             chain.verdict(index, ok=None)
             await self._close_trying(index, started, "cancelled", None)
@@ -236,92 +220,14 @@ class _ChainStream(GenerationStream):
         await self._close_trying(index, started, outcome, error)
         return False, None
 
-    def _request_for(self, index: int) -> GenerationRequest:
-        """The request as backend ``index`` gets it: the first backend the call's model, the
-        others their own model (when they have one)."""
-        model = self._chain.candidates[index].model
-        if index == 0 or model is None:
-            return self._request
-        return attrs.evolve(self._request, model=model)
-
     async def _close_trying(
         self, index: int, started: float, outcome: str, error: str | None
     ) -> None:
         stream, self._trying = self._trying, None
-        report = None
-        if stream is not None:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-            report = stream.report()
-        self._record(index, started, outcome, error, report)
-
-    def _record(
-        self,
-        index: int,
-        started: float,
-        outcome: str,
-        error: str | None,
-        report: CallReport | None,
-    ) -> None:
-        candidate = self._chain.candidates[index]
-        usage = Usage(0, 0, provenance=Provenance.COUNTED) if report is None else report.usage
-        model = (report.model if report is not None else None) or self._request_for(index).model
-        cost = candidate.cost_of(model, usage)
-        self._usage.append(usage)
-        self._costs.append(cost)
-        self._attempts.append(
-            {
-                "provider": candidate.name,
-                "model": model,
-                "outcome": outcome,
-                "error": error,
-                "seconds": round(time.monotonic() - started, 6),
-                "usage": usage.to_dict(),
-                "cost": None if cost is None else str(cost),
-                **({} if report is None else {"details": dict(report.details)}),
-            }
-        )
+        await self._log.close(stream, index, started, outcome, error)
 
     def report(self) -> CallReport:
-        usages, costs = list(self._usage), list(self._costs)
-        attempts = list(self._attempts)
-        live = None if self._live is None else self._live.report()
-        if live is not None:
-            candidate = self._chain.candidates[self._live_index]
-            model = live.model or self._request_for(self._live_index).model
-            cost = candidate.cost_of(model, live.usage)
-            usages.append(live.usage)
-            costs.append(cost)
-            attempts.append(
-                {
-                    "provider": candidate.name,
-                    "model": model,
-                    "outcome": "answered",
-                    "error": None,
-                    "seconds": round(time.monotonic() - self._live_started, 6),
-                    "usage": live.usage.to_dict(),
-                    "cost": None if cost is None else str(cost),
-                    "details": dict(live.details),
-                }
-            )
-        usage = Usage(0, 0, provenance=Provenance.COUNTED)
-        for part in usages:
-            usage = usage + part
-        total: Decimal | None = Decimal(0)
-        for cost in costs:
-            total = None if total is None or cost is None else total + cost
-        details: dict[str, Any] = {"attempts": attempts}
-        if live is None:
-            return CallReport(usage, None, None, details, priced=True, cost=total)
-        return CallReport(
-            usage,
-            live.stop_reason,
-            live.model or self._request_for(self._live_index).model,
-            details,
-            tool_calls=live.tool_calls,
-            priced=True,
-            cost=total,
-        )
+        return self._log.report(self._live, self._live_index, self._live_started)
 
     async def aclose(self) -> None:
         try:
@@ -330,7 +236,3 @@ class _ChainStream(GenerationStream):
         finally:
             if self._live is not None:
                 await self._live.aclose()
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"

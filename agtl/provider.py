@@ -19,7 +19,9 @@ from typing import Any, ClassVar, Self, TypeVar
 import attrs
 import structlog
 
-from agtl._fallback import Candidate, Chain, Health
+from agtl._attempts import Candidate
+from agtl._fallback import Chain, Health
+from agtl._hedge import Hedge
 from agtl._limiter import SharedLimits, StartGeneration
 from agtl._logging import default_logger
 from agtl._runtime import Runtime
@@ -45,7 +47,7 @@ from agtl.validation import (
     type_name,
 )
 
-__all__ = ["FallbackProvider", "Provider"]
+__all__ = ["FallbackProvider", "HedgedProvider", "Provider"]
 
 T = TypeVar("T")
 
@@ -205,6 +207,11 @@ class Provider(abc.ABC):
             failures=failures,
             cooldown=cooldown,
         )
+
+    def with_hedge(self, other: Provider, *, after: float | str) -> HedgedProvider:
+        """This provider, and ``other`` too when no output came within ``after`` seconds
+        (or ``"p95"``): see :class:`HedgedProvider`."""
+        return HedgedProvider(self, other, after=after)
 
     def _evolve(self, **changes: Any) -> Self:
         clone = copy.copy(self)
@@ -451,15 +458,7 @@ class FallbackProvider(Provider):
             raise InvalidArgumentError("others", "a fallback needs at least two providers")
         self.providers = providers
         self._chain = Chain(
-            [
-                Candidate(
-                    p.name,
-                    p.default_model,
-                    p.start_generation if p.limits is None else p.limits.wrap(p.start_generation),
-                    p.cost_of,
-                )
-                for p in providers
-            ],
+            [_candidate(p) for p in providers],
             on=_falls_back_on(on),
             first_token_timeout=check_optional_seconds("first_token_timeout", first_token_timeout),
             max_wait=check_seconds("max_wait", max_wait),
@@ -483,6 +482,57 @@ class FallbackProvider(Provider):
 
     def __repr__(self) -> str:
         return f"FallbackProvider({', '.join(repr(p) for p in self.providers)})"
+
+
+class HedgedProvider(Provider):
+    """A provider whose slow calls are hedged: when ``primary`` has given no output after
+    ``after`` seconds, the same request also goes to ``other`` (which may be the same
+    provider), and the first to give output wins; the other is cancelled at once and kept in
+    the call's ``details["attempts"]`` as ``lost``, with what it used and cost, which the
+    call's usage and cost include. ``after="p95"`` hedges at the 95th percentile of the
+    primary's time to first output over the last 100 calls through this provider (1 s until
+    20 are known). An attempt that fails before its output leaves the race to the other."""
+
+    name = "hedged"
+
+    def __init__(self, primary: Provider, other: Provider, *, after: float | str) -> None:
+        super().__init__()
+        for name, provider in (("primary", primary), ("other", other)):
+            if not isinstance(provider, Provider):
+                raise InvalidArgumentError(
+                    name, f"must be an agtl provider, not {type_name(provider)}"
+                )
+        if after == "p95":
+            fixed = None
+        elif isinstance(after, str):
+            raise InvalidArgumentError("after", f"must be seconds or 'p95', not {after!r}")
+        else:
+            fixed = check_seconds("after", after)
+        self.providers = (primary, other)
+        self._hedge = Hedge(_candidate(primary), _candidate(other), fixed)
+
+    @property
+    def after(self) -> float:
+        """Seconds without output before a call is hedged, now."""
+        return self._hedge.after
+
+    def _builtin_model(self) -> str | None:
+        return self.providers[0].default_model
+
+    async def start_generation(self, request: GenerationRequest) -> GenerationStream:
+        return await self._hedge.start(request)
+
+    async def aclose(self) -> None:
+        for provider in dict.fromkeys(self.providers):  # the same provider once
+            await provider.aclose()
+
+
+def _candidate(provider: Provider) -> Candidate:
+    """A provider as a fallback or hedge sends calls to it: behind its shared limits."""
+    start: StartGeneration = provider.start_generation
+    if provider.limits is not None:
+        start = provider.limits.wrap(start)
+    return Candidate(provider.name, provider.default_model, start, provider.cost_of)
 
 
 def _falls_back_on(on: FallbackOn) -> Callable[[LLMError], bool]:

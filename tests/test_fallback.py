@@ -148,3 +148,73 @@ def test_bad_arguments_are_refused() -> None:
         one.with_fallback(scripted("small"), on=ValueError)  # type: ignore[arg-type]
     with pytest.raises(agtl.InvalidArgumentError, match="failures"):
         one.with_fallback(scripted("small"), failures=0)
+
+
+async def test_a_hedge_starts_after_the_delay_and_the_first_output_wins() -> None:
+    stalls = scripted("big", Reply("slow answer", first_delay=5, usage=agtl.Usage(7, 0)))
+    quick = scripted("small", Reply("quick answer", first_delay=0.02, usage=agtl.Usage(7, 2)))
+    provider = stalls.with_hedge(quick, after=0.05)
+    started = trio.current_time()
+    result = await answer(provider)
+    assert result.value == "quick answer"
+    assert trio.current_time() - started < 1  # the stalled one did not hold the call
+    [call] = result.summary.llm_calls
+    lost, won = attempts(call)
+    assert (lost["model"], lost["outcome"]) == ("big", "lost")
+    assert (won["model"], won["outcome"]) == ("small", "answered")
+    # The loser ran until the winner's output: the hedge's 0.05 s, then its 0.02 s.
+    assert lost["seconds"] >= 0.06
+    # The loser's usage and cost are the call's too.
+    assert call.usage.input_tokens == 14
+    assert call.cost == Decimal(lost["cost"]) + Decimal(won["cost"])
+
+
+async def test_no_hedge_when_the_first_answers_in_time_and_a_failure_hands_over() -> None:
+    second = scripted("small", Reply("never"), Reply("took over"))
+    provider = scripted("big", Reply("first", first_delay=0.01), down()).with_hedge(
+        second, after=0.5
+    )
+    result = await answer(provider)
+    assert result.value == "first"
+    assert [a["outcome"] for a in attempts(result.summary.llm_calls[0])] == ["answered"]
+    assert second._script.calls == []
+    # The first fails at once: the second starts then, without waiting for `after`.
+    started = trio.current_time()
+    result = await answer(provider)
+    assert result.value == "never"
+    assert trio.current_time() - started < 0.4
+    outcomes = [a["outcome"] for a in attempts(result.summary.llm_calls[0])]
+    assert outcomes == ["error", "answered"]
+
+
+async def test_a_cancel_reaches_both_hedged_attempts() -> None:
+    provider = scripted("big", Reply("a", first_delay=5)).with_hedge(
+        scripted("small", Reply("b", first_delay=5)), after=0.01
+    )
+    signal = agtl.CancelSignal()
+
+    async def workflow(session: agtl.Session) -> str:
+        return (await session.generate_text(prompt="hello")).text
+
+    execution = provider.simple_execution(workflow, signal=signal)
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(execution.result)
+            await trio.sleep(0.05)
+            signal.cancel("stop both")
+    result = execution.outcome
+    assert result is not None
+    assert result.canceled
+    outcomes = [a["outcome"] for a in attempts(result.summary.llm_calls[0])]
+    assert outcomes == ["cancelled", "cancelled"]
+
+
+async def test_p95_hedges_at_the_observed_first_token_times() -> None:
+    replies = [Reply("x", first_delay=0.001 * (i % 10)) for i in range(25)]
+    provider = scripted("big", *replies).with_hedge(scripted("small"), after="p95")
+    assert provider.after == 1.0  # too few seen yet
+    for _ in range(25):
+        assert (await answer(provider)).succeeded
+    assert 0.005 <= provider.after <= 0.05
+    with pytest.raises(agtl.InvalidArgumentError, match="after"):
+        provider.with_hedge(scripted("small"), after="p99")

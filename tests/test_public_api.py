@@ -12,7 +12,7 @@ EXPORTED = {
     # executions and providers
     *("Execution", "SimpleExecution", "StreamingExecution", "Provider", "race", "run", "aio"),
     *("GenerationOptions", "CallJournal", "JournalEntry", "ToolEntry", "SharedLimits"),
-    *("FallbackProvider", "Health", "BreakerState"),
+    *("FallbackProvider", "HedgedProvider", "Health", "BreakerState"),
     # sessions and model calls
     *("Session", "TextStream", "TextResult", "Step", "Message", "Role", "Conversation"),
     *("ConversationFileError", "Entry", "Turn", "CancelMarker", "Event", "EventMetrics"),
