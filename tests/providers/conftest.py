@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
 
+from agtl_openai.testing import serve_local_model
 from tests.providers.hostile_server import HostileServer
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """A real OpenAI-compatible server: llama_cpp.server with the bundled model, on loopback."""
+    with serve_local_model() as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,6 +12,15 @@ streamed in pieces; answered with text once the request carries a tool result), 
 (the connection drops inside the arguments), ``tool-bad-json`` (arguments that are not JSON)
 and ``tool-unknown`` (a call to a tool that does not exist).
 
+Limits and outages, as real providers have them (attributes, changeable while serving):
+``admit`` (at most that many requests answered at once; beyond, 429 with ``retry-after``
+``admit_retry_after``), ``per_window`` requests in any ``window`` seconds (beyond, 429 with the
+seconds until one frees), and ``outage`` (a status every request gets while it is set).
+``paced`` streams ten pieces ``pace`` seconds apart; ``stall-first`` stalls ``stall_seconds``
+before the first piece on every ``stall_every``-th request of that model, then answers like
+``paced``. ``answered_429`` counts the 429s sent, ``most_at_once`` the most requests answered
+at once.
+
 With ``keep_alive=True`` a connection serves request after request, as real servers do, so
 a client that fails to finish or close a response shows up as a connection left open; a
 response the client abandoned is never reused (the server drops the connection when it
@@ -36,6 +45,18 @@ class HostileServer:
         self.port = 0
         self._idle = trio.Event()
         self._idle.set()
+        self.admit: int | None = None
+        self.admit_retry_after = 0.5
+        self.per_window: int | None = None
+        self.window = 60.0
+        self.outage: int | None = None
+        self.pace = 0.01
+        self.stall_every = 20
+        self.stall_seconds = 5.0
+        self.answered_429 = 0
+        self.most_at_once = 0
+        self._at_once = 0
+        self._starts: collections.deque[float] = collections.deque()
 
     async def wait_idle(self) -> None:
         """Wait until every client connection is closed."""
@@ -82,8 +103,41 @@ class HostileServer:
     async def _respond(
         self, stream: trio.SocketStream, model: str, headers: dict[str, str]
     ) -> bool:
-        """Answer one request; whether the connection can serve another afterwards."""
+        """Answer one request, within the server's limits; whether the connection can serve
+        another afterwards."""
         close = not self.keep_alive
+        if self.outage is not None:
+            await _error(stream, self.outage, "down for maintenance", close=close)
+            return True
+        refusal = self._over_limit()
+        if refusal is not None:
+            self.answered_429 += 1
+            retry = {"retry-after": f"{refusal:.3f}"}
+            await _error(stream, 429, "rate limit reached", retry, close=close)
+            return True
+        self._at_once += 1
+        self.most_at_once = max(self.most_at_once, self._at_once)
+        try:
+            return await self._answer(stream, model, headers, close)
+        finally:
+            self._at_once -= 1
+
+    def _over_limit(self) -> float | None:
+        """The retry-after of a request over a limit (None: within them)."""
+        if self.admit is not None and self._at_once >= self.admit:
+            return self.admit_retry_after
+        if self.per_window is not None:
+            now = trio.current_time()
+            while self._starts and self._starts[0] <= now - self.window:
+                self._starts.popleft()
+            if len(self._starts) >= self.per_window:
+                return self._starts[0] + self.window - now
+            self._starts.append(now)
+        return None
+
+    async def _answer(
+        self, stream: trio.SocketStream, model: str, headers: dict[str, str], close: bool
+    ) -> bool:
         if model == "rate-limited" and self.requests[model] == 1:
             await _error(stream, 429, "slow down", {"retry-after": "0.2"}, close=close)
             return True
@@ -109,6 +163,16 @@ class HostileServer:
         )
         if model.startswith("tool-"):
             return await _tool_reply(stream, model)
+        if model in ("paced", "stall-first"):
+            if model == "stall-first" and self.requests[model] % self.stall_every == 0:
+                await trio.sleep(self.stall_seconds)
+            for i in range(10):
+                await _chunk(stream, _delta(f"w{i} "))
+                await trio.sleep(self.pace)
+            await _chunk(stream, _delta("", finish="stop"))
+            await _chunk(stream, b"data: [DONE]\n\n")
+            await stream.send_all(b"0\r\n\r\n")
+            return True
         if model == "endless":
             while True:
                 await _chunk(stream, _delta("tick "))
@@ -243,6 +307,7 @@ async def _error(
         422: "Unprocessable Entity",
         429: "Too Many Requests",
         500: "Internal Server Error",
+        503: "Service Unavailable",
     }
     body = json.dumps({"error": {"message": message, "type": "error", "code": None}}).encode()
     head = f"HTTP/1.1 {status} {reasons[status]}\r\ncontent-type: application/json\r\n"

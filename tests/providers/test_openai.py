@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,7 +18,6 @@ import agtl
 import agtl.otel
 from agtl import Provenance, Session, Status, StopReason
 from agtl_openai import OpenAIProvider
-from agtl_openai.testing import serve_local_model
 from tests.local import free_port
 from tests.providers.hostile_server import REFUSALS, HostileServer
 from tests.waiting import wait_for
@@ -26,13 +25,6 @@ from tests.waiting import wait_for
 SYSTEM = "You are a helpful assistant."
 QUESTION = "What is the capital of France?"
 SECRET = "sk-test-0123456789-DO-NOT-LEAK"
-
-
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    """A real OpenAI-compatible server: llama_cpp.server with the bundled model, on loopback."""
-    with serve_local_model() as url:
-        yield url
 
 
 @pytest.fixture
