@@ -42,6 +42,12 @@ def scripted(log: str | None = None, delay: float = 0.0, chunks: int = 1) -> agt
     return ScriptedProvider(respond=respond)
 
 
+def down() -> agtl.Provider:
+    """Every call fails before its first output, as a server in an outage does."""
+    outage = agtl.ServerError("503: down for maintenance", status_code=503)
+    return ScriptedProvider(respond=lambda request: Reply(error=outage))
+
+
 async def answer(session: agtl.Session, input: dict[str, Any]) -> str:
     reply = await session.generate_text(prompt=input["prompt"], max_tokens=input.get("max_tokens"))
     return reply.text

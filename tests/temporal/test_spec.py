@@ -44,7 +44,13 @@ def test_the_key_is_read_from_the_named_variable_and_never_kept_in_the_spec() ->
         (lambda: ProviderSpec.openai("http://h/v1", "m", api_key_env="sk-live-1"), "variable"),
         (lambda: ProviderSpec.openai("ftp://h", "m"), "http"),
         (lambda: ProviderSpec.local(temperature=float("nan")), "JSON"),
-        (lambda: ProviderSpec("gpu"), "one of local, openai, factory"),
+        (lambda: ProviderSpec("gpu"), "one of local, openai, factory, fallback, hedge"),
+        (lambda: ProviderSpec.fallback(ProviderSpec.local()), "at least two"),
+        (lambda: ProviderSpec.fallback(ProviderSpec.local(), "x"), "ProviderSpecs"),
+        (lambda: ProviderSpec.fallback(*[ProviderSpec.local()] * 2, on="x"), "not a fallback"),
+        (lambda: ProviderSpec.fallback(*[ProviderSpec.local()] * 2, max_wait=-1), "max_wait"),
+        (lambda: ProviderSpec.hedge(*[ProviderSpec.local()] * 2, after="p99"), "after"),
+        (lambda: ProviderSpec.local().with_limits(max_concurrent=0), "max_concurrent"),
         (lambda: ProviderSpec.from_dict({"settings": {}}), "not a provider spec"),
     ],
 )
@@ -70,3 +76,23 @@ def test_unfinished_executions_become_results() -> None:
     assert failed.status is agtl.Status.FAILED
     assert isinstance(failed.error, agtl.RemoteError)
     assert (failed.error.type_name, str(failed.error)) == ("X", "m")
+
+
+def test_a_fallback_chain_a_hedge_and_limits_are_data_too() -> None:
+    first = ProviderSpec.factory("tests.temporal.flows:scripted").with_limits(max_concurrent=2)
+    second = ProviderSpec.openai("http://127.0.0.1:9/v1", "smollm2", api_key_env=None)
+    chain = ProviderSpec.fallback(first, second, first_token_timeout=5, failures=3)
+    again = ProviderSpec.from_dict(json.loads(json.dumps(chain.to_dict())))
+    assert again == chain
+    built = again.build(environ={})
+    assert isinstance(built, agtl.FallbackProvider)
+    inner, outer = built.providers
+    assert inner.limits is not None
+    assert inner.limits.max_concurrent == 2
+    assert outer.default_model == "smollm2"
+    assert chain.describe() == (
+        "fallback: factory tests.temporal.flows:scripted -> openai smollm2 at http://127.0.0.1:9/v1"
+    )
+    hedged = ProviderSpec.hedge(first, second, after="p95").build(environ={})
+    assert isinstance(hedged, agtl.HedgedProvider)
+    assert hedged.after == 1.0

@@ -663,3 +663,26 @@ def test_agtl_report_reads_the_finished_executions_from_temporal(workers: Worker
     )
     assert bad.returncode == 2
     assert "Temporal refused the list" in bad.stderr
+
+
+def test_a_fallback_chain_with_limits_runs_on_a_worker(workers: Workers) -> None:
+    workers.start(concurrency=2)
+    chain = ProviderSpec.fallback(
+        ProviderSpec.factory(f"{FLOWS}:down"),
+        ProviderSpec.factory(f"{FLOWS}:scripted").with_limits(max_concurrent=1),
+    )
+
+    async def scenario(client: Any) -> list[agtl.Result[Any]]:
+        handles = [
+            await start(client, workers, "answer", {"prompt": f"hi {i}"}, provider=chain)
+            for i in range(2)
+        ]
+        return [await handle.result() for handle in handles]
+
+    for i, result in enumerate(with_client(workers.address, scenario)):
+        assert result.value == f"echo: hi {i}"
+        attempts = result.summary.llm_calls[0].details["attempts"]
+        assert isinstance(attempts, list)
+        assert [a["outcome"] for a in attempts] == ["error", "answered"]
+        assert attempts[0]["error"] == "ServerError: 503: down for maintenance"
+        assert "queue_wait" in attempts[1]["details"]  # the second provider's limits applied
