@@ -46,7 +46,7 @@ def test_the_key_is_read_from_the_named_variable_and_never_kept_in_the_spec() ->
         (lambda: ProviderSpec.local(temperature=float("nan")), "JSON"),
         (lambda: ProviderSpec("gpu"), "one of local, openai, factory, fallback, hedge"),
         (lambda: ProviderSpec.fallback(ProviderSpec.local()), "at least two"),
-        (lambda: ProviderSpec.fallback(ProviderSpec.local(), "x"), "ProviderSpecs"),
+        (lambda: ProviderSpec.fallback(ProviderSpec.local(), "x"), "ProviderSpecs"),  # type: ignore[arg-type]
         (lambda: ProviderSpec.fallback(*[ProviderSpec.local()] * 2, on="x"), "not a fallback"),
         (lambda: ProviderSpec.fallback(*[ProviderSpec.local()] * 2, max_wait=-1), "max_wait"),
         (lambda: ProviderSpec.hedge(*[ProviderSpec.local()] * 2, after="p99"), "after"),
