@@ -1,10 +1,11 @@
 """The attempts of one call that several backends may serve (a fallback chain, a hedge).
 
 Each attempt is kept with the backend and model it went to, how it ended (``answered``,
-``error``, ``timeout``, ``lost``, ``cancelled``), its error, seconds, usage and cost, the
-cost priced by that backend. The call's report sums the usage and cost of every attempt
-(``priced``: the core takes the cost as it is) and lists them in ``details["attempts"]``;
-its stop reason, model and tool calls are those of the attempt that answered.
+``error``, ``timeout``, ``lost``, ``cancelled``), its error, when it started (wall clock)
+and for how many seconds it ran, its usage and cost, the cost priced by that backend. The
+call's report sums the usage and cost of every attempt (``priced``: the core takes the cost
+as it is) and lists them in ``details["attempts"]``; its stop reason, model and tool calls
+are those of the attempt that answered.
 """
 
 from __future__ import annotations
@@ -79,12 +80,14 @@ class AttemptLog:
         usage = Usage(0, 0, provenance=Provenance.COUNTED) if report is None else report.usage
         model = (report.model if report is not None else None) or self.request_for(index).model
         cost = candidate.cost_of(model, usage)
+        seconds = time.monotonic() - started
         row = {
             "provider": candidate.name,
             "model": model,
             "outcome": outcome,
             "error": error,
-            "seconds": round(time.monotonic() - started, 6),
+            "started_at": time.time() - seconds,  # wall clock, for traces
+            "seconds": round(seconds, 6),
             "usage": usage.to_dict(),
             "cost": None if cost is None else str(cost),
         }

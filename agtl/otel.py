@@ -223,6 +223,7 @@ class _Telemetry:
             problem = f"{summary.error.type}: {summary.error.message}"
             handle.set_status(Status(StatusCode.ERROR, problem))
             handle.set_attribute("error.type", summary.error.type)
+        self._attempts(handle, details.get("attempts") if details else None)
         handle.end()
         metric = {
             "gen_ai.operation.name": "chat",
@@ -239,6 +240,35 @@ class _Telemetry:
             if output is not None and output > 1:
                 decode = max(0.0, summary.duration - summary.time_to_first_token)
                 self.time_per_output_chunk.record(decode / (output - 1), metric)
+
+    def _attempts(self, parent: Span, attempts: object) -> None:
+        """A span per attempt of a call a fallback chain or a hedge served, under the call's."""
+        if not isinstance(attempts, list):
+            return
+        context = trace.set_span_in_context(parent)
+        for attempt in attempts:
+            if not isinstance(attempt, dict) or "started_at" not in attempt:
+                continue  # a backend's own retries, not a provider's attempt
+            started = int(float(attempt["started_at"]) * 1e9)
+            usage = attempt.get("usage") or {}
+            attributes: dict[str, Any] = {
+                "gen_ai.provider.name": attempt["provider"],
+                "gen_ai.request.model": attempt.get("model") or "",
+                "agtl.attempt.outcome": attempt["outcome"],
+            }
+            _usage(attributes, usage.get("input_tokens"), usage.get("output_tokens"))
+            if attempt.get("cost") is not None:
+                attributes["agtl.cost_usd"] = float(attempt["cost"])
+            span = self.tracer.start_span(
+                f"attempt {attempt['provider']} {attempt.get('model') or ''}".rstrip(),
+                context=context,
+                kind=SpanKind.CLIENT,
+                attributes=attributes,
+                start_time=started,
+            )
+            if attempt.get("error"):
+                span.set_status(Status(StatusCode.ERROR, str(attempt["error"])))
+            span.end(end_time=started + int(float(attempt["seconds"]) * 1e9))
 
     # -- tool calls ---------------------------------------------------------------------------
     def tool_started(self, parent: Span, name: str, call_id: str | None, arguments: Any) -> Span:

@@ -109,6 +109,24 @@ async def test_a_simple_execution_and_its_call(telemetry: Telemetry) -> None:
     assert "gen_ai.output.messages" not in chat_attributes
 
 
+async def test_each_attempt_of_a_fallback_is_a_span_under_its_call(telemetry: Telemetry) -> None:
+    outage = agtl.ServerError("503 down", status_code=503)
+    provider = ScriptedProvider(Reply(error=outage)).with_fallback(
+        ScriptedProvider("Hello there", model="second")
+    )
+    result = await provider.simple_execution(ask)
+    assert result.succeeded
+    chat = telemetry.one("chat ")
+    failed, answered = sorted(telemetry.named("attempt "), key=lambda s: s.start_time or 0)
+    assert parent_of(failed) == parent_of(answered) == span_id(chat)
+    assert (failed.attributes or {})["agtl.attempt.outcome"] == "error"
+    assert failed.status.status_code is StatusCode.ERROR
+    assert "503 down" in (failed.status.description or "")
+    assert (answered.attributes or {})["agtl.attempt.outcome"] == "answered"
+    assert answered.name == "attempt scripted second"
+    assert (failed.end_time or 0) <= (answered.start_time or 0) + 1_000_000  # one after the other
+
+
 async def test_spans_made_inside_a_streaming_workflow_nest_under_its_span(
     telemetry: Telemetry,
 ) -> None:
