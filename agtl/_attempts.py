@@ -79,7 +79,9 @@ class AttemptLog:
         candidate = self.candidates[index]
         usage = Usage(0, 0, provenance=Provenance.COUNTED) if report is None else report.usage
         model = (report.model if report is not None else None) or self.request_for(index).model
-        cost = candidate.cost_of(model, usage)
+        # An attempt that used nothing cost nothing, whatever its model's price.
+        unused = not usage.input_tokens and not usage.output_tokens
+        cost = Decimal(0) if unused else candidate.cost_of(model, usage)
         seconds = time.monotonic() - started
         row = {
             "provider": candidate.name,

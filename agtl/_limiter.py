@@ -14,12 +14,12 @@ to ``max_concurrent`` (additive increase, multiplicative decrease).
 
 from __future__ import annotations
 
-import collections
 import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import attrs
 import trio
 
 from agtl.backend import (
@@ -34,8 +34,8 @@ from agtl.validation import check_count
 
 __all__ = ["SharedLimits", "StartGeneration"]
 
-#: The window of the per-minute limits.
-WINDOW: Final = 60.0
+#: The window of the per-minute limits (seconds; tests and benchmarks shorten it).
+WINDOW = 60.0
 #: A 429 without a retry hint pauses admission this long.
 DEFAULT_PAUSE: Final = 1.0
 
@@ -73,8 +73,8 @@ class SharedLimits:
         self._slots = trio.CapacityLimiter(max_concurrent or math.inf)
         self._level = max_concurrent  # the concurrency in use (AIMD)
         self._good_runs = 0
-        self._starts: collections.deque[float] = collections.deque()
-        self._tokens: collections.deque[list[float]] = collections.deque()  # [when, tokens]
+        self._requests = None if requests_per_minute is None else _Window(requests_per_minute)
+        self._tokens = None if tokens_per_minute is None else _Window(tokens_per_minute)
         self._paused_until = 0.0
         self.waiting = 0
         self.rate_limited = 0
@@ -112,29 +112,54 @@ class SharedLimits:
 
         return start_generation
 
-    async def admit(self, holder: object, tokens: int) -> list[float] | None:
-        """Wait for this call's turn (FIFO; cancellable); its token record, if counted."""
+    async def admit(self, holder: object, tokens: int) -> _Ticket:
+        """Wait for this call's turn (first come, first served; cancellable)."""
+        if not self._queue.locked() and self._fits(tokens):
+            # Nobody waits and there is room: no lock, no checkpoint (the hot path).
+            try:
+                self._slots.acquire_on_behalf_of_nowait(holder)
+            except trio.WouldBlock:
+                pass
+            else:
+                return self._ticket(tokens)
         self.waiting += 1
         try:
             async with self._queue:
                 await self._pause()
                 await self._slots.acquire_on_behalf_of(holder)
                 try:
-                    if self.requests_per_minute is not None:
-                        await self._window(self._starts, self.requests_per_minute)
-                    record = None
-                    if self.tokens_per_minute is not None:
-                        await self._token_room(tokens)
-                        record = [time.monotonic(), float(tokens)]
-                        self._tokens.append(record)
-                    if self.requests_per_minute is not None:
-                        self._starts.append(time.monotonic())
+                    if self._requests is not None:
+                        await self._requests.wait_for_room(1)
+                    if self._tokens is not None:
+                        await self._tokens.wait_for_room(tokens)
                 except BaseException:
                     self._slots.release_on_behalf_of(holder)
                     raise
-                return record
+                return self._ticket(tokens)
         finally:
             self.waiting -= 1
+
+    def _fits(self, tokens: int) -> bool:
+        now = time.monotonic()
+        return (
+            self._paused_until <= now
+            and (self._requests is None or self._requests.room(1, now) is None)
+            and (self._tokens is None or self._tokens.room(tokens, now) is None)
+        )
+
+    def _ticket(self, tokens: int) -> _Ticket:
+        return _Ticket(
+            None if self._requests is None else self._requests.take(1),
+            None if self._tokens is None else self._tokens.take(tokens),
+        )
+
+    def settle(self, ticket: _Ticket, tokens: float | None = None) -> None:
+        """A call's request reached the server (and, with ``tokens``, the call ended having
+        used that many): its window entries count from now."""
+        if ticket.request is not None and self._requests is not None:
+            self._requests.settle(ticket.request)
+        if tokens is not None and ticket.tokens is not None and self._tokens is not None:
+            self._tokens.settle(ticket.tokens, tokens)
 
     def release(self, holder: object, *, ended_well: bool) -> None:
         """The call ended: its slot is free; a run of good calls raises the concurrency."""
@@ -158,27 +183,6 @@ class SharedLimits:
         self._level = level
         self._slots.total_tokens = level
 
-    async def _window(self, starts: collections.deque[float], limit: int) -> None:
-        while True:
-            now = time.monotonic()
-            while starts and starts[0] <= now - WINDOW:
-                starts.popleft()
-            if len(starts) < limit:
-                return
-            await trio.sleep(starts[0] + WINDOW - now)
-
-    async def _token_room(self, tokens: int) -> None:
-        limit = self.tokens_per_minute or 0
-        while True:
-            now = time.monotonic()
-            while self._tokens and self._tokens[0][0] <= now - WINDOW:
-                self._tokens.popleft()
-            used = sum(t for _, t in self._tokens)
-            # A call larger than the whole budget goes alone, when the window is empty.
-            if not self._tokens or used + tokens <= limit:
-                return
-            await trio.sleep(self._tokens[0][0] + WINDOW - now)
-
     async def _pause(self) -> None:
         """Wait out a pause a 429 started (it may grow while waiting)."""
         while True:
@@ -186,6 +190,67 @@ class SharedLimits:
             if left <= 0:
                 return
             await trio.sleep(left)
+
+
+@attrs.define
+class _Ticket:
+    """An admitted call's entries in the per-minute windows (settled as it goes)."""
+
+    request: _Entry | None
+    tokens: _Entry | None
+
+
+class _Entry:
+    """One call in a window: when it counts from (``inf`` while it runs) and how much."""
+
+    __slots__ = ("at", "weight")
+
+    def __init__(self, weight: float) -> None:
+        self.at = math.inf
+        self.weight = weight
+
+
+class _Window:
+    """A sliding per-minute window of calls (or of their tokens).
+
+    A call counts from the moment the server surely counted it too, not from its admission:
+    its request from its first output (or its end), its tokens from its end, with what it
+    really used. Until then it counts as taking room now, so the window never lets through
+    more than the server will, however late the request reaches the server.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._entries: list[_Entry] = []
+        self._settled = trio.Event()
+
+    def room(self, weight: float, now: float) -> float | None:
+        """``None`` if ``weight`` fits now; else the seconds until it may (``inf``: until a
+        running call settles)."""
+        entries = self._entries = [e for e in self._entries if e.at > now - WINDOW]
+        if not entries or sum(e.weight for e in entries) + weight <= self.limit:
+            return None  # a call larger than the whole budget goes alone
+        settled = [e.at for e in entries if e.at != math.inf]
+        return min(settled) + WINDOW - now if settled else math.inf
+
+    def take(self, weight: float) -> _Entry:
+        entry = _Entry(weight)
+        self._entries.append(entry)
+        return entry
+
+    def settle(self, entry: _Entry, weight: float | None = None) -> None:
+        if entry.at == math.inf:
+            entry.at = time.monotonic()
+            if weight is not None:
+                entry.weight = weight
+            self._settled.set()
+            self._settled = trio.Event()
+
+    async def wait_for_room(self, weight: float) -> None:
+        while (left := self.room(weight, time.monotonic())) is not None:
+            settled = self._settled
+            with trio.move_on_after(left):
+                await settled.wait()
 
 
 class _Admitted(GenerationStream):
@@ -196,20 +261,30 @@ class _Admitted(GenerationStream):
         self._start = start
         self._request = request
         self._inner: GenerationStream | None = None
-        self._admitted = False
-        self._record: list[float] | None = None
+        self._ticket: _Ticket | None = None
         self._queue_wait = 0.0
         self._ended_well = False
         self._reported = False
+        self._flowing = False  # past the first output: nothing to watch for
 
     async def next_delta(self) -> str | None:
-        if not self._admitted:
+        if self._ticket is None:
             asked = time.monotonic()
             try:
-                self._record = await self._limits.admit(self, _estimate(self._request))
-                self._admitted = True
+                self._ticket = await self._limits.admit(self, _estimate(self._request))
             finally:  # a wait a cancel ended is recorded too
                 self._queue_wait = time.monotonic() - asked
+        if self._flowing:
+            delta = await self._inner.next_delta()  # type: ignore[union-attr]
+        else:
+            delta = await self._first()
+        if delta is None:
+            self._ended_well = True
+        return delta
+
+    async def _first(self) -> str | None:
+        """The first read: a 429 (the backend reports it) slows every call down."""
+        assert self._ticket is not None
         self._reported = False
         listening = rate_limit_listener.set(self._heard)
         try:
@@ -222,8 +297,8 @@ class _Admitted(GenerationStream):
             raise
         finally:
             rate_limit_listener.reset(listening)
-        if delta is None:
-            self._ended_well = True
+        self._flowing = True
+        self._limits.settle(self._ticket)  # the server has counted the request by now
         return delta
 
     def _heard(self, retry_after: float | None) -> None:
@@ -246,11 +321,13 @@ class _Admitted(GenerationStream):
             if self._inner is not None:
                 await self._inner.aclose()
         finally:
-            if self._admitted:
-                self._admitted = False
-                if self._record is not None and self._inner is not None:
+            ticket, self._ticket = self._ticket, None
+            if ticket is not None:
+                used = 0.0  # nothing reached the model
+                if self._inner is not None and ticket.tokens is not None:
                     usage = self._inner.report().usage
-                    self._record[1] = float((usage.input_tokens or 0) + (usage.output_tokens or 0))
+                    used = float((usage.input_tokens or 0) + (usage.output_tokens or 0))
+                self._limits.settle(ticket, used)
                 self._limits.release(self, ended_well=self._ended_well)
 
 

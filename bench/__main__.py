@@ -30,6 +30,7 @@ from bench import (
     otel,
     peers,
     remote,
+    resilience,
     scale,
     serve,
     temporal,
@@ -111,6 +112,10 @@ def _temporal(mode: Mode, names: set[str]) -> list[Comparison]:
     )
 
 
+def _resilience(mode: Mode, names: set[str]) -> list[Comparison]:
+    return trio.run(lambda: resilience.run_all(quick=mode.quick, only=names))
+
+
 def _remote(mode: Mode, names: set[str]) -> list[Comparison]:
     return trio.run(lambda: remote.run_all(quick=mode.quick, only=names))
 
@@ -134,6 +139,10 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
         _local,
     ),
     "remote": (("remote-chunks", "remote-cancel"), _remote),
+    "resilience": (
+        ("resilience-limits", "resilience-fallback", "resilience-hedge", "resilience-limiter"),
+        _resilience,
+    ),
     "serve": (("serve-events", "serve-stop"), _serve),
     "temporal": (
         (

@@ -28,6 +28,7 @@ EVERY_FIGURE = {
     *("mcp-call", "mcp-cancel"),
     *("temporal-rate-1", "temporal-rate-2", "temporal-latency", "temporal-cancel"),
     *("temporal-approve", "temporal-replay"),
+    *("resilience-limits", "resilience-fallback", "resilience-hedge", "resilience-limiter"),
 }
 
 
@@ -93,6 +94,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "temporal-cancel",
         "temporal-approve",
         "temporal-replay",
+        "resilience-fallback",
     }
     for chart in ("scale.png", "cancel_latency.png"):
         assert (charts / chart).read_bytes().startswith(b"\x89PNG")

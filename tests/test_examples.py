@@ -245,3 +245,16 @@ async def test_approval_agent_example() -> None:
     assert sent.approval is not None
     assert sent.approval.by == "the example"
     assert len(approval_agent.SENT) == 1  # only the approved call went out
+
+
+async def test_resilient_calls_example() -> None:
+    from examples import resilient_calls
+
+    results = await resilient_calls.main([])
+    assert all(r.succeeded and "Paris" in (r.value or "") for r in results)
+    outcomes = [
+        [a["outcome"] for a in r.summary.llm_calls[0].details["attempts"]]  # type: ignore[union-attr]
+        for r in results
+    ]
+    # Two failures open the remote's breaker: the third call goes straight to the local model.
+    assert outcomes == [["error", "answered"], ["error", "answered"], ["answered"]]
