@@ -252,9 +252,10 @@ async def test_resilient_calls_example() -> None:
 
     results = await resilient_calls.main([])
     assert all(r.succeeded and "Paris" in (r.value or "") for r in results)
-    outcomes = [
-        [a["outcome"] for a in r.summary.llm_calls[0].details["attempts"]]  # type: ignore[union-attr]
-        for r in results
-    ]
+    outcomes = []
+    for result in results:
+        attempts = result.summary.llm_calls[0].details["attempts"]
+        assert isinstance(attempts, list)
+        outcomes.append([a["outcome"] for a in attempts])
     # Two failures open the remote's breaker: the third call goes straight to the local model.
     assert outcomes == [["error", "answered"], ["error", "answered"], ["answered"]]
