@@ -145,7 +145,7 @@ async def test_conversation_example() -> None:
 
 
 def test_provider_guide_example_runs() -> None:
-    out = run_readme_block(3, "guides/providers.md").stdout.splitlines()
+    out = run_readme_block(6, "guides/providers.md").stdout.splitlines()
     assert out == [
         "succeeded 'structured concurrency rocks ' 0",
         "delay: must be >= 0 seconds, got -1",
