@@ -29,7 +29,7 @@ import trio
 from agtl._attempts import AttemptLog, Candidate, describe
 from agtl._logging import default_logger
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, retry_wait_limit
-from agtl.errors import LLMError, ProviderError
+from agtl.errors import FirstTokenTimeoutError, LLMError, ProviderError
 
 __all__ = ["BreakerState", "Chain", "Health"]
 
@@ -181,7 +181,7 @@ class _ChainStream(GenerationStream):
                 answered, delta = await self._attempt(index)
                 if answered:
                     return delta
-        if self._last is not None:
+        if self._last is not None:  # the last attempt's error: the chain is exhausted
             raise self._last
         raise ProviderError("the fallback chain has no provider to try", provider="fallback")
 
@@ -203,7 +203,8 @@ class _ChainStream(GenerationStream):
                 self._trying = None
                 return True, delta
             outcome = "timeout"
-            error = f"no output within first_token_timeout={chain.first_token_timeout:g}s"
+            timeout = FirstTokenTimeoutError(chain.first_token_timeout or 0.0)
+            self._last, error = timeout, describe(timeout)
         except LLMError as exc:
             if not chain.on(exc):
                 chain.verdict(index, ok=None)

@@ -113,16 +113,12 @@ class _HedgedStream(GenerationStream):
                     nursery.start_soon(second, nursery)
             except BaseExceptionGroup as group:  # a cancel of the call, or a bug
                 raise_collapsed(group)
-        finally:
-            winner = won[0][0] if won else None
-            for index, (stream, started) in sorted(streams.items()):
-                if index == winner:
-                    continue
-                error = describe(errors[index]) if index in errors else None
-                outcome = "error" if error else "lost" if won else "cancelled"
-                await log.close(stream, index, started, outcome, error)
-            for index in sorted(errors.keys() - streams.keys()):  # failed to start at all
-                await log.close(None, index, began, "error", describe(errors[index]))
+        except BaseException:
+            # The call is being cancelled: every attempt ends here, a winner's too (its first
+            # output never reached the user).
+            await self._close(streams, errors, began, winner=None)
+            raise
+        await self._close(streams, errors, began, winner=won[0][0] if won else None)
         if not won:
             raise errors.get(0) or errors[1]
         index, delta = won[0]
@@ -131,6 +127,25 @@ class _HedgedStream(GenerationStream):
         self._live, self._live_started = streams[index]
         self._live_index = index
         return delta
+
+    async def _close(
+        self,
+        streams: dict[int, tuple[GenerationStream, float]],
+        errors: dict[int, LLMError],
+        began: float,
+        *,
+        winner: int | None,
+    ) -> None:
+        """Close and keep every attempt but the winner: an error, ``lost`` to the winner, or
+        ``cancelled`` with the call."""
+        for index, (stream, started) in sorted(streams.items()):
+            if index == winner:
+                continue
+            error = describe(errors[index]) if index in errors else None
+            outcome = "error" if error else "lost" if winner is not None else "cancelled"
+            await self._log.close(stream, index, started, outcome, error)
+        for index in sorted(errors.keys() - streams.keys()):  # failed to start at all
+            await self._log.close(None, index, began, "error", describe(errors[index]))
 
     def report(self) -> CallReport:
         return self._log.report(self._live, self._live_index, self._live_started)
