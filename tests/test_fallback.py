@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pydantic
 import pytest
 import trio
 
@@ -218,3 +219,47 @@ async def test_p95_hedges_at_the_observed_first_token_times() -> None:
     assert 0.005 <= provider.after <= 0.05
     with pytest.raises(agtl.InvalidArgumentError, match="after"):
         provider.with_hedge(scripted("small"), after="p99")
+
+
+async def test_tools_typed_output_streaming_and_journals_work_through_the_wrappers() -> None:
+    class City(pydantic.BaseModel):
+        name: str
+
+    @agtl.tool
+    def lookup(city: str) -> str:
+        """Look a city up."""
+        return f"{city} is big"
+
+    def respond(request: agtl.GenerationRequest) -> Reply:
+        last = request.messages[-1]
+        if request.options.response_format is not None:
+            return Reply('{"name": "Paris"}')
+        if last.role is agtl.Role.TOOL:
+            return Reply(f"so: {last.content}")
+        if request.tools:
+            return Reply("", tool_calls=[agtl.ToolCallRequest("c1", "lookup", {"city": "Paris"})])
+        return Reply("streamed words here")
+
+    for wrap in ("fallback", "hedge"):
+        journal = agtl.CallJournal()
+        good = ScriptedProvider(respond=respond)
+        first = scripted("big", down(), down(), down(), down()) if wrap == "fallback" else good
+        provider = (
+            first.with_fallback(good) if wrap == "fallback" else good.with_hedge(good, after=1)
+        ).with_journal(journal)
+
+        async def workflow(session: agtl.Session) -> list[Any]:
+            looked = await session.generate_text(prompt="tell me", tools=[lookup])
+            city = await session.generate_object(output_type=City, prompt="which city?")
+            async with session.stream_text(prompt="stream it") as stream:
+                pieces = [piece async for piece in stream]
+            return [looked.text, city.name, "".join(pieces)]
+
+        result = await provider.simple_execution(workflow)
+        assert result.value == ["so: Paris is big", "Paris", "streamed words here"], wrap
+        assert result.summary.tool_calls[0].result == "Paris is big"
+        # The journal replays every call of it, without the providers.
+        again = agtl.CallJournal(journal.entries)
+        replayed = await provider.with_journal(again).simple_execution(workflow)
+        assert replayed.value == result.value
+        assert all(c.replayed for c in replayed.summary.llm_calls), wrap

@@ -237,3 +237,46 @@ def test_bad_limits_are_refused() -> None:
         provider.with_limits(max_concurrent=0)
     with pytest.raises(agtl.InvalidArgumentError, match="requests_per_minute"):
         provider.with_limits(requests_per_minute=True)
+
+
+@pytest.mark.parametrize("source", ["handle", "signal", "timeout", "scope"])
+async def test_every_cancel_source_reaches_a_queued_call(source: str) -> None:
+    gauge = Gauge()
+    provider = gauge.provider(seconds=0.3).with_limits(max_concurrent=1)
+    limits = provider.limits
+    assert limits is not None
+    signal = agtl.CancelSignal()
+    execution = provider.simple_execution(
+        ask("queued"), signal=signal, timeout=0.05 if source == "timeout" else None
+    )
+    ended = trio.Event()
+
+    async def waiter(scope: trio.CancelScope) -> None:
+        with scope:
+            await execution.result()
+        ended.set()
+
+    scope = trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_all, provider, 1)  # holds the only slot for 0.3 s
+        await trio.sleep(0.01)
+        nursery.start_soon(waiter, scope)
+        await trio.sleep(0.02)
+        assert limits.waiting == 1
+        if source == "handle":
+            execution.cancel("the user left")
+        elif source == "signal":
+            signal.cancel("the user left")
+        elif source == "scope":
+            scope.cancel()  # the task awaiting it goes away
+        with trio.fail_after(0.2):  # long before the slot frees
+            await ended.wait()
+        assert limits.waiting == 0  # its place in the queue went with it
+        assert limits.in_flight == 1  # only the holder
+    assert (limits.waiting, limits.in_flight) == (0, 0)
+    assert gauge.order == ["q0"]
+    if source != "scope":
+        result = execution.outcome
+        assert result is not None
+        assert result.canceled
+        assert result.summary.llm_calls[0].usage.output_tokens == 0
