@@ -72,6 +72,15 @@ class LLMCallSummary:
         not called again; usage and cost are those of the call when it was first made."""
         return self.details.get("replayed") is True
 
+    @property
+    def attempts(self) -> tuple[Mapping[str, Any], ...]:
+        """The providers a fallback chain or a hedge tried for this call, in order (provider,
+        model, outcome, error, seconds, usage, cost); empty for a call to one provider."""
+        found = self.details.get("attempts")
+        if not isinstance(found, list):
+            return ()
+        return tuple(a for a in found if isinstance(a, Mapping) and "outcome" in a)
+
 
 @attrs.frozen
 class Approval:
@@ -312,6 +321,12 @@ class Summary:
                 f"{call.duration:.3f}s ttft={ttft} {tps} "
                 f"out={_fig(call.usage.output_tokens)} cost={_money(call.cost)}{error}{replayed}"
             )
+            if call.attempts:
+                tried = ", ".join(
+                    f"{a['provider']}/{a.get('model')} {a['outcome']} {a.get('seconds', 0):.3f}s"
+                    for a in call.attempts
+                )
+                lines.append(f"    attempts: {tried}")
         for entry in self.additional_costs:
             lines.append(f"  + {entry.label}: {_money(entry.amount)}")
         if self.tool_calls:

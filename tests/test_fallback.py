@@ -57,6 +57,8 @@ async def test_a_call_that_fails_before_its_first_token_goes_to_the_next_provide
     assert first["error"].startswith("ServerError: 503 from the test")
     assert (second["model"], second["outcome"]) == ("small", "answered")
     assert call.model == "small"  # the model that answered
+    assert [a["outcome"] for a in call.attempts] == ["error", "answered"]
+    assert "attempts: scripted/big error" in result.summary.format()
     assert secondary._script.calls[0].model == "small"  # each provider gets its own model
     # The call costs what its attempts cost, each at its own price (the scripted backend
     # counts the prompt of the attempt that failed).
