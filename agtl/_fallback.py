@@ -190,7 +190,9 @@ class _ChainStream(GenerationStream):
         the chain does not fall back on is raised."""
         chain = self._chain
         started = time.monotonic()
-        waiting = retry_wait_limit.set(chain.max_wait)
+        # With another provider after this one, its backend does not wait long to retry.
+        last = index == len(chain.candidates) - 1
+        waiting = retry_wait_limit.set(None if last else chain.max_wait)
         outcome, error = "error", None
         try:
             request = self._log.request_for(index)

@@ -50,12 +50,16 @@ retry_wait_limit: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
-def may_wait_to_retry(seconds: float) -> bool:
-    """Whether a backend may wait ``seconds`` (a 429's ``retry-after``, a backoff) to retry a
-    refused request; ``False`` when the caller has somewhere else to send it sooner (a
-    fallback provider's ``max_wait``): the backend then raises the error at once."""
+def may_wait_to_retry(seconds: float, *, hinted: bool = False) -> bool:
+    """Whether a backend may wait ``seconds`` to retry a refused request: ``hinted`` when the
+    server said how long (a 429's ``retry-after``), else a backoff of the backend's own.
+
+    ``False`` when the caller has somewhere else to send the request sooner (a fallback
+    chain with another provider after this one): it takes a hinted wait up to its
+    ``max_wait``, and no backoff at all. The backend then raises the error at once.
+    """
     limit = retry_wait_limit.get()
-    return limit is None or seconds <= limit
+    return limit is None or (hinted and seconds <= limit)
 
 
 def report_rate_limit(retry_after: float | None) -> None:

@@ -422,8 +422,9 @@ class FallbackProvider(Provider):
 
     It falls back on an error ``on`` accepts (default: a retryable one: a refused or broken
     connection, a 5xx, a transport timeout, a 429 whose ``retry-after`` is longer than
-    ``max_wait`` seconds, which the backend then does not wait out) and when no output came
-    within ``first_token_timeout``. After the first output it never falls back: the text is
+    ``max_wait`` seconds) and when no output came within ``first_token_timeout``. A provider
+    with another after it does not back off and retry by itself: only a server's own
+    ``retry-after`` of at most ``max_wait`` is waited out; the last provider retries as usual. After the first output it never falls back: the text is
     already the user's. The first provider gets the call's model, the others their own
     default model. Each provider's shared limits (``with_limits``) still apply to its calls.
 

@@ -184,11 +184,11 @@ class OpenAIStream(GenerationStream):
                 report_rate_limit(error.retry_after)  # shared limits slow every call down
             if not error.is_retryable or attempt > connection.max_retries:
                 raise error
-            wait = _backoff(attempt)
+            wait, hinted = _backoff(attempt), False
             if isinstance(error, agtl.RateLimitError) and error.retry_after is not None:
-                wait = error.retry_after
+                wait, hinted = error.retry_after, True
                 record["retry_after"] = wait
-            if not may_wait_to_retry(wait):  # a fallback is sooner than waiting
+            if not may_wait_to_retry(wait, hinted=hinted):  # a fallback is sooner
                 raise error
             await trio.sleep(wait)
 
