@@ -156,3 +156,24 @@ async def test_a_hedge_beats_a_stalled_server_and_releases_its_connection(
     assert (lost["provider"], lost["outcome"]) == ("openai", "lost")
     assert lost["usage"]["output_tokens"] == 0
     assert (won["model"], won["outcome"]) == ("smollm2", "answered")
+
+
+async def test_an_outage_opens_the_breaker_and_the_recovery_closes_it(
+    hostile: HostileServer, real: OpenAIProvider
+) -> None:
+    hostile.outage = 503
+    async with OpenAIProvider(base_url=hostile.base_url) as first:
+        provider = first.with_default_model("paced").with_fallback(real, failures=2, cooldown=3)
+        with trio.fail_after(DEADLINE):
+            for _ in range(2):
+                assert (await provider.simple_execution(ask)).succeeded
+            assert provider.health()[0].state is agtl.BreakerState.OPEN
+            asked = hostile.requests["paced"]
+            result = await provider.simple_execution(ask)  # passed over: not even asked
+            assert [a["outcome"] for a in attempts(result)] == ["answered"]
+            assert hostile.requests["paced"] == asked
+            hostile.outage = None  # the server recovers
+            await trio.sleep(provider.health()[0].retry_in or 0.0)
+            probe = await provider.simple_execution(ask)
+    assert probe.value == PACED  # the probe went to the primary, which answered
+    assert provider.health()[0].state is agtl.BreakerState.CLOSED
