@@ -424,9 +424,10 @@ class FallbackProvider(Provider):
     connection, a 5xx, a transport timeout, a 429 whose ``retry-after`` is longer than
     ``max_wait`` seconds) and when no output came within ``first_token_timeout``. A provider
     with another after it does not back off and retry by itself: only a server's own
-    ``retry-after`` of at most ``max_wait`` is waited out; the last provider retries as usual. After the first output it never falls back: the text is
-    already the user's. The first provider gets the call's model, the others their own
-    default model. Each provider's shared limits (``with_limits``) still apply to its calls.
+    ``retry-after`` of at most ``max_wait`` is waited out; the last provider retries as
+    usual. After the first output it never falls back: the text is already the user's. The
+    first provider gets the call's model, the others their own default model. Each
+    provider's shared limits (``with_limits``) still apply to its calls.
 
     Every attempt is in the call's ``details["attempts"]`` (provider, model, outcome, error,
     seconds, usage, cost); the call's usage and cost sum them, each priced by its own
