@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from agtl._approvals import ApprovalRequest, InputRequest
+from agtl._call_spec import MAX_STEPS_PROMPT
 from agtl._fallback import BreakerState, Health
 from agtl._limiter import SharedLimits
 from agtl._sync import run
@@ -136,6 +137,7 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     # tools
     "Tool",
     "tool",
+    "MAX_STEPS_PROMPT",
     "report_progress",
     "current_tool_call",
     "ToolCallInfo",

@@ -22,11 +22,17 @@ from agtl.options import GenerationOptions
 from agtl.tools import Tool, check_tools
 from agtl.validation import check_count, check_optional_seconds, check_str, type_name
 
-__all__ = ["DEFAULT_MAX_STEPS", "CallSpec", "Deadlines", "ToolUse"]
+__all__ = ["DEFAULT_MAX_STEPS", "MAX_STEPS_PROMPT", "CallSpec", "Deadlines", "ToolUse"]
 
 #: How many model calls a tool loop makes at most, unless ``max_steps=`` says otherwise.
 DEFAULT_MAX_STEPS: Final = 10
 _TOOL_ERRORS: Final = ("model", "raise")
+_ON_MAX_STEPS: Final = ("raise", "answer")
+#: What the model is told when a tool loop with ``on_max_steps="answer"`` runs out of steps.
+MAX_STEPS_PROMPT: Final = (
+    "You have used every tool call you were allowed. Do not call any more tools: answer the "
+    "question now, as well as you can, with what you have found so far."
+)
 
 
 @attrs.frozen
@@ -51,6 +57,9 @@ class ToolUse:
     choice: str  # for the first model call; later ones use "auto"
     max_steps: int
     raise_errors: bool
+    #: After ``max_steps`` calls that still ask for tools: ``None`` raises ToolLoopError;
+    #: else one more call, with no tools run, asks the model to answer with this prompt.
+    answer_prompt: str | None = None
 
 
 @attrs.frozen
@@ -88,11 +97,15 @@ class CallSpec:
         max_steps: int | None = None,
         tool_errors: str = "model",
         approval_timeout: float | None = None,
+        on_max_steps: str = "raise",
+        max_steps_prompt: str | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> CallSpec:
         """Check every argument, in the order a reader meets them; the first wrong one
         raises :class:`~agtl.InvalidArgumentError` naming it."""
         use = _tool_use(tools, tool_choice, max_steps, tool_errors, approval_timeout)
+        if on_max_steps != "raise" or max_steps_prompt is not None:
+            use = _on_max_steps(use, on_max_steps, max_steps_prompt)
         built: tuple[Message, ...] | None
         if conversation is not None:
             _check_conversation_call(conversation, prompt=prompt, messages=messages, system=system)
@@ -143,6 +156,23 @@ def _tool_use(
     if errors not in _TOOL_ERRORS:
         raise InvalidArgumentError("tool_errors", f"must be 'model' or 'raise', not {errors!r}")
     return ToolUse(by_name, tuple(t.spec for t in checked), chosen, steps, errors == "raise")
+
+
+def _on_max_steps(use: ToolUse | None, on_max_steps: object, prompt: str | None) -> ToolUse:
+    """``on_max_steps`` ("raise" or "answer") and the prompt of the answer, checked."""
+    if use is None:
+        raise InvalidArgumentError("on_max_steps", "only applies to a call with tools=")
+    if on_max_steps not in _ON_MAX_STEPS:
+        raise InvalidArgumentError(
+            "on_max_steps", f"must be 'raise' or 'answer', not {on_max_steps!r}"
+        )
+    if prompt is not None:
+        check_str("max_steps_prompt", prompt)
+        if on_max_steps != "answer":
+            raise InvalidArgumentError("max_steps_prompt", "needs on_max_steps='answer'")
+    if on_max_steps == "raise":
+        return use
+    return attrs.evolve(use, answer_prompt=MAX_STEPS_PROMPT if prompt is None else prompt)
 
 
 def _check_tool_choice(choice: object, tools: Mapping[str, Tool]) -> str:

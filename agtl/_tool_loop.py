@@ -16,6 +16,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
+from typing import Final
 
 import attrs
 import trio
@@ -39,6 +40,10 @@ __all__ = [
     "ToolLoopStream",
     "ToolProgress",
 ]
+
+
+#: What the model is told for each tool call a loop out of steps did not run.
+NOT_RUN: Final = "Not run: the tool call limit was reached."
 
 
 @attrs.frozen
@@ -209,10 +214,14 @@ class ToolLoopStream:
                 steps.append(_step(reply, ()))
                 self._result = reply.with_steps(tuple(steps))
                 return
+            history.append(Message(Role.ASSISTANT, reply.text, tool_calls=reply.tool_calls))
             if number == self._max_steps - 1:
                 steps.append(_step(reply, ()))
-                raise ToolLoopError(self._max_steps, tuple(steps), reply.tool_calls)
-            history.append(Message(Role.ASSISTANT, reply.text, tool_calls=reply.tool_calls))
+                if self._use.answer_prompt is None:
+                    raise ToolLoopError(self._max_steps, tuple(steps), reply.tool_calls)
+                async for part in self._answer_at_the_limit(reply, steps):
+                    yield part
+                return
             for request in reply.tool_calls:
                 yield ToolCallStarted(request, reply.call_index)
             outcomes: list[Sequence[ToolOutcome]] = []
@@ -240,6 +249,33 @@ class ToolLoopStream:
             for outcome in outcomes[0]:
                 yield ToolCallFinished(outcome.record)
         raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _answer_at_the_limit(
+        self, reply: TextResult, steps: list[Step]
+    ) -> AsyncIterator[Part]:
+        """Out of steps with tools still asked for: tell the model its calls were not run,
+        then one last call, with no tool allowed, asks it to answer with what it has."""
+        history, conversation = self._history, self._conversation
+        prompt = self._use.answer_prompt
+        assert prompt is not None
+        for request in reply.tool_calls:
+            history.append(Message(Role.TOOL, NOT_RUN, tool_call_id=request.id))
+            if conversation is not None:
+                conversation.add_tool_result(request.id, NOT_RUN)
+        history.append(Message(Role.USER, prompt))
+        last = attrs.evolve(
+            self._spec,
+            messages=tuple(history) if conversation is None else None,
+            prompt=prompt if conversation is not None else None,
+        )
+        stream = open_call(self._ctx, last, offer=(self._use.specs, "none"))
+        async with stream:
+            async for delta in stream:
+                self._text.append(delta)
+                yield TextPart(delta)
+        answer = stream.result
+        steps.append(_step(answer, ()))
+        self._result = answer.with_steps(tuple(steps))
 
     async def _step(
         self,

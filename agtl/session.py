@@ -35,6 +35,12 @@ from agtl.validation import (
 
 __all__ = ["Session", "Step", "TextResult", "TextStream"]
 
+#: The arguments of a tool loop, which generate_object (no tools) refuses.
+LOOP_ONLY = (
+    *("tools", "tool_choice", "max_steps", "tool_errors"),
+    *("approval_timeout", "on_max_steps", "max_steps_prompt"),
+)
+
 
 class Session(SessionType):
     """Handed to a workflow; every LLM call and event of the execution goes through it."""
@@ -70,6 +76,8 @@ class Session(SessionType):
         max_steps: int | None = None,
         tool_errors: str = "model",
         approval_timeout: float | None = None,
+        on_max_steps: str = "raise",
+        max_steps_prompt: str | None = None,
         **options: Any,
     ) -> TextResult:
         """Run one LLM call to the end and return its text, usage and stop reason.
@@ -85,7 +93,9 @@ class Session(SessionType):
         applies to the first model call, later ones use "auto"; "each" forces every tool by
         name, in the order given, until each has run once, then has the model answer in text
         (for small models, which do not call tools on their own); after ``max_steps`` model
-        calls (default 10) that still ask for tools, :class:`~agtl.ToolLoopError` is raised.
+        calls (default 10) that still ask for tools, :class:`~agtl.ToolLoopError` is raised,
+        or with ``on_max_steps="answer"`` one more call, with no tool run, asks the model to
+        answer with what it has (``max_steps_prompt`` overrides the words).
         A tool that raises is reported to the model as an error, or, with
         ``tool_errors="raise"``, raises :class:`~agtl.ToolError` here. ``approval_timeout``
         denies a call that waits longer for approval (for tools that set no bound of their own).
@@ -104,6 +114,8 @@ class Session(SessionType):
             max_steps=max_steps,
             tool_errors=tool_errors,
             approval_timeout=approval_timeout,
+            on_max_steps=on_max_steps,
+            max_steps_prompt=max_steps_prompt,
             options=options,
         )
         return await self._generate(spec)
@@ -153,7 +165,7 @@ class Session(SessionType):
             raise InvalidArgumentError(
                 "response_format", "generate_object sets it from output_type: leave it out"
             )
-        for loop_only in ("tools", "tool_choice", "max_steps", "tool_errors", "approval_timeout"):
+        for loop_only in LOOP_ONLY:
             if loop_only in options:
                 raise InvalidArgumentError(
                     loop_only,
@@ -209,6 +221,8 @@ class Session(SessionType):
         max_steps: int | None = None,
         tool_errors: str = "model",
         approval_timeout: float | None = None,
+        on_max_steps: str = "raise",
+        max_steps_prompt: str | None = None,
         **options: Any,
     ) -> ToolLoopStream: ...
 
@@ -228,6 +242,8 @@ class Session(SessionType):
         max_steps: int | None = None,
         tool_errors: str = "model",
         approval_timeout: float | None = None,
+        on_max_steps: str = "raise",
+        max_steps_prompt: str | None = None,
         **options: Any,
     ) -> TextStream | ToolLoopStream:
         """Start an LLM call whose output arrives as text deltas.
@@ -264,6 +280,8 @@ class Session(SessionType):
             max_steps=max_steps,
             tool_errors=tool_errors,
             approval_timeout=approval_timeout,
+            on_max_steps=on_max_steps,
+            max_steps_prompt=max_steps_prompt,
             options=options,
         )
         if spec.tools is not None:

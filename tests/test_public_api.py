@@ -24,6 +24,7 @@ EXPORTED = {
     *("CancelSignal", "any_of", "CancelInfo", "CancelSource", "UsageLimits"),
     # tools
     *("Tool", "tool", "report_progress", "ToolCall", "ToolCallRequest", "ToolCallStatus"),
+    "MAX_STEPS_PROMPT",
     *("current_tool_call", "ToolCallInfo", "NotInToolError", "ApprovalRequest", "Approval"),
     *("InputRequest", "InputTimeoutError"),
     *("ToolProgress", "ToolLoopStream", "TextPart", "ToolCallStarted", "ToolCallFinished"),

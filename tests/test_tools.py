@@ -7,6 +7,7 @@ the sync-tool tests, which run real threads.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from typing import Any
@@ -349,6 +350,43 @@ async def test_max_steps_is_a_typed_outcome_with_everything_in_the_summary(
     assert [c.name for c in error.pending] == ["get_weather"]
     assert result.summary.llm_call_count == 3
     assert len(result.summary.tool_calls) == 2  # the last step's call was not run
+
+
+async def test_on_max_steps_answer_asks_the_model_to_answer_without_tools(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    def respond(request: agtl.GenerationRequest) -> Reply:
+        if request.tool_choice == "none":  # the last call: answer in text
+            return Reply("Sunny, as far as I can tell.")
+        return asks(call("get_weather", {"city": "Paris"}, f"c{len(request.messages)}"))
+
+    provider = ScriptedProvider(respond=respond)
+    result = await provider.simple_execution(
+        lambda s: ask_weather(s, max_steps=3, on_max_steps="answer")
+    ).result()
+    reply = result.unwrap()
+    assert reply.text == "Sunny, as far as I can tell."
+    assert len(reply.steps) == 4  # three that asked for tools, and the answer
+    assert result.summary.llm_call_count == 4
+    assert len(result.summary.tool_calls) == 2  # the third step's call was not run
+    last = provider.calls[-1]
+    assert last.tool_choice == "none"
+    assert last.messages[-1].content == agtl.MAX_STEPS_PROMPT
+    assert last.messages[-2].content == "Not run: the tool call limit was reached."
+    # The prompt can be replaced; it needs on_max_steps="answer", and tools.
+    custom = await provider.simple_execution(
+        lambda s: ask_weather(s, max_steps=1, on_max_steps="answer", max_steps_prompt="Answer now.")
+    ).result()
+    assert custom.succeeded
+    assert provider.calls[-1].messages[-1].content == "Answer now."
+    wrong: list[tuple[dict[str, Any], str]] = [
+        ({"on_max_steps": "guess"}, "must be 'raise' or 'answer'"),
+        ({"max_steps_prompt": "Answer."}, "needs on_max_steps='answer'"),
+    ]
+    for bad, message in wrong:
+        refused = await provider.simple_execution(functools.partial(ask_weather, **bad)).result()
+        assert isinstance(refused.error, agtl.InvalidArgumentError)
+        assert message in str(refused.error)
 
 
 async def test_a_tool_may_use_the_session(autojump_clock: trio.abc.Clock) -> None:

@@ -70,6 +70,21 @@ async def test_the_local_model_calls_a_named_tool_and_answers(local: LlamaCppPro
     assert result.summary.llm_call_count == len(reply.steps) >= 2
 
 
+async def test_out_of_steps_the_local_model_answers_in_text(local: LlamaCppProvider) -> None:
+    # One step, and the model must call a tool in it: the limit is reached at once.
+    result = await local.simple_execution(
+        lambda s: weather(s, tool_choice="get_weather", max_steps=1, on_max_steps="answer")
+    ).result()
+    reply = result.unwrap()
+    first, answer = reply.steps
+    assert first.stop_reason is StopReason.TOOL_CALLS
+    assert first.tool_calls == ()  # not run: the limit
+    assert answer.stop_reason is not StopReason.TOOL_CALLS
+    assert reply.text.strip()
+    assert not reply.text.lstrip().startswith("{")  # text, not another call
+    assert result.summary.tool_calls == ()
+
+
 async def test_required_picks_one_of_several_tools(local: LlamaCppProvider) -> None:
     async def run(session: Session) -> agtl.TextResult:
         return await session.generate_text(
