@@ -17,6 +17,7 @@ from agtl._sync import run
 from agtl._tool_loop import TextPart, ToolCallFinished, ToolCallStarted, ToolLoopStream
 from agtl._tool_runner import ToolProgress
 from agtl._vocabulary import ToolCallStatus
+from agtl.agent import Agent, AgentResult, SubAgentError
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason, ToolSpec
 from agtl.conversation import CancelMarker, Conversation, ConversationFileError, Entry, Turn
 from agtl.errors import (
@@ -138,6 +139,9 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "Tool",
     "tool",
     "MAX_STEPS_PROMPT",
+    "Agent",
+    "AgentResult",
+    "SubAgentError",
     "report_progress",
     "current_tool_call",
     "ToolCallInfo",

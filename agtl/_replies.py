@@ -21,6 +21,8 @@ class Step:
     tool_calls: tuple[ToolCall, ...]
     stop_reason: StopReason
     usage: Usage
+    #: The agent that made the call, if an agent did.
+    agent: str | None = None
 
 
 @attrs.frozen

@@ -6,6 +6,7 @@ Only the execution's trio run touches it. Why the execution is cancelled is not 
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -35,6 +36,11 @@ from agtl.summary import (
 from agtl.usage import Provenance, Usage, estimate_tokens_of_length
 
 _NOT_STARTED: Final = dt.datetime.fromtimestamp(0, dt.UTC)
+#: The agent whose calls run in this context (``Agent.run`` sets it): its name goes on every
+#: LLM-call record and tool-loop step made meanwhile.
+current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "agtl_current_agent", default=None
+)
 
 
 @attrs.define
@@ -60,6 +66,8 @@ class CallState:
     over_budget: bool = False
     #: This call's telemetry (``NO_TRACE`` when no observer is installed).
     trace: Trace = NO_TRACE
+    #: The agent that made it, if an agent did.
+    agent: str | None = None
 
     @property
     def text(self) -> str:
@@ -162,8 +170,14 @@ class CallState:
             output_tokens_per_second=tps,
             cost=self.cost,
             error=None if self.error is None else ErrorInfo.of(self.error),
-            details=dict(self.report.details) if self.report is not None else {},
+            details=self._details(),
         )
+
+    def _details(self) -> dict[str, object]:
+        details = dict(self.report.details) if self.report is not None else {}
+        if self.agent is not None:
+            details["agent"] = self.agent
+        return details
 
 
 class ExecutionState:
@@ -267,6 +281,7 @@ class ExecutionState:
     # -- calls ------------------------------------------------------------------------------
     def new_call(self, provider: str, model: str, max_tokens: int | None = None) -> CallState:
         call = CallState(len(self.calls), provider, model, self.elapsed(), max_tokens)
+        call.agent = current_agent.get()
         self.calls.append(call)
         return call
 

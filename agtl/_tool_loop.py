@@ -26,6 +26,7 @@ from agtl._call_spec import CallSpec
 from agtl._context import ExecutionContext
 from agtl._groups import is_cancellation, raise_collapsed
 from agtl._replies import Step, TextResult
+from agtl._state import current_agent
 from agtl._tool_runner import StepRunner, ToolOutcome, ToolProgress
 from agtl._vocabulary import ToolCallStatus
 from agtl.errors import ExecutionClosedError, ToolLoopError
@@ -310,4 +311,5 @@ class ToolLoopStream:
 
 
 def _step(reply: TextResult, calls: tuple[ToolCall, ...]) -> Step:
-    return Step(reply.call_index, reply.text, calls, reply.stop_reason, reply.usage)
+    agent = current_agent.get()
+    return Step(reply.call_index, reply.text, calls, reply.stop_reason, reply.usage, agent)

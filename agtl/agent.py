@@ -1,0 +1,226 @@
+"""Agents: a model's role written down once (instructions, tools, output type, model, options,
+step limit) and run by whatever execution needs it, with the session's provider.
+
+``await agent.run(session, "...")`` runs the agent's tool loop inside the current execution;
+its name is on every step and LLM-call record it makes. ``agent.workflow`` is a ready
+workflow for ``simple_execution``, ``agtl run``, ``agtl serve`` and ``agtl.temporal``.
+``agent.as_tool()`` lets another agent call it: each call runs it as a **child execution**
+of the calling one, in the calling tool's scope, so a cancel of the parent from any source
+reaches it, and its Result (usage, cost, calls) is listed in the parent's summary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+import trio
+
+from agtl._call_spec import DEFAULT_MAX_STEPS
+from agtl._replies import Step
+from agtl._state import current_agent
+from agtl._typed_output import OutputSchema
+from agtl.errors import AgtlError, InvalidArgumentError
+from agtl.limits import UsageLimits
+from agtl.messages import Message, Role, build_messages
+from agtl.options import GenerationOptions
+from agtl.provider import Provider
+from agtl.session import Session
+from agtl.tools import Tool, check_tools
+from agtl.validation import check_count, check_optional_seconds, check_str, type_name
+
+__all__ = ["FINAL_ANSWER_PROMPT", "Agent", "AgentResult", "SubAgentError"]
+
+#: After an agent with tools and an ``output_type`` answered, what asks for the typed answer.
+FINAL_ANSWER_PROMPT: Final = "Give your final answer now, in the requested format."
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+
+class SubAgentError(AgtlError):
+    """An agent called as a tool did not finish (it failed, or its own timeout or budget
+    stopped it): the calling model is told, as for any tool that raised."""
+
+
+@attrs.frozen
+class AgentResult:
+    """What one run of an agent gave: ``output`` (the text, or the typed object), the final
+    ``text``, and every model call of its tool loop as ``steps`` (each names the agent)."""
+
+    agent: str
+    output: Any
+    text: str
+    steps: tuple[Step, ...]
+
+
+def _check_name(value: object) -> str:
+    name = check_str("name", value)
+    if not _NAME.fullmatch(name):
+        raise InvalidArgumentError(
+            "name",
+            f"must start with a letter and hold only letters, digits, '_' and '-' (at most 64), "
+            f"not {name!r}: it names the agent's tool and its records",
+        )
+    return name
+
+
+def _check_options(value: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError("options", f"must be a mapping, not {type_name(value)}")
+    GenerationOptions.from_kwargs(dict(value))  # an unknown or bad option fails here
+    return dict(value)
+
+
+def _check_instructions(value: object) -> str:
+    return check_str("instructions", value)
+
+
+@attrs.frozen
+class Agent:
+    """A reusable agent: who it is (``instructions``), what it may use (``tools``), what it
+    answers with (``output_type``: text when ``None``), and how (``model``, ``options``,
+    ``max_steps``, ``on_max_steps``). It holds no provider: the session running it does."""
+
+    name: str = attrs.field(converter=_check_name)
+    instructions: str = attrs.field(converter=_check_instructions)
+    tools: tuple[Tool, ...] = attrs.field(default=(), converter=check_tools)
+    output_type: Any = None
+    model: str | None = None
+    options: Mapping[str, Any] = attrs.field(factory=dict, converter=_check_options)
+    max_steps: int = DEFAULT_MAX_STEPS
+    on_max_steps: str = "raise"
+
+    def __attrs_post_init__(self) -> None:
+        if self.model is not None:
+            check_str("model", self.model)
+        check_count("max_steps", self.max_steps, minimum=1)
+        if self.on_max_steps not in ("raise", "answer"):
+            raise InvalidArgumentError(
+                "on_max_steps", f"must be 'raise' or 'answer', not {self.on_max_steps!r}"
+            )
+        if self.output_type is not None:
+            OutputSchema.of(self.output_type)  # a type that cannot be an answer fails here
+
+    async def run(
+        self,
+        session: Session,
+        input: str | Sequence[Message],
+    ) -> AgentResult:
+        """Run the agent on ``input`` (a prompt, or messages after its instructions) inside
+        the current execution; its calls and steps carry its name."""
+        if not isinstance(session, Session):
+            raise InvalidArgumentError(
+                "session", f"must be an agtl Session, not {type_name(session)}"
+            )
+        asked = _messages(self.instructions, input)
+        naming = current_agent.set(self.name)
+        try:
+            steps: tuple[Step, ...] = ()
+            text = ""
+            if self.tools or self.output_type is None:
+                reply = await session.generate_text(
+                    messages=asked,
+                    model=self.model,
+                    tools=self.tools or None,
+                    max_steps=self.max_steps if self.tools else None,
+                    on_max_steps=self.on_max_steps if self.tools else "raise",
+                    **self.options,
+                )
+                steps, text = reply.steps, reply.text
+                if self.output_type is None:
+                    return AgentResult(self.name, text, text, steps)
+                asked = (
+                    *asked,
+                    Message(Role.ASSISTANT, text),
+                    Message(Role.USER, FINAL_ANSWER_PROMPT),
+                )
+            typed = await session.generate_object(
+                output_type=self.output_type, messages=asked, model=self.model, **self.options
+            )
+            return AgentResult(self.name, typed, text, steps)
+        finally:
+            current_agent.reset(naming)
+
+    @property
+    def workflow(self) -> Callable[[Session, Any], Awaitable[Any]]:
+        """A workflow ``(session, input) -> output`` running this agent: give it to
+        ``simple_execution``, or name it in a module (``research = agent.workflow``) for
+        ``agtl run``, ``agtl serve`` and ``agtl.temporal.submit``."""
+        agent = self
+
+        async def workflow(session: Session, input: Any) -> Any:
+            return (await agent.run(session, _as_input(input))).output
+
+        workflow.__name__ = workflow.__qualname__ = self.name
+        workflow.__doc__ = f"The agent {self.name!r}: {self.instructions}"
+        return workflow
+
+    def as_tool(
+        self,
+        name: str | None = None,
+        description: str | None = None,
+        *,
+        timeout: float | None = None,
+        limits: UsageLimits | None = None,
+    ) -> Tool:
+        """This agent as a tool another agent calls with a ``task``. Each call runs it as a
+        child execution of the calling one (its own Result, listed in the caller's
+        ``summary.children``; ``timeout`` and ``limits`` bound it), cancelled with its
+        parent from any source. Its failure, or its own timeout, is a tool error the
+        calling model is told; its output is the tool's result."""
+        seconds = check_optional_seconds("timeout", timeout)
+        if limits is not None and not isinstance(limits, UsageLimits):
+            raise InvalidArgumentError(
+                "limits", f"must be agtl.UsageLimits, not {type_name(limits)}"
+            )
+        agent = self
+
+        async def call(session: Session, task: str) -> Any:
+            provider = session.provider
+            if not isinstance(provider, Provider):  # always one: the session's own
+                raise SubAgentError(f"the agent {agent.name} has no provider to run on")
+
+            async def child(inner: Session) -> Any:
+                return (await agent.run(inner, task)).output
+
+            result = await provider.simple_execution(child, timeout=seconds, limits=limits)
+            await trio.lowlevel.checkpoint_if_cancelled()  # the parent's cancel is ours too
+            if result.succeeded:
+                return result.value
+            why = result.error if result.error is not None else result.cancel
+            raise SubAgentError(f"the agent {agent.name} did not finish: {why}")
+
+        return Tool.from_schema(
+            name or self.name,
+            description or f"Ask the agent {self.name}: {self.instructions}",
+            {
+                "type": "object",
+                "properties": {"task": {"type": "string", "description": "What to do."}},
+                "required": ["task"],
+            },
+            call,
+            check=_task,
+            takes_session=True,
+        )
+
+
+def _messages(instructions: str, input: object) -> tuple[Message, ...]:
+    """The agent's instructions as the system message, then the input."""
+    if isinstance(input, str):
+        return build_messages(prompt=input, messages=None, system=instructions)
+    return build_messages(prompt=None, messages=input, system=instructions)
+
+
+def _as_input(value: Any) -> Any:
+    """A workflow's input as an agent takes it: a prompt, {"prompt": ...}, or messages."""
+    if isinstance(value, Mapping) and "prompt" in value:
+        return value["prompt"]
+    return value
+
+
+def _task(arguments: dict[str, Any]) -> dict[str, Any]:
+    task = arguments.get("task")
+    if not isinstance(task, str) or not task.strip():
+        raise ValueError("task: give the agent a task (a non-empty string)")
+    return {"task": task}

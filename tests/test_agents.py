@@ -1,0 +1,187 @@
+"""Agents on a scripted model: a run inside an execution with the agent's name on its records,
+typed output, the ready workflow, and an agent called as a tool running as a child execution
+(its Result listed in the parent's, cancelled with the parent, its failure a tool error)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+import pytest
+import trio
+
+import agtl
+from agtl import Agent, Session, ToolCallRequest, ToolCallStatus
+from agtl.testing import Reply, ScriptedProvider
+
+DEADLINE = 10
+
+
+@agtl.tool
+def search(query: str) -> str:
+    """Search the web."""
+    return f"results for {query}"
+
+
+RESEARCHER = Agent(
+    "researcher", "You research one question with the search tool.", tools=[search], max_steps=3
+)
+PLANNER = Agent("planner", "You plan, and ask the researcher.", tools=[RESEARCHER.as_tool()])
+
+
+def respond(request: agtl.GenerationRequest) -> Reply:
+    """The planner asks the researcher once; the researcher searches once; both then answer."""
+    system = request.messages[0].content
+    last = request.messages[-1]
+    if request.options.response_format is not None:
+        return Reply('{"city": "Paris", "sure": true}')
+    if last.role is agtl.Role.TOOL:
+        who = "planner" if system.startswith("You plan") else "researcher"
+        return Reply(f"{who} says: {last.content}")
+    if system.startswith("You plan"):
+        return Reply("", tool_calls=[ToolCallRequest("p1", "researcher", {"task": "capital?"})])
+    if request.tools:
+        return Reply("", tool_calls=[ToolCallRequest("r1", "search", {"query": last.content})])
+    return Reply("plain answer")
+
+
+async def test_an_agent_runs_its_loop_and_names_its_records() -> None:
+    async def workflow(session: Session) -> agtl.AgentResult:
+        return await RESEARCHER.run(session, "capital of France?")
+
+    result = await ScriptedProvider(respond=respond).simple_execution(workflow)
+    run = result.unwrap()
+    assert run.agent == "researcher"
+    assert run.output == run.text == "researcher says: results for capital of France?"
+    assert [s.agent for s in run.steps] == ["researcher", "researcher"]
+    assert [c.details["agent"] for c in result.summary.llm_calls] == ["researcher"] * 2
+    assert result.summary.tool_calls[0].result == "results for capital of France?"
+
+
+class Answer(pydantic.BaseModel):
+    city: str
+    sure: bool
+
+
+async def test_typed_output_with_and_without_tools() -> None:
+    provider = ScriptedProvider(respond=respond)
+    for agent in (
+        Agent("typed", "You answer.", output_type=Answer),
+        Agent("typed-tools", "You research.", tools=[search], output_type=Answer),
+    ):
+
+        async def workflow(session: Session, agent: Agent = agent) -> agtl.AgentResult:
+            return await agent.run(session, "capital?")
+
+        run = (await provider.simple_execution(workflow)).unwrap()
+        assert run.output == Answer(city="Paris", sure=True)
+    last = provider.calls[-1]
+    assert last.messages[-1].content == agtl.agent.FINAL_ANSWER_PROMPT
+    assert last.messages[-2].content == "researcher says: results for capital?"
+
+
+async def test_the_ready_workflow_takes_a_prompt_or_a_mapping() -> None:
+    workflow = RESEARCHER.workflow
+    assert workflow.__name__ == "researcher"
+    provider = ScriptedProvider(respond=respond)
+    for given in ("capital?", {"prompt": "capital?"}):
+
+        async def run(session: Session, given: Any = given) -> Any:
+            return await workflow(session, given)
+
+        result = await provider.simple_execution(run)
+        assert result.value == "researcher says: results for capital?"
+
+
+async def test_an_agent_as_a_tool_runs_as_a_child_execution() -> None:
+    result = await ScriptedProvider(respond=respond).simple_execution(
+        lambda s: PLANNER.run(s, "What is the capital of France?")
+    )
+    run = result.unwrap()
+    assert run.output == "planner says: researcher says: results for capital?"
+    summary = result.summary
+    # The researcher's calls are its own execution's, listed as the planner's child.
+    assert [c.details["agent"] for c in summary.llm_calls] == ["planner", "planner"]
+    [child] = summary.children
+    assert child.status is agtl.Status.SUCCEEDED
+    assert child.usage.output_tokens is not None
+    assert child.usage.output_tokens > 0
+    [asked] = summary.tool_calls
+    assert (asked.name, asked.status) == ("researcher", ToolCallStatus.OK)
+
+
+async def test_a_cancel_of_the_parent_reaches_the_child_and_its_tools() -> None:
+    stopped: list[str] = []
+    started = trio.Event()
+
+    @agtl.tool
+    async def slow_search(query: str) -> str:
+        """Search slowly."""
+        started.set()
+        try:
+            await trio.sleep(60)
+        finally:
+            stopped.append(query)
+        return "never"
+
+    researcher = Agent("researcher", "You research one question.", tools=[slow_search])
+    planner = Agent("planner", "You plan, and ask the researcher.", tools=[researcher.as_tool()])
+
+    def slow(request: agtl.GenerationRequest) -> Reply:
+        if request.messages[0].content.startswith("You plan"):
+            return Reply("", tool_calls=[ToolCallRequest("p1", "researcher", {"task": "go"})])
+        return Reply("", tool_calls=[ToolCallRequest("r1", "slow_search", {"query": "q"})])
+
+    execution = ScriptedProvider(respond=slow).simple_execution(lambda s: planner.run(s, "go"))
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(execution.result)
+            await started.wait()
+            execution.cancel("the user left")
+    result = execution.outcome
+    assert result is not None
+    assert result.canceled
+    assert stopped == ["q"]  # the grandchild tool's finally ran
+    [child] = result.summary.children
+    assert child.status is agtl.Status.CANCELED
+    [asked] = result.summary.tool_calls
+    assert asked.status is ToolCallStatus.CANCELLED
+
+
+async def test_a_failed_child_is_a_tool_error_for_the_calling_model() -> None:
+    researcher = Agent("researcher", "You research.", tools=[search])
+    planner = Agent(
+        "planner", "You plan, and ask the researcher.", tools=[researcher.as_tool(timeout=0.05)]
+    )
+
+    def stalls(request: agtl.GenerationRequest) -> Reply:
+        system, last = request.messages[0].content, request.messages[-1]
+        if system.startswith("You plan"):
+            if last.role is agtl.Role.TOOL:
+                return Reply(f"planner heard: {last.content}")
+            return Reply("", tool_calls=[ToolCallRequest("p1", "researcher", {"task": "go"})])
+        return Reply("too late", first_delay=5)
+
+    result = await ScriptedProvider(respond=stalls).simple_execution(lambda s: planner.run(s, "go"))
+    assert result.succeeded
+    assert "SubAgentError" in str(result.value)
+    assert "the agent researcher did not finish" in str(result.value)
+    [child] = result.summary.children
+    assert child.status is agtl.Status.CANCELED  # its own timeout
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Agent("2fast", "x"), "must start with a letter"),
+        (lambda: Agent("a", ""), "instructions"),
+        (lambda: Agent("a", "x", max_steps=0), "max_steps"),
+        (lambda: Agent("a", "x", on_max_steps="guess"), "on_max_steps"),
+        (lambda: Agent("a", "x", options={"temprature": 1}), "temprature"),
+        (lambda: Agent("a", "x", tools=["not a tool"]), "tools"),
+        (lambda: Agent("a", "x").as_tool(timeout=-1), "timeout"),
+    ],
+)
+def test_bad_definitions_are_refused(make: Any, message: str) -> None:
+    with pytest.raises(agtl.InvalidArgumentError, match=message):
+        make()
