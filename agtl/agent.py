@@ -80,7 +80,8 @@ def _check_instructions(value: object) -> str:
 class Agent:
     """A reusable agent: who it is (``instructions``), what it may use (``tools``), what it
     answers with (``output_type``: text when ``None``), and how (``model``, ``options``,
-    ``max_steps``, ``on_max_steps``). It holds no provider: the session running it does."""
+    ``max_steps``, ``on_max_steps``, ``tool_choice``). It holds no provider: the session
+    running it does."""
 
     name: str = attrs.field(converter=_check_name)
     instructions: str = attrs.field(converter=_check_instructions)
@@ -90,6 +91,8 @@ class Agent:
     options: Mapping[str, Any] = attrs.field(factory=dict, converter=_check_options)
     max_steps: int = DEFAULT_MAX_STEPS
     on_max_steps: str = "raise"
+    #: The first model call's ``tool_choice`` ("each" suits small models; see generate_text).
+    tool_choice: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.model is not None:
@@ -125,6 +128,7 @@ class Agent:
                     tools=self.tools or None,
                     max_steps=self.max_steps if self.tools else None,
                     on_max_steps=self.on_max_steps if self.tools else "raise",
+                    tool_choice=self.tool_choice if self.tools else None,
                     **self.options,
                 )
                 steps, text = reply.steps, reply.text
@@ -196,7 +200,7 @@ class Agent:
             description or f"Ask the agent {self.name}: {self.instructions}",
             {
                 "type": "object",
-                "properties": {"task": {"type": "string", "description": "What to do."}},
+                "properties": {"task": {"type": "string", "description": "The question, in full."}},
                 "required": ["task"],
             },
             call,

@@ -259,3 +259,18 @@ async def test_resilient_calls_example() -> None:
         outcomes.append([a["outcome"] for a in attempts])
     # Two failures open the remote's breaker: the third call goes straight to the local model.
     assert outcomes == [["error", "answered"], ["error", "answered"], ["answered"]]
+
+
+async def test_research_team_example() -> None:
+    from examples import research_team
+
+    result = await research_team.main()
+    assert result.succeeded, result.error
+    assert "Paris" in (result.value or "")
+    summary = result.summary
+    assert {c.details["agent"] for c in summary.llm_calls} == {"planner"}
+    [asked] = summary.tool_calls
+    assert (asked.name, asked.status) == ("researcher", agtl.ToolCallStatus.OK)
+    [child] = summary.children
+    assert child.status is agtl.Status.SUCCEEDED
+    assert child.usage.output_tokens
