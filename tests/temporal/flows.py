@@ -173,3 +173,31 @@ async def pay_twice(session: agtl.Session, input: dict[str, Any]) -> list[str]:
         reply = await session.generate_text(prompt=prompt, tools=tools, tool_choice=choice)
         texts.append(reply.text)
     return texts
+
+
+@agtl.tool
+def note(topic: str) -> str:
+    """The team's note on a topic."""
+    return f"note on {topic}"
+
+
+def team_model() -> agtl.Provider:
+    """A planner that asks the researcher once; a researcher that reads a note once."""
+
+    def respond(request: agtl.GenerationRequest) -> Reply:
+        system, last = request.messages[0].content, request.messages[-1]
+        who = "planner" if system.startswith("You plan") else "researcher"
+        if last.role is agtl.Role.TOOL:
+            return Reply(f"{who} says: {last.content}", usage=agtl.Usage(5, 4))
+        if who == "planner":
+            call = agtl.ToolCallRequest("p1", "researcher", {"task": last.content})
+        else:
+            call = agtl.ToolCallRequest("r1", "note", {"topic": last.content})
+        return Reply("", tool_calls=[call], usage=agtl.Usage(5, 1))
+
+    return ScriptedProvider(respond=respond)
+
+
+researcher = agtl.Agent("researcher", "You research, with notes.", tools=[note])
+team = agtl.Agent("planner", "You plan, and ask the researcher.", tools=[researcher.as_tool()])
+team_workflow = team.workflow

@@ -686,3 +686,24 @@ def test_a_fallback_chain_with_limits_runs_on_a_worker(workers: Workers) -> None
         assert [a["outcome"] for a in attempts] == ["error", "answered"]
         assert attempts[0]["error"] == "ServerError: 503: down for maintenance"
         assert "queue_wait" in attempts[1]["details"]  # the second provider's limits applied
+
+
+def test_an_agent_team_runs_on_a_worker_with_its_tree_in_the_result(workers: Workers) -> None:
+    workers.start(concurrency=2)
+
+    async def scenario(client: Any) -> agtl.Result[Any]:
+        handle = await start(
+            client,
+            workers,
+            "team_workflow",
+            {"prompt": "capital?"},
+            provider=ProviderSpec.factory(f"{FLOWS}:team_model"),
+        )
+        return await handle.result()
+
+    result = with_client(workers.address, scenario)
+    assert result.value == "planner says: researcher says: note on capital?"
+    assert {c.details["agent"] for c in result.summary.llm_calls} == {"planner"}
+    [child] = result.summary.children
+    assert child.status is agtl.Status.SUCCEEDED
+    assert child.usage.output_tokens == 1 + 4  # the researcher's two calls
