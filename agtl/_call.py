@@ -10,6 +10,7 @@ telemetry and the conversation turn exactly once, however the call ends.
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final
 
@@ -125,12 +126,15 @@ class TextStream:
             )
         if env.cancellation.requested:
             raise ExecutionClosedError("no LLM call may start after the execution was cancelled")
+        refusal = None
         if env.limits is not None:
             refusal = env.limits.request_refusal(len(state.calls))
-            if refusal is not None:
-                env.cancellation.request(CancelSource.LIMIT, refusal)
-                await trio.lowlevel.checkpoint_if_cancelled()
-                raise ExecutionClosedError(f"LLM call refused: {refusal}")
+        if refusal is None and env.node.parent is not None:
+            refusal = env.node.request_refusal()  # the budgets of the executions above
+        if refusal is not None:
+            env.cancellation.request(CancelSource.LIMIT, refusal)
+            await trio.lowlevel.checkpoint_if_cancelled()
+            raise ExecutionClosedError(f"LLM call refused: {refusal}")
 
     def _begin(self) -> CallState:
         """Record the call in the execution and set its deadlines from now."""
@@ -207,12 +211,12 @@ class TextStream:
         if self._turn is not None:
             self._turn.feed(delta)
         limits = self._env.limits
-        if limits is not None and limits.watches_usage:
+        if (limits is not None and limits.watches_usage) or self._env.node.watched:
             self._check_budgets(call, limits, backend)
         return delta
 
     def _check_budgets(
-        self, call: CallState, limits: UsageLimits, backend: GenerationStream
+        self, call: CallState, limits: UsageLimits | None, backend: GenerationStream
     ) -> None:
         """A token or cost budget crossed by the output so far stops the call at this piece."""
         env = self._env
@@ -223,10 +227,14 @@ class TextStream:
                 "".join(m.content or "" for m in self._messages if isinstance(m, Message))
             )
         running = call.running_usage(backend.report(), self._input_estimate)
-        settled, settled_cost = env.state.usage_and_cost()
         cost = env.runtime.cost_of(call.model, running)
-        total_cost = None if cost is None or settled_cost is None else settled_cost + cost
-        violation = limits.usage_violation(settled + running, total_cost)
+        violation = None
+        if limits is not None:
+            settled, settled_cost = env.state.usage_and_cost()
+            total_cost = None if cost is None or settled_cost is None else settled_cost + cost
+            violation = limits.usage_violation(settled + running, total_cost)
+        if violation is None and env.node.watched:
+            violation = env.node.usage_violation(running, cost)  # a budget above this one
         if violation is not None:
             estimated = " (estimated)" if running.provenance is Provenance.ESTIMATED else ""
             env.cancellation.request(
@@ -322,11 +330,16 @@ class TextStream:
         """With its final figures in, does the execution cross a budget? Then cancel it."""
         env, call = self._env, self._call
         assert call is not None
+        if call.usage is not None:
+            env.node.settled(call.usage, call.cost)  # every execution above used it too
+        violation = None
         if env.limits is not None:
             violation = env.limits.usage_violation(*env.state.usage_and_cost())
-            if violation is not None:
-                call.over_budget = True  # its text is not lost: the partial keeps it
-                env.cancellation.request(CancelSource.LIMIT, violation)
+        if violation is None and env.node.watched:
+            violation = env.node.usage_violation(Usage(0, 0), Decimal(0))
+        if violation is not None:
+            call.over_budget = True  # its text is not lost: the partial keeps it
+            env.cancellation.request(CancelSource.LIMIT, violation)
 
     def _close_turn(self, call: CallState, exc: BaseException | None) -> None:
         """Append the reply to the conversation, or what was said so far and a marker."""

@@ -118,11 +118,14 @@ class StepRunner:
         return done
 
     async def _admit(self) -> None:
-        """Start one more tool call, or cancel the execution if a limit forbids it."""
-        if self.ctx.limits is None:
-            return
-        started = len(self.ctx.state.tool_calls or ()) + self._in_flight
-        refusal = self.ctx.limits.tool_call_refusal(started)
+        """Start one more tool call, or cancel the execution if a limit forbids it (its own,
+        or one of an execution above it)."""
+        refusal = None
+        if self.ctx.limits is not None:
+            started = len(self.ctx.state.tool_calls or ()) + self._in_flight
+            refusal = self.ctx.limits.tool_call_refusal(started)
+        if refusal is None and self.ctx.node.parent is not None:
+            refusal = self.ctx.node.tool_call_refusal()
         if refusal is not None:
             self.ctx.cancellation.request(CancelSource.LIMIT, refusal)
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -211,8 +214,7 @@ class StepRunner:
             status, error = ToolCallStatus.ERROR, f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            if self.ctx.limits is not None:
-                self._in_flight -= 1
+            self._in_flight -= 1
             if notes:
                 error = f"{error}; {notes[0]}" if error else notes[0]
             record = ToolCall(

@@ -35,6 +35,7 @@ from agtl._groups import contains_cancelled, is_cancellation, leaves, raise_coll
 from agtl._logging import ExecutionLogger
 from agtl._runtime import Runtime
 from agtl._state import ExecutionState
+from agtl._tree import Node
 from agtl._vocabulary import CancelInfo, CancelSource, Partial, Status, StopReason
 from agtl.errors import ExecutionClosedError, InvalidArgumentError, NoTerminalEventError
 from agtl.events import ERROR, Event
@@ -57,9 +58,9 @@ T = TypeVar("T")
 #: How long each on_done hook may run, shielded from cancellation, before it is cut off.
 HOOK_GRACE_SECONDS: Final = 5.0
 
-#: The state of the execution whose workflow is running in this context: an execution
-#: started here is its child. trio tasks inherit it from the task that started them.
-_running: contextvars.ContextVar[ExecutionState | None] = contextvars.ContextVar(
+#: The execution whose workflow is running in this context (its place in its tree): an
+#: execution started here is its child. trio tasks inherit it from the task that started them.
+_running: contextvars.ContextVar[Node | None] = contextvars.ContextVar(
     "agtl_running_execution", default=None
 )
 
@@ -127,7 +128,7 @@ class Execution(PersonInTheLoop, Generic[T]):
         self._outcome: Result[T] | None = None
         self._claimed = False
         self._began = False
-        self._parent: ExecutionState | None = None
+        self._parent: Node | None = None
         self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
 
     # -- handle -------------------------------------------------------------------------------
@@ -232,9 +233,9 @@ class Execution(PersonInTheLoop, Generic[T]):
             )
         self._claimed = True
         parent = _running.get()
-        if parent is not None and not parent.frozen:
+        if parent is not None and not parent.state.frozen:
             self._parent = parent
-            self._state.parent_id = parent.execution_id
+            self._state.parent_id = parent.state.execution_id
 
     # -- running ------------------------------------------------------------------------------
     async def _run(self) -> Result[T]:
@@ -242,14 +243,15 @@ class Execution(PersonInTheLoop, Generic[T]):
         log = ExecutionLogger(
             runtime.logger, execution_id=self.execution_id, provider=runtime.provider_name
         )
-        session = Session(ExecutionContext(state, cancellation, runtime, self._limits, log))
+        node = Node(state, self._limits, cancellation, parent=self._parent)
+        session = Session(ExecutionContext(state, cancellation, runtime, self._limits, log, node))
         returned: Any = None
         escaped: BaseException | None = None
         log.debug("execution.started", streaming=self._streaming)
         trace = _observe.trace_execution(self.execution_id, state.workflow, self._streaming)
         state.trace = trace
         activated = trace.activate()
-        running = _running.set(state)
+        running = _running.set(node)
         try:
             returned = await self._scoped(session)
         except BaseException as exc:
@@ -264,7 +266,7 @@ class Execution(PersonInTheLoop, Generic[T]):
         result = self._classify(escaped, returned, end)
         self._outcome = result
         if self._parent is not None:
-            self._parent.add_child(result.summary.as_child(result.status))
+            self._parent.state.add_child(result.summary.as_child(result.status))
         trace.execution_finished(result)
         sink = runtime.summary_sink
         if sink is not None:

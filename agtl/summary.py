@@ -209,15 +209,24 @@ class Summary:
         """The total cost of every child execution (and theirs); ``None`` if one is unknown."""
         return _sum_costs(child.cost for child in self.children)
 
+    @property
+    def tree_usage(self) -> Usage:
+        """This execution's usage and its children's (each child's being its own subtree):
+        the whole tree, each call counted once. ``total_usage`` stays this execution's own."""
+        return self.total_usage + self.children_usage if self.children else self.total_usage
+
+    @property
+    def tree_cost(self) -> Decimal | None:
+        """This execution's total cost and its children's: the whole tree's cost."""
+        cost = self.total_cost
+        if not self.children:
+            return cost
+        children_cost = self.children_cost
+        return None if cost is None or children_cost is None else cost + children_cost
+
     def as_child(self, status: Status) -> ChildSummary:
         """This execution as its parent records it: usage and cost of the whole subtree."""
-        usage = self.total_usage
-        cost = self.total_cost
-        if self.children:
-            usage = usage + self.children_usage
-            children_cost = self.children_cost
-            cost = None if cost is None or children_cost is None else cost + children_cost
-        return ChildSummary(self.execution_id, status, usage, cost)
+        return ChildSummary(self.execution_id, status, self.tree_usage, self.tree_cost)
 
     @property
     def time_to_first_token(self) -> float | None:

@@ -185,3 +185,58 @@ async def test_a_failed_child_is_a_tool_error_for_the_calling_model() -> None:
 def test_bad_definitions_are_refused(make: Any, message: str) -> None:
     with pytest.raises(agtl.InvalidArgumentError, match=message):
         make()
+
+
+def three_levels(words: int = 200) -> tuple[Agent, ScriptedProvider]:
+    """planner -> researcher (a child) -> searcher (a grandchild) that talks at length."""
+    searcher = Agent("searcher", "You search at length.")
+    researcher = Agent("researcher", "You research.", tools=[searcher.as_tool()])
+    planner = Agent("planner", "You plan.", tools=[researcher.as_tool()])
+
+    def respond(request: agtl.GenerationRequest) -> Reply:
+        system, last = request.messages[0].content, request.messages[-1]
+        if last.role is agtl.Role.TOOL:
+            return Reply("done")
+        if system.startswith("You plan"):
+            return Reply("", tool_calls=[ToolCallRequest("p1", "researcher", {"task": "go"})])
+        if system.startswith("You research"):
+            return Reply("", tool_calls=[ToolCallRequest("r1", "searcher", {"task": "go"})])
+        return Reply([f"w{i} " for i in range(words)], delay=0.001)
+
+    return planner, ScriptedProvider(respond=respond)
+
+
+async def test_a_parents_budget_cuts_a_grandchilds_call_mid_stream() -> None:
+    planner, provider = three_levels()
+    result = await provider.simple_execution(
+        lambda s: planner.run(s, "go"), limits=agtl.UsageLimits(max_output_tokens=30)
+    )
+    assert result.canceled
+    assert result.cancel is not None
+    assert result.cancel.source is agtl.CancelSource.LIMIT
+    assert "max_output_tokens=30 exceeded" in (result.cancel.reason or "")
+    assert "in the tree, by execution" in (result.cancel.reason or "")
+    [child] = result.summary.children  # the researcher, with the searcher under it
+    assert child.status is agtl.Status.CANCELED
+    # The grandchild was stopped as soon as the tree crossed 30 output tokens, not at 200.
+    assert child.usage.output_tokens is not None
+    assert 30 < child.usage.output_tokens < 60
+    assert result.summary.tree_usage.output_tokens == (
+        (result.summary.total_usage.output_tokens or 0) + child.usage.output_tokens
+    )
+
+
+async def test_a_parents_request_and_tool_call_budgets_count_its_descendants() -> None:
+    planner, provider = three_levels(words=3)
+    # planner 1 call, researcher 1, searcher 1: a fourth (any level) is refused.
+    by_requests = await provider.simple_execution(
+        lambda s: planner.run(s, "go"), limits=agtl.UsageLimits(max_requests=3)
+    )
+    assert by_requests.canceled
+    assert "max_requests=3 reached" in (by_requests.cancel.reason or "")  # type: ignore[union-attr]
+    # The planner's tool call and the researcher's: a limit of one stops the second.
+    by_tools = await provider.simple_execution(
+        lambda s: planner.run(s, "go"), limits=agtl.UsageLimits(max_tool_calls=1)
+    )
+    assert by_tools.canceled
+    assert "max_tool_calls=1 reached" in (by_tools.cancel.reason or "")  # type: ignore[union-attr]
