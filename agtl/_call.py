@@ -116,9 +116,12 @@ class TextStream:
         return self
 
     async def _admit(self) -> None:
-        """Refuse a call after the outcome, after a cancel, or past ``max_requests``."""
+        """Refuse a call after the outcome, after a cancel, or past ``max_requests``; a soft
+        stop asked for lands here, before a new step."""
         env = self._env
         state = env.state
+        if env.cancellation.at_boundary("step") and state.calls:
+            state.calls[-1].kept_whole = True  # the last complete reply is the partial
         await trio.lowlevel.checkpoint_if_cancelled()
         if state.terminal is not None or state.frozen:
             raise ExecutionClosedError(
@@ -308,6 +311,8 @@ class TextStream:
         self._log_finished(call)
         if call.completed:
             self._result = _text_result(call, report)
+            if env.cancellation.at_boundary("call"):
+                call.kept_whole = True  # a soft stop lands after this complete reply
         self._check_limits_after()
 
     def _trace_finish(self, call: CallState) -> None:

@@ -16,6 +16,7 @@ so that a later deadline or request is not mistaken for the cause: the terminal 
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Sequence
@@ -54,6 +55,8 @@ class Cancellation:
         "_listeners",
         "_request",
         "_scope",
+        "_soft",
+        "_soft_landed",
         "_start",
         "_stopped",
         "_token",
@@ -69,6 +72,9 @@ class Cancellation:
         self._start = 0.0
         self._frozen = False
         self._listeners: Sequence[tuple[CancelSignal, int]] = ()
+        #: A soft stop asked for: (after "call" or "step", reason, grace seconds or None).
+        self._soft: tuple[str, str | None, float | None] | None = None
+        self._soft_landed = False
 
     # -- requests (any thread) --------------------------------------------------------------
     def request(self, source: CancelSource, reason: str | None) -> None:
@@ -88,6 +94,43 @@ class Cancellation:
     @property
     def requested(self) -> bool:
         return self._request is not None
+
+    def request_soft(self, after: str, reason: str | None, grace: float | None) -> None:
+        """Ask the execution to stop at its next boundary: once the running model call ends
+        (``after="call"``) or the running step with its tool calls (``"step"``). Any thread;
+        the first soft request wins. With ``grace``, a hard cancel follows that many seconds
+        later if it has not stopped by then."""
+        with _LOCK:
+            if self._frozen or self._request is not None or self._soft is not None:
+                return
+            self._soft = (after, reason, grace)
+            token, scope = self._token, self._scope
+        if grace is not None and token is not None and scope is not None:
+            call_in_run(token, functools.partial(self._escalate_after, grace, reason))
+
+    def at_boundary(self, boundary: str) -> bool:
+        """The core reached a boundary: a model call ended (``"call"``) or a new step is about
+        to begin (``"step"``). Whether a soft stop lands here (it is then requested)."""
+        soft = self._soft
+        if soft is None or self._request is not None:
+            return False
+        after, reason, _ = soft
+        if after == "step" and boundary == "call":
+            return False
+        self._soft_landed = True
+        self.request(CancelSource.HANDLE, reason)
+        return True
+
+    def _escalate_after(self, grace: float, reason: str | None) -> None:
+        """On the trio run: a hard cancel ``grace`` seconds from now, armed as a deadline."""
+        scope = self._scope
+        if scope is None or scope.cancel_called:
+            return
+        at = trio.current_time() + grace
+        if self._armed is None or at < self._armed.at:
+            why = f"the soft stop did not land within {grace:g}s: escalated to a cancel"
+            self._armed = _Armed(at, CancelSource.HANDLE, f"{why} ({reason})" if reason else why)
+            scope.deadline = at
 
     # -- on the trio run ----------------------------------------------------------------------
     def begin(
@@ -119,6 +162,9 @@ class Cancellation:
             scope.deadline = self._armed.at
         if signals:
             self._listeners = [(s, s.add_listener(self._on_signal)) for s in signals]
+        soft = self._soft
+        if soft is not None and soft[2] is not None:  # a soft stop before the start
+            self._escalate_after(soft[2], soft[1])
         self._apply()
         deadline = math.inf if self._armed is None else self._armed.at
         return not scope.cancel_called and trio.current_time() < deadline
@@ -154,7 +200,8 @@ class Cancellation:
         if scope.cancel_called:
             return  # a deadline, the terminal event or a failure got there first
         source, reason = request
-        self._cause = CancelInfo(source, reason, trio.current_time() - self._start)
+        mode = "soft" if self._soft_landed else "hard"
+        self._cause = CancelInfo(source, reason, trio.current_time() - self._start, mode)
         scope.cancel(reason or source.value)
 
     def _is_deadline(self) -> bool:

@@ -64,6 +64,8 @@ class CallState:
     usage: Usage | None = None
     #: Its usage crossed a budget of the execution: its text is kept in the partial.
     over_budget: bool = False
+    #: A soft stop landed when it ended: its complete reply is kept in the partial.
+    kept_whole: bool = False
     #: This call's telemetry (``NO_TRACE`` when no observer is installed).
     trace: Trace = NO_TRACE
     #: The agent that made it, if an agent did.

@@ -94,6 +94,7 @@ class StepRunner:
         """
         self._sink = progress
         state = self.ctx.state
+        await trio.lowlevel.checkpoint_if_cancelled()  # a stopped execution starts no tool
         if state.terminal is not None or state.frozen:
             raise ExecutionClosedError(
                 "no tool may start after the execution's terminal event was delivered"

@@ -89,9 +89,15 @@ class CancelInfo:
     source: CancelSource
     reason: str | None
     at: float  # seconds since the execution started
+    #: "soft" when a soft stop (``execution.stop``) ended it at a call or step boundary.
+    mode: str = "hard"
 
     def to_dict(self) -> dict[str, object]:
-        return {"source": self.source.value, "reason": self.reason, "at": self.at}
+        data: dict[str, object] = {"source": self.source.value, "reason": self.reason}
+        data["at"] = self.at
+        if self.mode != "hard":
+            data["mode"] = self.mode
+        return data
 
 
 @attrs.frozen

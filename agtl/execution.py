@@ -151,6 +151,22 @@ class Execution(PersonInTheLoop, Generic[T]):
             raise InvalidArgumentError("reason", f"must be a str or None, not {type_name(reason)}")
         self._cancellation.request(CancelSource.HANDLE, reason)
 
+    def stop(
+        self, *, after: str = "call", grace: float | None = None, reason: str | None = None
+    ) -> None:
+        """Stop the execution softly, at its next boundary: once the running model call has
+        ended (``after="call"``: the tools it asked for do not run), or the running step with
+        its tool calls (``"step"``: no new model call starts). It then ends ``canceled`` with
+        ``cancel.mode == "soft"`` and the complete last reply in its partial. Nothing is cut
+        mid-reply. With ``grace``, a hard cancel follows after that many seconds if it has not
+        stopped by then (its reason says so). Any thread, like :meth:`cancel`."""
+        if after not in ("call", "step"):
+            raise InvalidArgumentError("after", f"must be 'call' or 'step', not {after!r}")
+        grace = check_optional_seconds("grace", grace)
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidArgumentError("reason", f"must be a str or None, not {type_name(reason)}")
+        self._cancellation.request_soft(after, reason, grace)
+
     def _cancel_from(self, source: CancelSource, reason: str) -> None:
         """Stop the execution for a cause that is not its handle (the asyncio bridge, Ctrl-C)."""
         self._cancellation.request(source, reason)
@@ -358,6 +374,7 @@ class Execution(PersonInTheLoop, Generic[T]):
             if (
                 call.stop_reason is StopReason.CANCELLED
                 or call.over_budget
+                or call.kept_whole
                 or (
                     status is Status.FAILED
                     and call.error is not None

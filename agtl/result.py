@@ -102,7 +102,12 @@ class Result(Generic[T]):
             error=None if error is None else RemoteError(error["type"], error["message"]),
             cancel=None
             if cancel is None
-            else CancelInfo(CancelSource(cancel["source"]), cancel["reason"], cancel["at"]),
+            else CancelInfo(
+                CancelSource(cancel["source"]),
+                cancel["reason"],
+                cancel["at"],
+                cancel.get("mode", "hard"),
+            ),
             partial=None
             if partial is None
             else Partial(
