@@ -317,11 +317,24 @@ class _Api:
 
     async def cancel(self, request: Request) -> Response:
         served = self._served(request)
-        body = await _json_body(request, self.limit, {"reason"})
+        body = await _json_body(request, self.limit, {"reason", "mode", "after", "grace"})
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
             raise _Problem(422, f"reason: must be a string, not {reason!r}")
-        served.execution.cancel(reason)
+        mode = body.get("mode", "hard")
+        if mode == "soft":  # let the running call (or step) finish, then stop
+            try:
+                served.execution.stop(
+                    after=body.get("after", "call"), grace=body.get("grace"), reason=reason
+                )
+            except InvalidArgumentError as error:
+                raise _Problem(422, f"{error.argument}: {error.problem}") from None
+        elif mode == "hard":
+            if "after" in body or "grace" in body:
+                raise _Problem(422, "after and grace go with mode 'soft'")
+            served.execution.cancel(reason)
+        else:
+            raise _Problem(422, f"mode: must be 'hard' or 'soft', not {mode!r}")
         outcome = served.execution.outcome
         return JSONResponse(
             {"id": served.id, "status": None if outcome is None else outcome.status.value},

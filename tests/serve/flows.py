@@ -22,6 +22,8 @@ def _reply(request: agtl.GenerationRequest) -> Reply:
         return Reply("", tool_calls=[agtl.ToolCallRequest("t1", "transfer", {"amount": 500})])
     if prompt.startswith("slow"):
         return Reply(["word "] * 2000, delay=0.01)
+    if prompt.startswith("medium"):
+        return Reply(["word "] * 100, delay=0.01)
     return Reply(["Hello ", "from ", "the ", "server."], delay=0.01)
 
 

@@ -66,6 +66,26 @@ def test_cancel_stops_the_generation_and_keeps_the_partial(talk: Server) -> None
     assert record["summary"]["total_usage"]["output_tokens"] < 2000  # it stopped early
 
 
+def test_a_soft_cancel_lets_the_reply_finish_then_stops(talk: Server) -> None:
+    execution_id = talk.start({"prompt": "medium"})
+    stream = talk.events(execution_id)
+    assert stream.next() is not None  # it is streaming
+    for wrong in ({"mode": "gentle"}, {"grace": 1}, {"mode": "soft", "after": "turn"}):
+        refused = talk.request("POST", f"/executions/{execution_id}/cancel", wrong)
+        assert refused.status == 422, wrong
+    reply = talk.request(
+        "POST", f"/executions/{execution_id}/cancel", {"mode": "soft", "reason": "later"}
+    )
+    assert reply.status == 202
+    rest = stream.all()
+    cancel = rest[-1].data["cancel"]
+    assert (cancel["mode"], cancel["reason"]) == ("soft", "later")
+    record = talk.outcome(execution_id)
+    assert record["status"] == "canceled"
+    assert record["partial"] == "word " * 100  # the reply finished
+    assert record["summary"]["llm_calls"][0]["stop_reason"] == "eos"
+
+
 def test_a_reconnect_resumes_without_loss_or_duplicates(serve: Any) -> None:
     server = serve(f"{FLOWS}:ticks", "--grace", "5")
     execution_id = server.start(30)
