@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -45,6 +46,12 @@ JOURNAL_BUDGET = 256 * 1024
 SUSPENDED = "waiting for a person's decision: the execution goes on in a later attempt"
 #: The cancel reason of an execution whose timeout passed while it waited for a person.
 STOPPED_BY_TIMEOUT = "the execution's timeout passed while it waited for a person's decision"
+#: How ``handle.cancel(mode="soft")`` words its Temporal cancel reason (the one channel a
+#: cancel has to a running activity), and how the activity reads it back.
+SOFT_STOP = re.compile(
+    r"agtl soft stop \(after=(?P<after>call|step), grace=(?P<grace>[0-9.]+|none)\): "
+    r"(?P<why>.*?)(?: \(by [^)]*\))?$"
+)
 #: How long the last attempt of an execution stopped while waiting may take to replay.
 STOP_GRACE = 30.0
 #: How long the activity waits for Temporal's history to learn why it was cancelled.
@@ -177,7 +184,12 @@ class Executions:
                 try:
                     reason = await _why_cancelled(info)
                 finally:  # also if a second cancel cuts the lookup short
-                    signal.cancel(reason)
+                    soft = SOFT_STOP.search(reason)
+                    if soft is None:
+                        signal.cancel(reason)
+                    else:  # handle.cancel(mode="soft"): the running call or step finishes
+                        grace = None if soft["grace"] == "none" else float(soft["grace"])
+                        execution.stop(after=soft["after"], grace=grace, reason=soft["why"])
                 result = await running
         finally:
             self._running.discard(signal)

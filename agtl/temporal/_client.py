@@ -153,8 +153,25 @@ class ExecutionHandle:
             return _unfinished_result(self.id, _describe_failure(error))
         return result_of(self.id, outcome, value_type=value_type)
 
-    async def cancel(self, reason: str | None = None) -> None:
-        """Cancel through Temporal; the execution ends ``canceled`` with ``reason``."""
+    async def cancel(
+        self,
+        reason: str | None = None,
+        *,
+        mode: str = "hard",
+        after: str = "call",
+        grace: float | None = None,
+    ) -> None:
+        """Cancel through Temporal; the execution ends ``canceled`` with ``reason``. With
+        ``mode="soft"`` the running model call (``after="call"``) or step (``"step"``)
+        finishes first, as ``execution.stop`` does; ``grace`` bounds the wait."""
+        if mode not in ("hard", "soft"):
+            raise InvalidArgumentError("mode", f"must be 'hard' or 'soft', not {mode!r}")
+        if mode == "soft":
+            if after not in ("call", "step"):
+                raise InvalidArgumentError("after", f"must be 'call' or 'step', not {after!r}")
+            seconds = check_optional_seconds("grace", grace)
+            wait = "none" if seconds is None else f"{seconds:g}"
+            reason = f"agtl soft stop (after={after}, grace={wait}): {reason or 'stopped'}"
         with _known(self):
             await self.workflow.cancel(reason=reason or "")
 

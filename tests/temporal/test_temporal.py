@@ -707,3 +707,33 @@ def test_an_agent_team_runs_on_a_worker_with_its_tree_in_the_result(workers: Wor
     [child] = result.summary.children
     assert child.status is agtl.Status.SUCCEEDED
     assert child.usage.output_tokens == 1 + 4  # the researcher's two calls
+
+
+def test_a_soft_cancel_from_the_client_lets_the_reply_finish(
+    workers: Workers, tmp_path: Path
+) -> None:
+    workers.start(concurrency=2)
+    log = tmp_path / "calls.log"
+
+    async def scenario(client: Any) -> agtl.Result[Any]:
+        handle = await start(
+            client,
+            workers,
+            "answer",
+            {"prompt": "slow story"},
+            provider=slow_spec(log, chunks=40),
+            timeout=60,
+        )
+        await until_streaming([handle])
+        with pytest.raises(agtl.InvalidArgumentError, match="mode"):
+            await handle.cancel(mode="gentle")
+        await handle.cancel("later", mode="soft")
+        return await handle.result()
+
+    result = with_client(workers.address, scenario)
+    assert result.canceled
+    assert result.cancel is not None
+    assert (result.cancel.mode, result.cancel.reason) == ("soft", "later")
+    assert result.partial is not None
+    assert result.partial.text == "".join(f"word{i} " for i in range(40))  # all of it
+    assert result.summary.llm_calls[0].stop_reason is agtl.StopReason.EOS
