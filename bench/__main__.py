@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import (
+    agents,
     core,
     local,
     mcp,
@@ -112,6 +113,17 @@ def _temporal(mode: Mode, names: set[str]) -> list[Comparison]:
     )
 
 
+def _agents(mode: Mode, names: set[str]) -> list[Comparison]:
+    results = []
+    if "agents-subagent" in names:
+        results.append(trio.run(lambda: agents.subagent(quick=mode.quick)))
+    if "agents-cancel" in names:
+        results.append(trio.run(lambda: agents.tree_cancel(quick=mode.quick)))
+    if "agents-peer" in names:
+        results.append(agents.peer(quick=mode.quick))
+    return results
+
+
 def _resilience(mode: Mode, names: set[str]) -> list[Comparison]:
     return trio.run(lambda: resilience.run_all(quick=mode.quick, only=names))
 
@@ -139,6 +151,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
         _local,
     ),
     "remote": (("remote-chunks", "remote-cancel"), _remote),
+    "agents": (("agents-subagent", "agents-cancel", "agents-peer"), _agents),
     "resilience": (
         ("resilience-limits", "resilience-fallback", "resilience-hedge", "resilience-limiter"),
         _resilience,

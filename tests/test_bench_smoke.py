@@ -29,6 +29,7 @@ EVERY_FIGURE = {
     *("temporal-rate-1", "temporal-rate-2", "temporal-latency", "temporal-cancel"),
     *("temporal-approve", "temporal-replay"),
     *("resilience-limits", "resilience-fallback", "resilience-hedge", "resilience-limiter"),
+    *("agents-subagent", "agents-cancel", "agents-peer"),
 }
 
 
@@ -95,6 +96,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "temporal-approve",
         "temporal-replay",
         "resilience-fallback",
+        "agents-cancel",
     }
     for chart in ("scale.png", "cancel_latency.png"):
         assert (charts / chart).read_bytes().startswith(b"\x89PNG")
