@@ -63,6 +63,8 @@ class ApprovalRequest:
     execution_id: str
     requested_at: float
     _desk: ApprovalDesk = attrs.field(alias="desk", eq=False, repr=False)
+    #: The agents from the root execution's down to the one whose tool asks.
+    path: tuple[str, ...] = ()
 
     def approve(self, by: str | None = None) -> None:
         """Let the call run (``by``: who decided, for the record)."""

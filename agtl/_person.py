@@ -19,6 +19,7 @@ import trio
 from agtl._approvals import INPUT_REQUESTED, ApprovalRequest, InputRequest, input_adapter
 from agtl._context import ExecutionContext
 from agtl._jsonable import jsonable
+from agtl._state import agent_path
 from agtl.errors import InputTimeoutError
 from agtl.journal import CallJournal, Decision
 from agtl.summary import Approval
@@ -50,6 +51,7 @@ async def approval_for(
         execution_id=state.execution_id,
         requested_at=state.elapsed(),
         desk=desk,
+        path=agent_path.get(),
     )
     if state.streaming:
         data = {"id": request.id, "tool": tool.name, "arguments": arguments}

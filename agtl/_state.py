@@ -41,6 +41,10 @@ _NOT_STARTED: Final = dt.datetime.fromtimestamp(0, dt.UTC)
 current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "agtl_current_agent", default=None
 )
+#: The agents from the root execution's down to the current one ("planner", "researcher").
+agent_path: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "agtl_agent_path", default=()
+)
 
 
 @attrs.define
@@ -200,6 +204,7 @@ class ExecutionState:
         "metadata",
         "parent_id",
         "records",
+        "shares_desk",
         "start_time",
         "started_at",
         "streaming",
@@ -232,6 +237,8 @@ class ExecutionState:
         self.tool_calls_started = 0
         #: The open approval requests (made when a tool first needs one, or a host asks).
         self.approvals: ApprovalDesk | None = None
+        #: The desk is its root execution's (a child's requests are decided on the root).
+        self.shares_desk = False
         self.records: list[RecordEntry] | None = None
         self.costs: list[CostEntry] | None = None
         self.metadata: dict[str, Any] | None = None
@@ -311,6 +318,10 @@ class ExecutionState:
         )
 
     # -- the named writers: the only ways in for the session, the tool runner and the host --
+    def share_desk(self, desk: ApprovalDesk) -> None:
+        """Open this (child) execution's requests on its root's desk (the host, at start)."""
+        self.approvals, self.shares_desk = desk, True
+
     def approval_desk(self) -> ApprovalDesk:
         """The execution's approval desk, made on first use."""
         desk = self.approvals

@@ -20,7 +20,7 @@ import trio
 
 from agtl._call_spec import DEFAULT_MAX_STEPS
 from agtl._replies import Step
-from agtl._state import current_agent
+from agtl._state import agent_path, current_agent
 from agtl._typed_output import OutputSchema
 from agtl.errors import AgtlError, InvalidArgumentError
 from agtl.limits import UsageLimits
@@ -118,6 +118,7 @@ class Agent:
             )
         asked = _messages(self.instructions, input)
         naming = current_agent.set(self.name)
+        pathing = agent_path.set((*agent_path.get(), self.name))
         try:
             steps: tuple[Step, ...] = ()
             text = ""
@@ -144,6 +145,7 @@ class Agent:
             )
             return AgentResult(self.name, typed, text, steps)
         finally:
+            agent_path.reset(pathing)
             current_agent.reset(naming)
 
     @property

@@ -252,6 +252,8 @@ class Execution(PersonInTheLoop, Generic[T]):
         if parent is not None and not parent.state.frozen:
             self._parent = parent
             self._state.parent_id = parent.state.execution_id
+            # A person decides a child's requests where they decide the parent's.
+            self._state.share_desk(parent.state.approval_desk())
 
     # -- running ------------------------------------------------------------------------------
     async def _run(self) -> Result[T]:
@@ -295,7 +297,7 @@ class Execution(PersonInTheLoop, Generic[T]):
         if state.hooks:
             await self._run_hooks(result, log)
         state.log.close()
-        if state.approvals is not None:
+        if state.approvals is not None and not state.shares_desk:
             state.approvals.close()
         if self._finished is not None:
             self._finished.set()

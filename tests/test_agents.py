@@ -240,3 +240,44 @@ async def test_a_parents_request_and_tool_call_budgets_count_its_descendants() -
     )
     assert by_tools.canceled
     assert "max_tool_calls=1 reached" in (by_tools.cancel.reason or "")  # type: ignore[union-attr]
+
+
+async def test_an_approval_inside_a_child_is_decided_on_the_root() -> None:
+    charged: list[int] = []
+
+    @agtl.tool(needs_approval=True)
+    async def charge(amount: int) -> str:
+        """Charge the customer."""
+        charged.append(amount)
+        return f"charged {amount}"
+
+    cashier = Agent("cashier", "You take payments.", tools=[charge])
+    planner = Agent("planner", "You plan, and ask the cashier.", tools=[cashier.as_tool()])
+
+    def respond(request: agtl.GenerationRequest) -> Reply:
+        system, last = request.messages[0].content, request.messages[-1]
+        if last.role is agtl.Role.TOOL:
+            return Reply(f"ok: {last.content}")
+        if system.startswith("You plan"):
+            return Reply("", tool_calls=[ToolCallRequest("p1", "cashier", {"task": "pay"})])
+        return Reply("", tool_calls=[ToolCallRequest("c1", "charge", {"amount": 7})])
+
+    execution = ScriptedProvider(respond=respond).simple_execution(
+        lambda s: planner.run(s, "pay 7")
+    )
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(execution.result)
+            async for request in execution.approval_requests():
+                assert (request.id, request.tool, request.path) == (
+                    "c1",
+                    "charge",
+                    ("planner", "cashier"),
+                )
+                assert request.execution_id != execution.execution_id  # the child's
+                assert [r.id for r in execution.pending_approvals] == ["c1"]
+                execution.approve("c1", by="root")
+    result = execution.outcome
+    assert result is not None
+    assert result.unwrap().output == "ok: ok: charged 7"
+    assert charged == [7]
