@@ -17,7 +17,7 @@ from agtl._sync import run
 from agtl._tool_loop import TextPart, ToolCallFinished, ToolCallStarted, ToolLoopStream
 from agtl._tool_runner import ToolProgress
 from agtl._vocabulary import ToolCallStatus
-from agtl.agent import Agent, AgentResult, SubAgentError
+from agtl.agent import Agent, AgentResult, Handoff, HandoffLoopError, SubAgentError, handoff
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason, ToolSpec
 from agtl.conversation import CancelMarker, Conversation, ConversationFileError, Entry, Turn
 from agtl.errors import (
@@ -142,6 +142,9 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "Agent",
     "AgentResult",
     "SubAgentError",
+    "Handoff",
+    "HandoffLoopError",
+    "handoff",
     "report_progress",
     "current_tool_call",
     "ToolCallInfo",

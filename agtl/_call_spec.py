@@ -60,6 +60,8 @@ class ToolUse:
     #: After ``max_steps`` calls that still ask for tools: ``None`` raises ToolLoopError;
     #: else one more call, with no tools run, asks the model to answer with this prompt.
     answer_prompt: str | None = None
+    #: Tools whose successful call ends the loop once its step ran (an agent's handoffs).
+    end_on: frozenset[str] = frozenset()
 
 
 @attrs.frozen
@@ -99,6 +101,7 @@ class CallSpec:
         approval_timeout: float | None = None,
         on_max_steps: str = "raise",
         max_steps_prompt: str | None = None,
+        end_on: Sequence[str] = (),
         options: Mapping[str, Any] | None = None,
     ) -> CallSpec:
         """Check every argument, in the order a reader meets them; the first wrong one
@@ -106,6 +109,8 @@ class CallSpec:
         use = _tool_use(tools, tool_choice, max_steps, tool_errors, approval_timeout)
         if on_max_steps != "raise" or max_steps_prompt is not None:
             use = _on_max_steps(use, on_max_steps, max_steps_prompt)
+        if end_on:
+            use = _end_on(use, end_on)
         built: tuple[Message, ...] | None
         if conversation is not None:
             _check_conversation_call(conversation, prompt=prompt, messages=messages, system=system)
@@ -173,6 +178,18 @@ def _on_max_steps(use: ToolUse | None, on_max_steps: object, prompt: str | None)
     if on_max_steps == "raise":
         return use
     return attrs.evolve(use, answer_prompt=MAX_STEPS_PROMPT if prompt is None else prompt)
+
+
+def _end_on(use: ToolUse | None, names: object) -> ToolUse:
+    """``end_on``: names of the call's tools whose call ends the loop."""
+    if use is None:
+        raise InvalidArgumentError("end_on", "only applies to a call with tools=")
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise InvalidArgumentError("end_on", f"must be a list of tool names, not {names!r}")
+    unknown = [n for n in names if n not in use.by_name]
+    if unknown:
+        raise InvalidArgumentError("end_on", f"names no tool of the call: {unknown!r}")
+    return attrs.evolve(use, end_on=frozenset(names))
 
 
 def _check_tool_choice(choice: object, tools: Mapping[str, Tool]) -> str:

@@ -249,6 +249,13 @@ class ToolLoopStream:
             steps.append(_step(reply, tuple(outcome.record for outcome in outcomes[0])))
             for outcome in outcomes[0]:
                 yield ToolCallFinished(outcome.record)
+            if self._use.end_on and any(
+                outcome.record.name in self._use.end_on
+                and outcome.record.status is ToolCallStatus.OK
+                for outcome in outcomes[0]
+            ):
+                self._result = reply.with_steps(tuple(steps))  # a tool that ends the loop ran
+                return
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def _answer_at_the_limit(

@@ -22,6 +22,7 @@ from agtl._call_spec import DEFAULT_MAX_STEPS
 from agtl._replies import Step
 from agtl._state import agent_path, current_agent
 from agtl._typed_output import OutputSchema
+from agtl.conversation import Conversation
 from agtl.errors import AgtlError, InvalidArgumentError
 from agtl.limits import UsageLimits
 from agtl.messages import Message, Role, build_messages
@@ -31,11 +32,19 @@ from agtl.session import Session
 from agtl.tools import Tool, check_tools
 from agtl.validation import check_count, check_optional_seconds, check_str, type_name
 
-__all__ = ["FINAL_ANSWER_PROMPT", "Agent", "AgentResult", "SubAgentError"]
+__all__ = [
+    "FINAL_ANSWER_PROMPT",
+    "Agent",
+    "AgentResult",
+    "Handoff",
+    "HandoffLoopError",
+    "SubAgentError",
+    "handoff",
+]
 
 #: After an agent with tools and an ``output_type`` answered, what asks for the typed answer.
 FINAL_ANSWER_PROMPT: Final = "Give your final answer now, in the requested format."
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,47}")
 
 
 class SubAgentError(AgtlError):
@@ -43,15 +52,64 @@ class SubAgentError(AgtlError):
     stopped it): the calling model is told, as for any tool that raised."""
 
 
+class HandoffLoopError(AgtlError):
+    """A run handed off more than its ``max_handoffs`` times (agents passing it around)."""
+
+    def __init__(self, limit: int, path: tuple[str, ...]) -> None:
+        self.limit = limit
+        self.path = path
+        super().__init__(
+            f"more than max_handoffs={limit} handoffs: {' -> '.join(path)}; raise "
+            "max_handoffs, or give the agents clearer instructions on when to hand off"
+        )
+
+
 @attrs.frozen
 class AgentResult:
     """What one run of an agent gave: ``output`` (the text, or the typed object), the final
-    ``text``, and every model call of its tool loop as ``steps`` (each names the agent)."""
+    ``text``, and every model call of its tool loop as ``steps`` (each names its agent).
+    ``agent`` is the agent that answered: after handoffs, the last one (``handoffs`` lists the
+    agents the run was handed to, in order)."""
 
     agent: str
     output: Any
     text: str
     steps: tuple[Step, ...]
+    handoffs: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Handoff:
+    """An agent a run may be handed to (see :func:`handoff`)."""
+
+    target: Agent | Callable[[], Agent]
+    keep: str = "all"
+
+    def agent(self) -> Agent:
+        """The agent (a function given for it is called now)."""
+        found = self.target if isinstance(self.target, Agent) else self.target()
+        if not isinstance(found, Agent):
+            raise InvalidArgumentError(
+                "handoff", f"must give an agtl.Agent, not {type_name(found)}"
+            )
+        return found
+
+
+def handoff(target: Agent | Callable[[], Agent], *, keep: str = "all") -> Handoff:
+    """A handoff to ``target``: the agent, or a function returning it (for agents that hand
+    back to each other, which cannot all exist first). ``keep`` is what the target sees of
+    the conversation so far: ``"all"`` of it, or the ``"last_user"`` message only."""
+    if keep not in ("all", "last_user"):
+        raise InvalidArgumentError("keep", f"must be 'all' or 'last_user', not {keep!r}")
+    if not isinstance(target, Agent) and not callable(target):
+        raise InvalidArgumentError("target", f"must be an agtl.Agent, not {type_name(target)}")
+    return Handoff(target, keep)
+
+
+def _handoffs(value: Sequence[Any]) -> tuple[Handoff, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise InvalidArgumentError("handoffs", f"must be a list of agents, not {type_name(value)}")
+    return tuple(v if isinstance(v, Handoff) else handoff(v) for v in value)
 
 
 def _check_name(value: object) -> str:
@@ -59,7 +117,7 @@ def _check_name(value: object) -> str:
     if not _NAME.fullmatch(name):
         raise InvalidArgumentError(
             "name",
-            f"must start with a letter and hold only letters, digits, '_' and '-' (at most 64), "
+            f"must start with a letter and hold only letters, digits, '_' and '-' (at most 48), "
             f"not {name!r}: it names the agent's tool and its records",
         )
     return name
@@ -93,11 +151,16 @@ class Agent:
     on_max_steps: str = "raise"
     #: The first model call's ``tool_choice`` ("each" suits small models; see generate_text).
     tool_choice: str | None = None
+    #: Agents the run may be handed to: ``transfer_to_<name>`` tools the model may call.
+    handoffs: tuple[Handoff, ...] = attrs.field(default=(), converter=_handoffs)
+    #: How many handoffs one run may make (then HandoffLoopError).
+    max_handoffs: int = 5
 
     def __attrs_post_init__(self) -> None:
         if self.model is not None:
             check_str("model", self.model)
         check_count("max_steps", self.max_steps, minimum=1)
+        check_count("max_handoffs", self.max_handoffs)
         if self.on_max_steps not in ("raise", "answer"):
             raise InvalidArgumentError(
                 "on_max_steps", f"must be 'raise' or 'answer', not {self.on_max_steps!r}"
@@ -116,6 +179,8 @@ class Agent:
             raise InvalidArgumentError(
                 "session", f"must be an agtl Session, not {type_name(session)}"
             )
+        if self.handoffs:
+            return await self._run_with_handoffs(session, input)
         asked = _messages(self.instructions, input)
         naming = current_agent.set(self.name)
         pathing = agent_path.set((*agent_path.get(), self.name))
@@ -147,6 +212,57 @@ class Agent:
         finally:
             agent_path.reset(pathing)
             current_agent.reset(naming)
+
+    async def _run_with_handoffs(
+        self, session: Session, input: str | Sequence[Message | Mapping[str, Any]]
+    ) -> AgentResult:
+        """The run on a conversation, so that whom it is handed to sees it: each agent in
+        turn, until one answers without handing off."""
+        current: Agent = self
+        conversation = _conversation(current.instructions, input)
+        prompt = input if isinstance(input, str) else None
+        steps: list[Step] = []
+        hops: list[str] = []
+        while True:
+            transfers = {f"transfer_to_{h.agent().name}": h for h in current.handoffs}
+            naming = current_agent.set(current.name)
+            pathing = agent_path.set((*agent_path.get(), current.name))
+            try:
+                reply = await session.generate_text(
+                    conversation=conversation,
+                    prompt=prompt,
+                    model=current.model,
+                    tools=(*current.tools, *(_transfer(n, h) for n, h in transfers.items())),
+                    max_steps=current.max_steps,
+                    on_max_steps=current.on_max_steps,
+                    tool_choice=current.tool_choice,
+                    end_on=list(transfers),
+                    **current.options,
+                )
+                steps.extend(reply.steps)
+                last = reply.steps[-1].tool_calls if reply.steps else ()
+                handed = [c.name for c in last if c.name in transfers]
+                if not handed:
+                    output: Any = reply.text
+                    if current.output_type is not None:
+                        output = await session.generate_object(
+                            output_type=current.output_type,
+                            conversation=conversation,
+                            prompt=FINAL_ANSWER_PROMPT,
+                            model=current.model,
+                            **current.options,
+                        )
+                    return AgentResult(current.name, output, reply.text, tuple(steps), tuple(hops))
+            finally:
+                agent_path.reset(pathing)
+                current_agent.reset(naming)
+            chosen = transfers[handed[0]]
+            target = chosen.agent()
+            hops.append(target.name)
+            if len(hops) > self.max_handoffs:
+                raise HandoffLoopError(self.max_handoffs, (self.name, *hops))
+            conversation = _handed(conversation, target.instructions, chosen.keep)
+            current, prompt = target, None
 
     @property
     def workflow(self) -> Callable[[Session, Any], Awaitable[Any]]:
@@ -223,6 +339,45 @@ def _as_input(value: Any) -> Any:
     if isinstance(value, Mapping) and "prompt" in value:
         return value["prompt"]
     return value
+
+
+def _conversation(instructions: str, input: object) -> Conversation:
+    """A run's conversation: the instructions as its system message, then the input's
+    messages (a prompt is the first call's ``prompt``)."""
+    conversation = Conversation(instructions)
+    if not isinstance(input, str):
+        for message in _messages(instructions, input)[1:]:
+            conversation.add(message.role, message.content, tool_calls=message.tool_calls)
+    return conversation
+
+
+def _handed(old: Conversation, instructions: str, keep: str) -> Conversation:
+    """The conversation the agent handed to continues: its own instructions, then all of
+    what was said, or the last user message only."""
+    entries = [e for e in old.entries if e.role is not Role.SYSTEM]
+    if keep == "last_user":
+        entries = [e for e in entries if e.role is Role.USER][-1:]
+    new = Conversation(instructions)
+    for entry in entries:
+        new.add(
+            entry.role, entry.content, tool_calls=entry.tool_calls, tool_call_id=entry.tool_call_id
+        )
+    return new
+
+
+def _transfer(name: str, target: Handoff) -> Tool:
+    """The tool that hands the run to ``target``."""
+    agent = target.agent()
+
+    async def transfer() -> str:
+        return f"Transferred to {agent.name}."
+
+    return Tool.from_schema(
+        name,
+        f"Hand the conversation to the agent {agent.name}: {agent.instructions}",
+        {"type": "object", "properties": {}},
+        transfer,
+    )
 
 
 def _task(arguments: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ __all__ = ["Session", "Step", "TextResult", "TextStream"]
 #: The arguments of a tool loop, which generate_object (no tools) refuses.
 LOOP_ONLY = (
     *("tools", "tool_choice", "max_steps", "tool_errors"),
-    *("approval_timeout", "on_max_steps", "max_steps_prompt"),
+    *("approval_timeout", "on_max_steps", "max_steps_prompt", "end_on"),
 )
 
 
@@ -78,6 +78,7 @@ class Session(SessionType):
         approval_timeout: float | None = None,
         on_max_steps: str = "raise",
         max_steps_prompt: str | None = None,
+        end_on: Sequence[str] = (),
         **options: Any,
     ) -> TextResult:
         """Run one LLM call to the end and return its text, usage and stop reason.
@@ -95,7 +96,8 @@ class Session(SessionType):
         (for small models, which do not call tools on their own); after ``max_steps`` model
         calls (default 10) that still ask for tools, :class:`~agtl.ToolLoopError` is raised,
         or with ``on_max_steps="answer"`` one more call, with no tool run, asks the model to
-        answer with what it has (``max_steps_prompt`` overrides the words).
+        answer with what it has (``max_steps_prompt`` overrides the words). A successful call
+        of a tool named in ``end_on`` ends the loop once its step ran (its reply is the result).
         A tool that raises is reported to the model as an error, or, with
         ``tool_errors="raise"``, raises :class:`~agtl.ToolError` here. ``approval_timeout``
         denies a call that waits longer for approval (for tools that set no bound of their own).
@@ -116,6 +118,7 @@ class Session(SessionType):
             approval_timeout=approval_timeout,
             on_max_steps=on_max_steps,
             max_steps_prompt=max_steps_prompt,
+            end_on=end_on,
             options=options,
         )
         return await self._generate(spec)
@@ -223,6 +226,7 @@ class Session(SessionType):
         approval_timeout: float | None = None,
         on_max_steps: str = "raise",
         max_steps_prompt: str | None = None,
+        end_on: Sequence[str] = (),
         **options: Any,
     ) -> ToolLoopStream: ...
 
@@ -244,6 +248,7 @@ class Session(SessionType):
         approval_timeout: float | None = None,
         on_max_steps: str = "raise",
         max_steps_prompt: str | None = None,
+        end_on: Sequence[str] = (),
         **options: Any,
     ) -> TextStream | ToolLoopStream:
         """Start an LLM call whose output arrives as text deltas.
@@ -282,6 +287,7 @@ class Session(SessionType):
             approval_timeout=approval_timeout,
             on_max_steps=on_max_steps,
             max_steps_prompt=max_steps_prompt,
+            end_on=end_on,
             options=options,
         )
         if spec.tools is not None:

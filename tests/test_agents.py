@@ -281,3 +281,79 @@ async def test_an_approval_inside_a_child_is_decided_on_the_root() -> None:
     assert result is not None
     assert result.unwrap().output == "ok: ok: charged 7"
     assert charged == [7]
+
+
+def desk_model(request: agtl.GenerationRequest) -> Reply:
+    """Triage hands billing questions to billing; billing answers; the ping-pong pair hand
+    to each other for ever."""
+    system, last = request.messages[0].content, request.messages[-1]
+    if system.startswith("You triage"):
+        if last.role is agtl.Role.TOOL:
+            return Reply("should not happen")
+        return Reply("", tool_calls=[ToolCallRequest("t1", "transfer_to_billing", {})])
+    if system.startswith("You bill"):
+        said = [m.content for m in request.messages if m.role is agtl.Role.USER]
+        return Reply(f"billing heard: {' | '.join(said)}")
+    other = "pong" if system.startswith("You ping") else "ping"
+    return Reply(
+        "", tool_calls=[ToolCallRequest(f"h{len(request.messages)}", f"transfer_to_{other}", {})]
+    )
+
+
+async def test_a_handoff_continues_the_conversation_with_the_target() -> None:
+    billing = Agent("billing", "You bill.")
+    triage = Agent("triage", "You triage.", handoffs=[billing])
+    provider = ScriptedProvider(respond=desk_model)
+    result = await provider.simple_execution(lambda s: triage.run(s, "refund me"))
+    run = result.unwrap()
+    assert (run.agent, run.handoffs, run.output) == (
+        "billing",
+        ("billing",),
+        "billing heard: refund me",
+    )
+    assert [s.agent for s in run.steps] == ["triage", "billing"]
+    assert [c.details["agent"] for c in result.summary.llm_calls] == ["triage", "billing"]
+    # billing saw the conversation, with its own instructions in front.
+    seen = provider.calls[-1].messages
+    assert seen[0].content == "You bill."
+    assert [m.role for m in seen[1:]] == [agtl.Role.USER, agtl.Role.ASSISTANT, agtl.Role.TOOL]
+    assert seen[-1].content == "Transferred to billing."
+    # keep="last_user": only the user's last message goes over.
+    short = Agent("triage", "You triage.", handoffs=[agtl.handoff(billing, keep="last_user")])
+    await provider.simple_execution(lambda s: short.run(s, "refund me"))
+    assert [m.role for m in provider.calls[-1].messages] == [agtl.Role.SYSTEM, agtl.Role.USER]
+
+
+async def test_a_handoff_loop_is_bounded() -> None:
+    ping = Agent("ping", "You ping.", handoffs=[agtl.handoff(lambda: pong)], max_handoffs=3)
+    pong = Agent("pong", "You pong.", handoffs=[agtl.handoff(lambda: ping)])
+    result = await ScriptedProvider(respond=desk_model).simple_execution(
+        lambda s: ping.run(s, "go")
+    )
+    assert isinstance(result.error, agtl.HandoffLoopError)
+    assert result.error.path == ("ping", "pong", "ping", "pong", "ping")
+    assert "max_handoffs=3" in str(result.error)
+
+
+async def test_end_on_ends_a_tool_loop_once_that_tool_ran() -> None:
+    @agtl.tool
+    def finish(answer: str) -> str:
+        """Give the final answer."""
+        return answer
+
+    provider = ScriptedProvider(
+        Reply("", tool_calls=[ToolCallRequest("f1", "finish", {"answer": "42"})]),
+        Reply("never asked"),
+    )
+    reply = (
+        await provider.simple_execution(
+            lambda s: s.generate_text(prompt="go", tools=[finish, search], end_on=["finish"])
+        )
+    ).unwrap()
+    assert reply.steps[-1].tool_calls[0].result == "42"
+    assert len(provider.calls) == 1
+    refused = await provider.simple_execution(
+        lambda s: s.generate_text(prompt="go", tools=[search], end_on=["finish"])
+    )
+    assert isinstance(refused.error, agtl.InvalidArgumentError)
+    assert "names no tool of the call" in str(refused.error)

@@ -25,7 +25,7 @@ EXPORTED = {
     # tools
     *("Tool", "tool", "report_progress", "ToolCall", "ToolCallRequest", "ToolCallStatus"),
     "MAX_STEPS_PROMPT",
-    *("Agent", "AgentResult", "SubAgentError"),
+    *("Agent", "AgentResult", "SubAgentError", "Handoff", "HandoffLoopError", "handoff"),
     *("current_tool_call", "ToolCallInfo", "NotInToolError", "ApprovalRequest", "Approval"),
     *("InputRequest", "InputTimeoutError"),
     *("ToolProgress", "ToolLoopStream", "TextPart", "ToolCallStarted", "ToolCallFinished"),
