@@ -15,7 +15,7 @@ from agtl._fallback import BreakerState, Health
 from agtl._limiter import SharedLimits
 from agtl._sync import run
 from agtl._tool_loop import TextPart, ToolCallFinished, ToolCallStarted, ToolLoopStream
-from agtl._tool_runner import ToolProgress
+from agtl._tool_runner import ChildPart, ToolProgress
 from agtl._vocabulary import ToolCallStatus
 from agtl.agent import Agent, AgentResult, Handoff, HandoffLoopError, SubAgentError, handoff
 from agtl.backend import CallReport, GenerationRequest, GenerationStream, StopReason, ToolSpec
@@ -155,6 +155,7 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "ToolCallRequest",
     "ToolCallStatus",
     "ToolProgress",
+    "ChildPart",
     "ToolLoopStream",
     "TextPart",
     "ToolCallStarted",

@@ -27,7 +27,7 @@ from agtl._context import ExecutionContext
 from agtl._groups import is_cancellation, raise_collapsed
 from agtl._replies import Step, TextResult
 from agtl._state import current_agent
-from agtl._tool_runner import StepRunner, ToolOutcome, ToolProgress
+from agtl._tool_runner import ChildPart, StepRunner, ToolOutcome, ToolProgress
 from agtl._vocabulary import ToolCallStatus
 from agtl.errors import ExecutionClosedError, ToolLoopError
 from agtl.messages import Message, Role, ToolCallRequest
@@ -69,7 +69,7 @@ class ToolCallFinished:
     call: ToolCall
 
 
-Part = TextPart | ToolCallStarted | ToolProgress | ToolCallFinished
+Part = TextPart | ToolCallStarted | ToolProgress | ChildPart | ToolCallFinished
 
 
 class ToolLoopStream:
@@ -229,7 +229,7 @@ class ToolLoopStream:
             if self._nursery is None:
                 outcomes.append(await self._run_tools(reply, None))
             else:
-                send, receive = trio.open_memory_channel[ToolProgress](math.inf)
+                send, receive = trio.open_memory_channel[ToolProgress | ChildPart](math.inf)
                 self._nursery.start_soon(self._step, reply, send, outcomes)
                 async with receive:
                     async for progress in receive:
@@ -288,12 +288,12 @@ class ToolLoopStream:
     async def _step(
         self,
         reply: TextResult,
-        progress: trio.MemorySendChannel[ToolProgress],
+        progress: trio.MemorySendChannel[ToolProgress | ChildPart],
         outcomes: list[Sequence[ToolOutcome]],
     ) -> None:
         """Run the step's tool calls (a task of the stream's nursery), their progress sent."""
 
-        def forward(part: ToolProgress) -> None:
+        def forward(part: ToolProgress | ChildPart) -> None:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 progress.send_nowait(part)  # nobody reads any more: the summary has it
 
@@ -301,7 +301,7 @@ class ToolLoopStream:
             outcomes.append(await self._run_tools(reply, forward))
 
     async def _run_tools(
-        self, reply: TextResult, progress: Callable[[ToolProgress], None] | None
+        self, reply: TextResult, progress: Callable[[ToolProgress | ChildPart], None] | None
     ) -> Sequence[ToolOutcome]:
         try:
             return await self._runner.run(reply.tool_calls, reply.call_index, progress)

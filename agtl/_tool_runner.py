@@ -38,9 +38,9 @@ from agtl.errors import (
 from agtl.journal import ToolEntry, arguments_fingerprint
 from agtl.messages import ToolCallRequest
 from agtl.summary import Approval, ToolCall
-from agtl.tools import Tool, ToolCallInfo, current_call, progress_hook
+from agtl.tools import Tool, ToolCallInfo, current_call, part_hook, progress_hook
 
-__all__ = ["SYNC_TOOL_GRACE", "StepRunner", "ToolOutcome"]
+__all__ = ["SYNC_TOOL_GRACE", "ChildPart", "StepRunner", "ToolOutcome"]
 
 #: How long a cancelled or timed-out sync tool's thread is waited for before it is reported.
 SYNC_TOOL_GRACE: Final = 1.0
@@ -57,8 +57,18 @@ class ToolProgress:
     message: str | None = None
 
 
-#: Where the tool loop wants a step's progress parts (``None``: only the summary records them).
-ProgressSink = Callable[[ToolProgress], None]
+@attrs.frozen
+class ChildPart:
+    """A part of a sub-agent's run (``agent``) inside the tool call ``call_id``: its text, its
+    tool calls starting and finishing, their progress, and its own children's parts, nested."""
+
+    call_id: str
+    agent: str
+    part: Any
+
+
+#: Where the tool loop wants a step's parts (``None``: only the summary records them).
+ProgressSink = Callable[[ToolProgress | ChildPart], None]
 
 
 @attrs.frozen
@@ -153,6 +163,7 @@ class StepRunner:
             ToolCallInfo(call.name, call.id, state.execution_id, ordinal, f"{across}:{ordinal}")
         )
         reporting = progress_hook.set(self._reporter(call))
+        parting = part_hook.set(None if self._sink is None else self._parts_of(call))
         # The tool's trace is current while it runs: spans the tool makes nest under it.
         trace = state.trace.tool(call.name, call.id, arguments)
         activated = trace.activate()
@@ -234,6 +245,7 @@ class StepRunner:
             state.add_tool_call(record)
             trace.deactivate(activated)
             trace.tool_finished(record)
+            part_hook.reset(parting)
             progress_hook.reset(reporting)
             current_call.reset(calling)
             self.ctx.log.debug("tool_call.finished", tool=call.name, status=status.value, step=step)
@@ -315,6 +327,18 @@ class StepRunner:
             call_in_run(token, lambda: deliver(part))
 
         return report
+
+    def _parts_of(self, call: ToolCallRequest) -> Callable[[str, Any], None]:
+        """What a sub-agent running in this call sends its parts to (the step's reader)."""
+        token = trio.lowlevel.current_trio_token()
+        sink = self._sink
+        assert sink is not None
+
+        def forward(agent: str, part: Any) -> None:
+            child = ChildPart(call.id, agent, part)
+            call_in_run(token, lambda: sink(child))
+
+        return forward
 
     def _count_invalid(self, name: str) -> None:
         self.invalid[name] = self.invalid.get(name, 0) + 1

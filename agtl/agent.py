@@ -19,8 +19,9 @@ import attrs
 import trio
 
 from agtl._call_spec import DEFAULT_MAX_STEPS
-from agtl._replies import Step
+from agtl._replies import Step, TextResult
 from agtl._state import agent_path, current_agent
+from agtl._tool_loop import TextPart, ToolLoopStream
 from agtl._typed_output import OutputSchema
 from agtl.conversation import Conversation
 from agtl.errors import AgtlError, InvalidArgumentError
@@ -29,7 +30,7 @@ from agtl.messages import Message, Role, build_messages
 from agtl.options import GenerationOptions
 from agtl.provider import Provider
 from agtl.session import Session
-from agtl.tools import Tool, check_tools
+from agtl.tools import Tool, check_tools, part_hook
 from agtl.validation import check_count, check_optional_seconds, check_str, type_name
 
 __all__ = [
@@ -188,7 +189,9 @@ class Agent:
             steps: tuple[Step, ...] = ()
             text = ""
             if self.tools or self.output_type is None:
-                reply = await session.generate_text(
+                reply = await _generate(
+                    session,
+                    self.name,
                     messages=asked,
                     model=self.model,
                     tools=self.tools or None,
@@ -228,7 +231,9 @@ class Agent:
             naming = current_agent.set(current.name)
             pathing = agent_path.set((*agent_path.get(), current.name))
             try:
-                reply = await session.generate_text(
+                reply = await _generate(
+                    session,
+                    current.name,
                     conversation=conversation,
                     prompt=prompt,
                     model=current.model,
@@ -339,6 +344,23 @@ def _as_input(value: Any) -> Any:
     if isinstance(value, Mapping) and "prompt" in value:
         return value["prompt"]
     return value
+
+
+async def _generate(session: Session, agent: str, **call: Any) -> TextResult:
+    """The agent's tool loop: streamed, its parts sent on tagged with its name, when it runs
+    as a tool of a loop whose parts someone reads; else run to its end."""
+    forward = part_hook.get()
+    if forward is None:
+        return await session.generate_text(**call)
+    async with session.stream_text(**call) as stream:
+        if isinstance(stream, ToolLoopStream):
+            async for part in stream.parts():
+                forward(agent, part)
+        else:
+            async for delta in stream:
+                forward(agent, TextPart(delta))
+    result: TextResult = stream.result
+    return result
 
 
 def _conversation(instructions: str, input: object) -> Conversation:

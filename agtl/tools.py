@@ -45,6 +45,13 @@ progress_hook: contextvars.ContextVar[Callable[[float, float | None, str | None]
 )
 
 
+#: Where a running tool sends the parts of a sub-agent it runs (its name, the part), to the
+#: loop reading the calling step's parts; ``None`` when nobody reads them.
+part_hook: contextvars.ContextVar[Callable[[str, Any], None] | None] = contextvars.ContextVar(
+    "agtl_tool_parts", default=None
+)
+
+
 @attrs.frozen
 class ToolCallInfo:
     """The tool call running now, as its tool sees it (:func:`current_tool_call`).

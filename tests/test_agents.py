@@ -357,3 +357,32 @@ async def test_end_on_ends_a_tool_loop_once_that_tool_ran() -> None:
     )
     assert isinstance(refused.error, agtl.InvalidArgumentError)
     assert "names no tool of the call" in str(refused.error)
+
+
+async def test_a_streaming_parent_gets_its_childs_parts_tagged_with_its_name() -> None:
+    def stream_respond(request: agtl.GenerationRequest) -> Reply:
+        first, last = request.messages[0], request.messages[-1]
+        if first.role is not agtl.Role.SYSTEM:  # the parent's own loop
+            if last.role is agtl.Role.TOOL:
+                return Reply(f"parent says: {last.content}")
+            return Reply("", tool_calls=[ToolCallRequest("p1", "researcher", {"task": "capital?"})])
+        return respond(request)  # the researcher
+
+    async def workflow(session: Session) -> list[Any]:
+        seen: list[Any] = []
+        async with session.stream_text(prompt="go", tools=PLANNER.tools) as stream:
+            async for part in stream.parts():
+                seen.append(part)
+        return seen
+
+    seen = (await ScriptedProvider(respond=stream_respond).simple_execution(workflow)).unwrap()
+    children = [p for p in seen if isinstance(p, agtl.ChildPart)]
+    assert {(c.agent, c.call_id) for c in children} == {("researcher", "p1")}
+    kinds = [type(c.part).__name__ for c in children]
+    assert "ToolCallStarted" in kinds  # the researcher's own search call
+    assert "ToolCallFinished" in kinds
+    text = "".join(c.part.text for c in children if isinstance(c.part, agtl.TextPart))
+    assert text == "researcher says: results for capital?"
+    # Parts of the child come before the parent's tool call finishes.
+    finished = next(i for i, p in enumerate(seen) if isinstance(p, agtl.ToolCallFinished))
+    assert all(seen.index(c) < finished for c in children)

@@ -26,6 +26,7 @@ EXPORTED = {
     *("Tool", "tool", "report_progress", "ToolCall", "ToolCallRequest", "ToolCallStatus"),
     "MAX_STEPS_PROMPT",
     *("Agent", "AgentResult", "SubAgentError", "Handoff", "HandoffLoopError", "handoff"),
+    "ChildPart",
     *("current_tool_call", "ToolCallInfo", "NotInToolError", "ApprovalRequest", "Approval"),
     *("InputRequest", "InputTimeoutError"),
     *("ToolProgress", "ToolLoopStream", "TextPart", "ToolCallStarted", "ToolCallFinished"),
