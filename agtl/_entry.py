@@ -25,7 +25,15 @@ from agtl._vocabulary import SessionType
 from agtl.errors import InvalidArgumentError
 from agtl.events import Event
 
-__all__ = ["bind", "check", "is_streaming", "load", "load_object", "takes_input"]
+__all__ = [
+    "bind",
+    "check",
+    "home_of",
+    "is_streaming",
+    "load",
+    "load_object",
+    "takes_input",
+]
 
 #: What a workflow is, said in every message about a wrong one.
 EXPECTED = (
@@ -79,6 +87,19 @@ def load_object(target: str, argument: str, *, files: bool = True) -> Any:
                 f"{where} has no {name!r} (workflows in it: {', '.join(candidates) or 'none'})",
             )
         found = getattr(found, part)
+    if inspect.isfunction(found) and found.__globals__ is not vars(module):
+        # Made elsewhere (an agent's ready workflow): its home is where it was named.
+        found.__agtl_module__ = module  # type: ignore[attr-defined]
+    return found
+
+
+def home_of(workflow: Any) -> dict[str, Any]:
+    """The globals of the module a loaded workflow was named in (for its ``agtl_provider``)."""
+    module = getattr(workflow, "__agtl_module__", None)
+    if module is not None:
+        home: dict[str, Any] = vars(module)
+        return home
+    found: dict[str, Any] = getattr(workflow, "__globals__", {})
     return found
 
 

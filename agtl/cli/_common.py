@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 
+from agtl import _entry as entry
 from agtl.errors import AgtlError
 
 
@@ -153,7 +154,7 @@ def make_provider(args: argparse.Namespace) -> Any:
 def provider_for(workflow: Any, args: argparse.Namespace) -> Any:
     """The workflow file's own ``agtl_provider`` (a provider, or a function making one) if it
     defines one, else the one the options describe; ``--log-summaries`` applies to both."""
-    own = None if workflow is None else getattr(workflow, "__globals__", {}).get("agtl_provider")
+    own = None if workflow is None else entry.home_of(workflow).get("agtl_provider")
     if own is None:
         return make_provider(args)
     provider = own() if callable(own) and not hasattr(own, "simple_execution") else own

@@ -16,6 +16,13 @@ from agtl.testing import Reply, ScriptedProvider
 
 def _reply(request: agtl.GenerationRequest) -> Reply:
     prompt = request.messages[-1].content
+    first = request.messages[0]
+    if first.role is agtl.Role.SYSTEM and first.content == "You plan.":  # the agent team
+        if request.messages[-1].role is agtl.Role.TOOL:
+            return Reply(f"planner: {prompt}")
+        return Reply("", tool_calls=[agtl.ToolCallRequest("p1", "helper", {"task": prompt})])
+    if first.role is agtl.Role.SYSTEM and first.content == "You help.":
+        return Reply(f"helper on {prompt}")
     if request.messages[-1].role is agtl.Role.TOOL:
         return Reply(f"the tool said: {prompt}")
     if prompt == "pay" and request.tools:
@@ -104,3 +111,8 @@ async def question(session: agtl.Session, input: Any) -> str:
     """Asks a person (over HTTP) for a number."""
     count = await session.request_input("How many?", output_type=int)
     return f"{count * 2} halves"
+
+
+helper = agtl.Agent("helper", "You help.")
+#: An agent team served as a workflow: the planner asks the helper (a child execution).
+team = agtl.Agent("planner", "You plan.", tools=[helper.as_tool()]).workflow

@@ -243,3 +243,15 @@ def test_shutdown_cancels_what_runs_and_records_it(serve: Any, tmp_path: Any) ->
     assert record["status"] == "canceled"
     assert record["cancel"]["reason"] == "server shutting down"
     assert "agtl serve: stopped" in "".join(server.stdout)
+
+
+def test_an_agent_team_is_served_with_its_tree_in_the_outcome(serve: Any) -> None:
+    server = serve(f"{FLOWS}:team")
+    execution_id = server.start({"prompt": "plan a trip"})
+    events = server.events(execution_id).all()
+    assert events[-1].data["status"] == "succeeded"
+    record = server.outcome(execution_id)
+    assert record["value"] == "planner: helper on plan a trip"
+    [child] = record["summary"]["children"]
+    assert child["status"] == "succeeded"
+    assert [c["details"]["agent"] for c in record["summary"]["llm_calls"]] == ["planner"] * 2
