@@ -1,4 +1,5 @@
-"""An agent tree cancelled at random points, by every source: a planner whose tool asks a
+"""An agent tree cancelled at random points, by every source (and, on the bundled model, by
+the handle and a timeout): a planner whose tool asks a
 researcher (a child execution), whose tool asks a searcher (a grandchild) that streams and
 calls a search tool (async, or a plain def in a thread).
 
@@ -26,6 +27,8 @@ from hypothesis import strategies as st
 import agtl
 from agtl import Agent, ToolCallRequest
 from agtl.testing import Reply, ScriptedProvider
+from agtl_llamacpp import LlamaCppProvider
+from examples import research_team
 from tests.reliability.conftest import Tally, cases
 
 CATEGORY = "cancels of a three-level agent tree at random points, by every source"
@@ -151,3 +154,44 @@ def test_an_agent_tree_stops_whole_from_every_source(plan: Plan, tally: Tally) -
     assert sorted(started) == sorted(finished), (plan, started, finished)
     assert threading.active_count() <= threads + 1  # trio's idle worker thread at most
     tally.hold(CATEGORY, landed=True)
+
+
+BUNDLED_CATEGORY = "cancels of an agent tree on the bundled model at random points"
+
+
+def test_an_agent_tree_on_the_bundled_model_stops_whole(tally: Tally) -> None:
+
+    async def main() -> list[tuple[float, str, agtl.Result[Any]]]:
+        outcomes = []
+        async with LlamaCppProvider() as local:
+            for index in range(cases(full=6, quick=2)):
+                after = [0.05, 0.3, 0.8, 1.5, 0.15, 0.6][index]
+                source = ("handle", "timeout")[index % 2]
+                timeout = after if source == "timeout" else None
+                execution = local.simple_execution(
+                    lambda s: research_team.team(s, "What is the capital of France?"),
+                    timeout=timeout,
+                )
+                with trio.fail_after(60):
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(execution.result)
+                        if source == "handle":
+                            await trio.sleep(after)
+                            execution.cancel("stop the team")
+                assert execution.outcome is not None
+                outcomes.append((after, source, execution.outcome))
+        return outcomes
+
+    threads = threading.active_count()
+    for after, source, result in trio.run(main):
+        tally.start(BUNDLED_CATEGORY, key=(after, source))
+        if result.succeeded:  # it answered before the cancel
+            tally.hold(BUNDLED_CATEGORY, landed=False)
+            continue
+        assert result.canceled, (after, source, result.error)
+        assert result.cancel is not None
+        assert result.cancel.source.value == source
+        for child in result.summary.children:
+            assert child.status in (agtl.Status.CANCELED, agtl.Status.SUCCEEDED), child
+        tally.hold(BUNDLED_CATEGORY, landed=True)
+    assert threading.active_count() <= threads + 1
