@@ -173,15 +173,23 @@ class Agent:
         self,
         session: Session,
         input: str | Sequence[Message],
+        *,
+        conversation: Conversation | None = None,
     ) -> AgentResult:
         """Run the agent on ``input`` (a prompt, or messages after its instructions) inside
-        the current execution; its calls and steps carry its name."""
+        the current execution; its calls and steps carry its name. With ``conversation``,
+        the run continues it (its turns are added there; its own system message applies:
+        start it as ``Conversation(agent.instructions)``), and ``input`` is the user's turn."""
         if not isinstance(session, Session):
             raise InvalidArgumentError(
                 "session", f"must be an agtl Session, not {type_name(session)}"
             )
-        if self.handoffs:
-            return await self._run_with_handoffs(session, input)
+        if conversation is not None and not isinstance(conversation, Conversation):
+            raise InvalidArgumentError(
+                "conversation", f"must be an agtl.Conversation, not {type_name(conversation)}"
+            )
+        if self.handoffs or conversation is not None:
+            return await self._run_with_handoffs(session, input, conversation)
         asked = _messages(self.instructions, input)
         naming = current_agent.set(self.name)
         pathing = agent_path.set((*agent_path.get(), self.name))
@@ -217,12 +225,22 @@ class Agent:
             current_agent.reset(naming)
 
     async def _run_with_handoffs(
-        self, session: Session, input: str | Sequence[Message | Mapping[str, Any]]
+        self,
+        session: Session,
+        input: str | Sequence[Message | Mapping[str, Any]],
+        given: Conversation | None,
     ) -> AgentResult:
-        """The run on a conversation, so that whom it is handed to sees it: each agent in
-        turn, until one answers without handing off."""
+        """The run on a conversation (the one given, or its own), so that whom it is handed
+        to sees it: each agent in turn, until one answers without handing off."""
         current: Agent = self
-        conversation = _conversation(current.instructions, input)
+        if given is None:
+            conversation = _conversation(current.instructions, input)
+        else:
+            if not isinstance(input, str):
+                raise InvalidArgumentError(
+                    "input", "with conversation=, give the user's turn as a prompt (a str)"
+                )
+            conversation = given
         prompt = input if isinstance(input, str) else None
         steps: list[Step] = []
         hops: list[str] = []

@@ -386,3 +386,23 @@ async def test_a_streaming_parent_gets_its_childs_parts_tagged_with_its_name() -
     # Parts of the child come before the parent's tool call finishes.
     finished = next(i for i, p in enumerate(seen) if isinstance(p, agtl.ToolCallFinished))
     assert all(seen.index(c) < finished for c in children)
+
+
+async def test_an_agent_continues_a_conversation() -> None:
+    chat = agtl.Conversation(RESEARCHER.instructions)
+
+    async def two_turns(session: Session) -> list[Any]:
+        first = await RESEARCHER.run(session, "capital of France?", conversation=chat)
+        second = await RESEARCHER.run(session, "and of Japan?", conversation=chat)
+        return [first.output, second.output]
+
+    provider = ScriptedProvider(respond=respond)
+    outputs = (await provider.simple_execution(two_turns)).unwrap()
+    assert outputs == [
+        "researcher says: results for capital of France?",
+        "researcher says: results for and of Japan?",
+    ]
+    users = [e.content for e in chat.entries if e.role is agtl.Role.USER]
+    assert users == ["capital of France?", "and of Japan?"]
+    # The second turn's model call saw the first turn.
+    assert any(m.content == "capital of France?" for m in provider.calls[-1].messages)
