@@ -208,7 +208,7 @@ class Agent:
                     tool_choice=self.tool_choice if self.tools else None,
                     **self.options,
                 )
-                steps, text = reply.steps, reply.text
+                steps, text = _steps(reply, self.name), reply.text
                 if self.output_type is None:
                     return AgentResult(self.name, text, text, steps)
                 asked = (
@@ -249,20 +249,26 @@ class Agent:
             naming = current_agent.set(current.name)
             pathing = agent_path.set((*agent_path.get(), current.name))
             try:
+                tools = (*current.tools, *(_transfer(n, h) for n, h in transfers.items()))
+                loop: dict[str, Any] = {}
+                if tools:  # an agent with no tools and no handoffs makes one plain call
+                    loop = {
+                        "tools": tools,
+                        "max_steps": current.max_steps,
+                        "on_max_steps": current.on_max_steps,
+                        "tool_choice": current.tool_choice,
+                        "end_on": list(transfers),
+                    }
                 reply = await _generate(
                     session,
                     current.name,
                     conversation=conversation,
                     prompt=prompt,
                     model=current.model,
-                    tools=(*current.tools, *(_transfer(n, h) for n, h in transfers.items())),
-                    max_steps=current.max_steps,
-                    on_max_steps=current.on_max_steps,
-                    tool_choice=current.tool_choice,
-                    end_on=list(transfers),
+                    **loop,
                     **current.options,
                 )
-                steps.extend(reply.steps)
+                steps.extend(_steps(reply, current.name))
                 last = reply.steps[-1].tool_calls if reply.steps else ()
                 handed = [c.name for c in last if c.name in transfers]
                 if not handed:
@@ -362,6 +368,13 @@ def _as_input(value: Any) -> Any:
     if isinstance(value, Mapping) and "prompt" in value:
         return value["prompt"]
     return value
+
+
+def _steps(reply: TextResult, agent: str) -> tuple[Step, ...]:
+    """A reply's steps: a tool loop's, or the one call of a plain reply."""
+    if reply.steps:
+        return reply.steps
+    return (Step(reply.call_index, reply.text, (), reply.stop_reason, reply.usage, agent),)
 
 
 async def _generate(session: Session, agent: str, **call: Any) -> TextResult:

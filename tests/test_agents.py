@@ -406,3 +406,14 @@ async def test_an_agent_continues_a_conversation() -> None:
     assert users == ["capital of France?", "and of Japan?"]
     # The second turn's model call saw the first turn.
     assert any(m.content == "capital of France?" for m in provider.calls[-1].messages)
+
+
+async def test_an_agent_without_tools_continues_a_conversation_with_plain_calls() -> None:
+    chat = agtl.Conversation("You answer.")
+    plain = Agent("plain", "You answer.")
+    provider = ScriptedProvider(respond=respond)
+    run = (
+        await provider.simple_execution(lambda s: plain.run(s, "hi", conversation=chat))
+    ).unwrap()
+    assert run.output == "plain answer"
+    assert provider.calls[-1].tools == ()
