@@ -201,3 +201,29 @@ def team_model() -> agtl.Provider:
 researcher = agtl.Agent("researcher", "You research, with notes.", tools=[note])
 team = agtl.Agent("planner", "You plan, and ask the researcher.", tools=[researcher.as_tool()])
 team_workflow = team.workflow
+
+
+def cashier_team_model() -> agtl.Provider:
+    """A planner that asks the cashier; a cashier that charges 9 (which needs approval)."""
+
+    def respond(request: agtl.GenerationRequest) -> Reply:
+        system, last = request.messages[0].content, request.messages[-1]
+        who = "planner" if system.startswith("You plan") else "cashier"
+        if last.role is agtl.Role.TOOL:
+            return Reply(f"{who} says: {last.content}", usage=agtl.Usage(5, 4))
+        if who == "planner":
+            call = agtl.ToolCallRequest("p1", "cashier", {"task": last.content})
+        else:
+            call = agtl.ToolCallRequest("c1", "charge", {"amount": 9})
+        return Reply("", tool_calls=[call], usage=agtl.Usage(5, 1))
+
+    return ScriptedProvider(respond=respond)
+
+
+async def cashier_team(session: agtl.Session, input: dict[str, Any]) -> str:
+    """A planner whose sub-agent charges through a tool that needs approval."""
+    cashier = agtl.Agent(
+        "cashier", "You take payments.", tools=[charge_tool(input["ledger"], needs_approval=True)]
+    )
+    planner = agtl.Agent("planner", "You plan, and ask the cashier.", tools=[cashier.as_tool()])
+    return str((await planner.run(session, "pay")).output)

@@ -243,3 +243,28 @@ def test_an_approval_after_the_dev_server_itself_restarted(tmp_path: Path) -> No
             pool.stop_all()
     assert result.value == "tool said: charged 5"
     assert len(ledger_lines(ledger)) == 1
+
+
+def test_an_approval_inside_a_sub_agent_waits_on_the_root(workers: Workers, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.txt"
+    workers.start(concurrency=1)
+
+    async def scenario(client: Any) -> agtl.Result[Any]:
+        handle = await start(
+            client,
+            workers,
+            "cashier_team",
+            {"ledger": str(ledger)},
+            provider=ProviderSpec.factory(f"{FLOWS}:cashier_team_model"),
+        )
+        [request] = await waiting_for(handle)
+        assert (request.kind, request.id, request.tool) == ("approval", "c1", "charge")
+        assert ledger_lines(ledger) == []
+        await handle.approve("c1", by="root")
+        return await handle.result()
+
+    result = with_client(workers.address, scenario)
+    assert result.value == "planner says: cashier says: charged 9"
+    assert len(ledger_lines(ledger)) == 1
+    [child] = result.summary.children
+    assert child.status is agtl.Status.SUCCEEDED
