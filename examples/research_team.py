@@ -2,8 +2,8 @@
 the topic up in the team's notes. The researcher runs as a child execution of the planner's:
 its own Result, listed in the planner's summary with what it cost, and stopped with it.
 
-`agtl run examples/research_team.py:team '{"prompt": "What is the capital of France?"}'`
-runs the same team from the command line (``team`` is a ready workflow).
+From the command line (``team`` is a ready workflow):
+`agtl run examples/research_team.py:team --input '{"prompt": "What is the capital of France?"}'`
 """
 
 from __future__ import annotations
