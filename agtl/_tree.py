@@ -41,11 +41,14 @@ class Node:
     cost: Decimal | None = Decimal(0)
     requests: int = 0
     tool_calls: int = 0
+    #: Whether an execution above this one has a token or cost budget (fixed at the start:
+    #: asked on every streamed piece).
+    watched: bool = attrs.field(init=False, default=False)
 
-    @property
-    def watched(self) -> bool:
-        """Whether an execution above this one has a token or cost budget."""
-        return any(n.limits is not None and n.limits.watches_usage for n in self.ancestors())
+    def __attrs_post_init__(self) -> None:
+        self.watched = any(
+            n.limits is not None and n.limits.watches_usage for n in self.ancestors()
+        )
 
     @property
     def label(self) -> str:
