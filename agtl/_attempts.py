@@ -11,19 +11,17 @@ are those of the attempt that answered.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import attrs
 import trio
 
-from agtl.backend import CallReport, GenerationRequest, GenerationStream
+from agtl.backend import CallReport, GenerationRequest, GenerationStream, StartGeneration
 from agtl.usage import Provenance, Usage
 
-__all__ = ["AttemptLog", "Candidate", "StartGeneration"]
-
-StartGeneration = Callable[[GenerationRequest], Awaitable[GenerationStream]]
+__all__ = ["AttemptLog", "Candidate"]
 
 
 @attrs.frozen

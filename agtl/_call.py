@@ -121,7 +121,7 @@ class TextStream:
         env = self._env
         state = env.state
         if env.cancellation.at_boundary("step") and state.calls:
-            state.calls[-1].kept_whole = True  # the last complete reply is the partial
+            state.calls[-1].kept = True  # the last complete reply is the partial
         await trio.lowlevel.checkpoint_if_cancelled()
         if state.terminal is not None or state.frozen:
             raise ExecutionClosedError(
@@ -312,7 +312,7 @@ class TextStream:
         if call.completed:
             self._result = _text_result(call, report)
             if env.cancellation.at_boundary("call"):
-                call.kept_whole = True  # a soft stop lands after this complete reply
+                call.kept = True  # a soft stop lands after this complete reply
         self._check_limits_after()
 
     def _trace_finish(self, call: CallState) -> None:
@@ -343,7 +343,7 @@ class TextStream:
         if violation is None and env.node.watched:
             violation = env.node.usage_violation(Usage(0, 0), Decimal(0))
         if violation is not None:
-            call.over_budget = True  # its text is not lost: the partial keeps it
+            call.kept = True  # its text is not lost: the partial keeps it
             env.cancellation.request(CancelSource.LIMIT, violation)
 
     def _close_turn(self, call: CallState, exc: BaseException | None) -> None:

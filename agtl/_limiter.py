@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import attrs
@@ -26,20 +25,19 @@ from agtl.backend import (
     CallReport,
     GenerationRequest,
     GenerationStream,
+    StartGeneration,
     rate_limit_listener,
 )
 from agtl.errors import InvalidArgumentError, RateLimitError
 from agtl.usage import Provenance, Usage
 from agtl.validation import check_count
 
-__all__ = ["SharedLimits", "StartGeneration"]
+__all__ = ["SharedLimits"]
 
 #: The window of the per-minute limits (seconds; tests and benchmarks shorten it).
 WINDOW = 60.0
 #: A 429 without a retry hint pauses admission this long.
 DEFAULT_PAUSE: Final = 1.0
-
-StartGeneration = Callable[[GenerationRequest], Awaitable[GenerationStream]]
 
 
 class SharedLimits:

@@ -66,10 +66,9 @@ class CallState:
     report: CallReport | None = None
     cost: Decimal | None = None
     usage: Usage | None = None
-    #: Its usage crossed a budget of the execution: its text is kept in the partial.
-    over_budget: bool = False
-    #: A soft stop landed when it ended: its complete reply is kept in the partial.
-    kept_whole: bool = False
+    #: It ended by itself, yet the execution stops at it (its usage crossed a budget, or a
+    #: soft stop landed at its end): its text is kept in the partial, never lost.
+    kept: bool = False
     #: This call's telemetry (``NO_TRACE`` when no observer is installed).
     trace: Trace = NO_TRACE
     #: The agent that made it, if an agent did.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import contextvars
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +31,7 @@ __all__ = [
     "CallReport",
     "GenerationRequest",
     "GenerationStream",
+    "StartGeneration",
     "StopReason",
     "ToolChoice",
     "ToolSpec",
@@ -154,3 +155,8 @@ class GenerationStream(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release the generation's resources. Called exactly once on every path, shielded."""
+
+
+#: How a provider starts one generation (its ``start_generation``); what the journal, shared
+#: limits, fallback chains and hedges wrap.
+StartGeneration = Callable[[GenerationRequest], Awaitable[GenerationStream]]

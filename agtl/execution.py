@@ -369,14 +369,14 @@ class Execution(PersonInTheLoop, Generic[T]):
     def _partial(
         self, status: Status, error: BaseException | None, events: tuple[Event, ...]
     ) -> Partial:
-        """The interrupted calls' delivered text (and a finished call's whose usage crossed a
-        budget, so that paid-for text is never lost) and the events so far."""
+        """The interrupted calls' delivered text (and that of a finished call the execution
+        stopped at: over a budget, or a soft stop; paid-for text is never lost) and the
+        events so far."""
         interrupted = []
         for call in self._state.calls:
             if (
                 call.stop_reason is StopReason.CANCELLED
-                or call.over_budget
-                or call.kept_whole
+                or call.kept
                 or (
                     status is Status.FAILED
                     and call.error is not None

@@ -29,14 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 
 from agtl._jsonable import jsonable
 from agtl._vocabulary import StopReason
-from agtl.backend import CallReport, GenerationRequest, GenerationStream
+from agtl.backend import CallReport, GenerationRequest, GenerationStream, StartGeneration
 from agtl.errors import InvalidArgumentError
 from agtl.messages import ToolCallRequest
 from agtl.usage import Usage
@@ -52,8 +52,6 @@ __all__ = [
     "fingerprint",
 ]
 
-#: How a provider starts one generation (its ``start_generation``).
-StartGeneration = Callable[[GenerationRequest], Awaitable[GenerationStream]]
 #: The key a replayed call's summary carries in ``details``.
 REPLAYED = "replayed"
 

@@ -22,11 +22,11 @@ import structlog
 from agtl._attempts import Candidate
 from agtl._fallback import Chain, Health
 from agtl._hedge import Hedge
-from agtl._limiter import SharedLimits, StartGeneration
+from agtl._limiter import SharedLimits
 from agtl._logging import default_logger
 from agtl._runtime import Runtime
 from agtl._vocabulary import Logger, SummarySink
-from agtl.backend import GenerationRequest, GenerationStream
+from agtl.backend import GenerationRequest, GenerationStream, StartGeneration
 from agtl.errors import InvalidArgumentError, LLMError
 from agtl.events import Event
 from agtl.execution import SimpleExecution, StreamingExecution
