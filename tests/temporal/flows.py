@@ -181,21 +181,26 @@ def note(topic: str) -> str:
     return f"note on {topic}"
 
 
-def team_model() -> agtl.Provider:
-    """A planner that asks the researcher once; a researcher that reads a note once."""
+def _two_agents(helper: str, helper_call: agtl.ToolCallRequest) -> agtl.Provider:
+    """A planner that asks ``helper`` once (with its prompt); the helper makes
+    ``helper_call`` once; each then says what its tool said."""
 
     def respond(request: agtl.GenerationRequest) -> Reply:
         system, last = request.messages[0].content, request.messages[-1]
-        who = "planner" if system.startswith("You plan") else "researcher"
+        who = "planner" if system.startswith("You plan") else helper
         if last.role is agtl.Role.TOOL:
             return Reply(f"{who} says: {last.content}", usage=agtl.Usage(5, 4))
+        call = helper_call
         if who == "planner":
-            call = agtl.ToolCallRequest("p1", "researcher", {"task": last.content})
-        else:
-            call = agtl.ToolCallRequest("r1", "note", {"topic": last.content})
+            call = agtl.ToolCallRequest("p1", helper, {"task": last.content})
         return Reply("", tool_calls=[call], usage=agtl.Usage(5, 1))
 
     return ScriptedProvider(respond=respond)
+
+
+def team_model() -> agtl.Provider:
+    """A planner that asks the researcher once; a researcher that reads a note once."""
+    return _two_agents("researcher", agtl.ToolCallRequest("r1", "note", {"topic": "capital?"}))
 
 
 researcher = agtl.Agent("researcher", "You research, with notes.", tools=[note])
@@ -205,19 +210,7 @@ team_workflow = team.workflow
 
 def cashier_team_model() -> agtl.Provider:
     """A planner that asks the cashier; a cashier that charges 9 (which needs approval)."""
-
-    def respond(request: agtl.GenerationRequest) -> Reply:
-        system, last = request.messages[0].content, request.messages[-1]
-        who = "planner" if system.startswith("You plan") else "cashier"
-        if last.role is agtl.Role.TOOL:
-            return Reply(f"{who} says: {last.content}", usage=agtl.Usage(5, 4))
-        if who == "planner":
-            call = agtl.ToolCallRequest("p1", "cashier", {"task": last.content})
-        else:
-            call = agtl.ToolCallRequest("c1", "charge", {"amount": 9})
-        return Reply("", tool_calls=[call], usage=agtl.Usage(5, 1))
-
-    return ScriptedProvider(respond=respond)
+    return _two_agents("cashier", agtl.ToolCallRequest("c1", "charge", {"amount": 9}))
 
 
 async def cashier_team(session: agtl.Session, input: dict[str, Any]) -> str:
