@@ -13,6 +13,7 @@ from agtl._approvals import ApprovalRequest, InputRequest
 from agtl._call_spec import MAX_STEPS_PROMPT
 from agtl._fallback import BreakerState, Health
 from agtl._limiter import SharedLimits
+from agtl._object_stream import ObjectStream
 from agtl._sync import run
 from agtl._tool_loop import TextPart, ToolCallFinished, ToolCallStarted, ToolLoopStream
 from agtl._tool_runner import ChildPart, ToolProgress
@@ -30,6 +31,7 @@ from agtl.errors import (
     ExecutionClosedError,
     ExecutionFailed,
     FirstTokenTimeoutError,
+    GuardrailTripped,
     IncompleteStreamError,
     InputTimeoutError,
     InvalidArgumentError,
@@ -56,6 +58,7 @@ from agtl.errors import (
 )
 from agtl.events import Event, EventMetrics
 from agtl.execution import Execution, SimpleExecution, StreamingExecution
+from agtl.guardrails import Guardrail, GuardrailStage, Verdict, guardrail
 from agtl.journal import CallJournal, JournalEntry, ToolEntry
 from agtl.limits import UsageLimits
 from agtl.messages import Message, Role, ToolCallRequest
@@ -71,6 +74,7 @@ from agtl.summary import (
     ChildSummary,
     CostEntry,
     ErrorInfo,
+    GuardrailRecord,
     LLMCallSummary,
     RecordEntry,
     Summary,
@@ -102,6 +106,7 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     # sessions and model calls
     "Session",
     "TextStream",
+    "ObjectStream",
     "TextResult",
     "Step",
     "Message",
@@ -135,6 +140,13 @@ __all__ = [  # noqa: RUF022 - grouped by concern, not alphabetical
     "CancelInfo",
     "CancelSource",
     "UsageLimits",
+    # guardrails (the built-in examples are in agtl.guardrails)
+    "Guardrail",
+    "GuardrailStage",
+    "GuardrailRecord",
+    "GuardrailTripped",
+    "Verdict",
+    "guardrail",
     # tools
     "Tool",
     "tool",

@@ -10,6 +10,7 @@ telemetry and the conversation turn exactly once, however the call ends.
 from __future__ import annotations
 
 import math
+from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final
@@ -18,6 +19,8 @@ import trio
 
 from agtl._call_spec import CallSpec
 from agtl._context import ExecutionContext
+from agtl._groups import raise_collapsed
+from agtl._guard import CallGuard
 from agtl._observe import NO_TRACE
 from agtl._replies import TextResult
 from agtl._state import CallState
@@ -60,6 +63,8 @@ class TextStream:
         user_turn: str | None = None,
         tools: tuple[ToolSpec, ...] = (),
         tool_choice: str | None = None,
+        guard: CallGuard | None = None,
+        nursery: trio.Nursery | None = None,
     ) -> None:
         self._env = env
         self._conversation = conversation
@@ -82,11 +87,23 @@ class TextStream:
         # A tool loop's model calls: what the model may call, and how.
         self._tools = tools
         self._tool_choice = tool_choice
+        # Its guardrails, and where those that run beside it run: the nursery its opener
+        # lent, or one it enters itself (by hand, closed by __aexit__).
+        self._guard = guard
+        self._nursery = nursery
+        self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
+        self._rewritten: str | None = None  # the reply an output guardrail rewrote
 
     @property
     def text(self) -> str:
         """The text delivered so far."""
         return "" if self._call is None else self._call.text
+
+    def keep_object(self, value: Any) -> None:
+        """Keep the partial object parsed from the text so far on the call, for the
+        execution's partial if it stops here (``stream_object``)."""
+        if self._call is not None:
+            self._call.partial_object = value
 
     @property
     def result(self) -> TextResult:
@@ -102,18 +119,45 @@ class TextStream:
             raise ExecutionClosedError("a TextStream can be entered only once")
         self._entered = True
         await self._admit()
-        if self._conversation is not None:
-            self._turn = self._conversation.begin_turn(self._user_turn)
-            self._messages = self._conversation.to_model_messages()
-        call = self._begin()
-        request = self._request(call)
-        self._trace_start(call, request)
+        guard = self._guard
+        if guard is not None:
+            await guard.before()
+            if guard.needs_tasks and self._nursery is None:
+                manager = trio.open_nursery()
+                self._nursery = await manager.__aenter__()
+                self._nursery_manager = manager
         try:
-            await self._start_backend(request)
+            if self._conversation is not None:
+                self._turn = self._conversation.begin_turn(self._user_turn)
+                self._messages = self._conversation.to_model_messages()
+            call = self._begin()
+            request = self._request(call)
+            self._trace_start(call, request)
+            if guard is not None:
+                guard.start(self._nursery, call)
+            try:
+                if guard is None:
+                    await self._start_backend(request)
+                else:
+                    with guard.reading():
+                        await self._start_backend(request)
+                    guard.check_tripped()
+            except BaseException as exc:
+                await self._finish(exc)
+                raise
         except BaseException as exc:
-            await self._finish(exc)
+            await self._exit_nursery(exc)
             raise
         return self
+
+    async def _exit_nursery(self, exc: BaseException | None) -> None:
+        """Leave the nursery this stream entered for its guardrails, if it did."""
+        manager, self._nursery_manager = self._nursery_manager, None
+        if manager is not None:
+            try:
+                await manager.__aexit__(type(exc) if exc else None, exc, None)
+            except BaseExceptionGroup as group:
+                raise_collapsed(group)
 
     async def _admit(self) -> None:
         """Refuse a call after the outcome, after a cancel, or past ``max_requests``; a soft
@@ -188,25 +232,24 @@ class TextStream:
         call, backend = self._call, self._backend
         if call is None or backend is None or call.finished:
             raise StopAsyncIteration
+        guard = self._guard
         while True:
-            if call.first_token_at is None:
-                deadline = min(self._call_deadline, self._first_token_deadline)
-            elif self._stall_timeout is not None:
-                deadline = min(self._call_deadline, self._last_delta + self._stall_timeout)
+            if guard is None:
+                delta = await self._read(call, backend)
             else:
-                deadline = self._call_deadline
-            if deadline == math.inf:
-                delta = await backend.next_delta()
-            else:
-                with trio.move_on_at(deadline) as scope:
-                    delta = await backend.next_delta()
-                if scope.cancelled_caught:
-                    raise self._timeout_error()
+                guard.check_tripped()  # tripped while the reader was away
+                with guard.reading():
+                    delta = await self._read(call, backend)
+                guard.check_tripped()
             if delta is None:
+                if guard is not None:
+                    self._rewritten = await guard.end(call)
                 await self._finish(None)
                 raise StopAsyncIteration
             if delta:
                 break
+        if guard is not None:
+            await guard.piece(call, delta)
         self._last_delta = trio.current_time()
         if call.first_token_at is None:
             call.first_token_at = self._env.state.elapsed()
@@ -216,6 +259,22 @@ class TextStream:
         limits = self._env.limits
         if (limits is not None and limits.watches_usage) or self._env.node.watched:
             self._check_budgets(call, limits, backend)
+        return delta
+
+    async def _read(self, call: CallState, backend: GenerationStream) -> str | None:
+        """The backend's next piece (``None`` at the end), within the call's deadlines."""
+        if call.first_token_at is None:
+            deadline = min(self._call_deadline, self._first_token_deadline)
+        elif self._stall_timeout is not None:
+            deadline = min(self._call_deadline, self._last_delta + self._stall_timeout)
+        else:
+            deadline = self._call_deadline
+        if deadline == math.inf:
+            return await backend.next_delta()
+        with trio.move_on_at(deadline) as scope:
+            delta = await backend.next_delta()
+        if scope.cancelled_caught:
+            raise self._timeout_error()
         return delta
 
     def _check_budgets(
@@ -250,10 +309,21 @@ class TextStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._call is not None and not self._call.finished:
-            if isinstance(exc, GeneratorExit):
-                exc = None  # an async generator reading the stream was closed: left early
-            await self._finish(exc, abandoned=exc is None)
+        guard = self._guard
+        # A guardrail that tripped while the reader was away, and the reader left: the trip.
+        tripped = guard.error if guard is not None and exc is None else None
+        try:
+            if self._call is not None and not self._call.finished:
+                if isinstance(exc, GeneratorExit):
+                    exc = None  # an async generator reading the stream was closed: left early
+                if tripped is not None:
+                    await self._finish(tripped)
+                else:
+                    await self._finish(exc, abandoned=exc is None)
+        finally:
+            await self._exit_nursery(exc)
+        if tripped is not None:
+            raise tripped
 
     def _timeout_error(self) -> LLMTimeoutError:
         now = trio.current_time()
@@ -305,12 +375,16 @@ class TextStream:
         )
         call.end(report, exc, abandoned=abandoned, at=env.state.elapsed())
         call.settle(env.runtime.cost_of)
+        if self._guard is not None:
+            self._guard.close()  # its records know the tokens paid
         self._trace_finish(call)
         if self._turn is not None:
+            if self._rewritten is not None:
+                self._turn.replace(self._rewritten)
             self._close_turn(call, exc)
         self._log_finished(call)
         if call.completed:
-            self._result = _text_result(call, report)
+            self._result = _text_result(call, report, self._rewritten)
             if env.cancellation.at_boundary("call"):
                 call.kept = True  # a soft stop lands after this complete reply
         self._check_limits_after()
@@ -359,12 +433,12 @@ class TextStream:
             self._turn.finish(call.report.tool_calls if call.report is not None else ())
 
 
-def _text_result(call: CallState, report: CallReport) -> TextResult:
-    """A completed call as the workflow gets it."""
+def _text_result(call: CallState, report: CallReport, rewritten: str | None) -> TextResult:
+    """A completed call as the workflow gets it (its text as a guardrail rewrote it)."""
     assert call.usage is not None
     assert call.stop_reason is not None
     return TextResult(
-        text=call.text,
+        text=call.text if rewritten is None else rewritten,
         usage=call.usage,
         stop_reason=call.stop_reason,
         model=call.model,
@@ -379,9 +453,13 @@ def open_call(
     spec: CallSpec,
     *,
     offer: tuple[tuple[ToolSpec, ...], str] | None = None,
+    session: object = None,
+    nursery: trio.Nursery | None = None,
 ) -> TextStream:
     """The stream of one model call of ``spec`` (offering tools, for a loop's step): the
-    provider's defaults under the spec's options, its model or the provider's default."""
+    provider's defaults under the spec's options, its model or the provider's default. With
+    guardrails, ``session`` is what they are handed and ``nursery`` (if the opener has one)
+    where those beside the call run."""
     runtime = ctx.runtime
     options = runtime.default_options
     if spec.options is not None:
@@ -394,6 +472,9 @@ def open_call(
             "or configure provider.with_default_model(...)",
         )
     tools, choice = offer if offer is not None else ((), None)
+    guard = None
+    if spec.guards is not None:
+        guard = CallGuard(ctx, session, spec.guards, spec.input_text())
     return TextStream(
         ctx,
         model,
@@ -406,4 +487,6 @@ def open_call(
         user_turn=spec.prompt if spec.conversation is not None else None,
         tools=tools,
         tool_choice=choice,
+        guard=guard,
+        nursery=nursery,
     )

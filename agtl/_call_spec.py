@@ -14,9 +14,11 @@ from typing import Any, Final
 
 import attrs
 
+from agtl._guard import Guards
 from agtl.backend import ToolSpec
 from agtl.conversation import Conversation
 from agtl.errors import InvalidArgumentError
+from agtl.guardrails import check_guardrails
 from agtl.messages import Message, Role, build_messages
 from agtl.options import GenerationOptions
 from agtl.tools import Tool, check_tools
@@ -81,6 +83,20 @@ class CallSpec:
     options: GenerationOptions | None
     deadlines: Deadlines
     tools: ToolUse | None
+    #: Its guardrails (``None``: none); a loop's later calls keep only the output ones.
+    guards: Guards | None = None
+
+    def input_text(self) -> str:
+        """What input guardrails check: the new user turn, else the last user message."""
+        if self.prompt is not None:
+            return self.prompt
+        history = (
+            self.messages if self.messages is not None else self.conversation.to_model_messages()  # type: ignore[union-attr]
+        )
+        for message in reversed(history):
+            if message.role is Role.USER:
+                return message.content or ""
+        return ""
 
     @classmethod
     def of(
@@ -102,6 +118,8 @@ class CallSpec:
         on_max_steps: str = "raise",
         max_steps_prompt: str | None = None,
         end_on: Sequence[str] = (),
+        input_guardrails: Sequence[Any] = (),
+        output_guardrails: Sequence[Any] = (),
         options: Mapping[str, Any] | None = None,
     ) -> CallSpec:
         """Check every argument, in the order a reader meets them; the first wrong one
@@ -128,7 +146,13 @@ class CallSpec:
                 first_token=check_optional_seconds("first_token_timeout", first_token_timeout),
                 stall=check_optional_seconds("stall_timeout", stall_timeout),
             )
-        return cls(built, conversation, prompt, model, parsed, deadlines, use)
+        guards = None
+        if input_guardrails or output_guardrails:
+            guards = Guards(
+                check_guardrails("input_guardrails", input_guardrails),
+                check_guardrails("output_guardrails", output_guardrails),
+            )
+        return cls(built, conversation, prompt, model, parsed, deadlines, use, guards)
 
 
 def _tool_use(

@@ -49,6 +49,11 @@ class Observer(Protocol):
     def tool_finished(self, handle: Any, record: Any) -> None:
         """``record`` is the :class:`~agtl.ToolCall` the summary keeps."""
 
+    def guardrail_started(self, parent: Any, name: str, stage: str) -> Any: ...
+
+    def guardrail_finished(self, handle: Any, record: Any) -> None:
+        """``record`` is the :class:`~agtl.GuardrailRecord` the summary keeps."""
+
 
 _observer: Observer | None = None
 
@@ -90,6 +95,12 @@ class Trace:
             self._observer, self._observer.tool_started(self._handle, name, call_id, arguments)
         )
 
+    def guardrail(self, name: str, stage: str) -> Trace:
+        """The trace of a guardrail's run on this call's (or execution's) text."""
+        if self._observer is None:
+            return self
+        return Trace(self._observer, self._observer.guardrail_started(self._handle, name, stage))
+
     def activate(self) -> Any:
         """Make this current for the code that runs inside it; a token for :meth:`deactivate`."""
         return None if self._observer is None else self._observer.activate(self._handle)
@@ -109,6 +120,10 @@ class Trace:
     def tool_finished(self, record: Any) -> None:
         if self._observer is not None:
             self._observer.tool_finished(self._handle, record)
+
+    def guardrail_finished(self, record: Any) -> None:
+        if self._observer is not None:
+            self._observer.guardrail_finished(self._handle, record)
 
 
 #: The trace of anything while no observer is installed: every method does nothing.

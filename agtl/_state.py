@@ -28,6 +28,7 @@ from agtl.summary import (
     ChildSummary,
     CostEntry,
     ErrorInfo,
+    GuardrailRecord,
     LLMCallSummary,
     RecordEntry,
     Summary,
@@ -40,6 +41,10 @@ _NOT_STARTED: Final = dt.datetime.fromtimestamp(0, dt.UTC)
 #: LLM-call record and tool-loop step made meanwhile.
 current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "agtl_current_agent", default=None
+)
+#: The guardrail whose check runs in this context: its name goes on the LLM calls it makes.
+current_guardrail: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "agtl_current_guardrail", default=None
 )
 #: The agents from the root execution's down to the current one ("planner", "researcher").
 agent_path: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
@@ -73,6 +78,10 @@ class CallState:
     trace: Trace = NO_TRACE
     #: The agent that made it, if an agent did.
     agent: str | None = None
+    #: The guardrail that made it (an LLM judge), if one did.
+    guardrail: str | None = None
+    #: ``stream_object``: the last partial object parsed from its text (JSON values).
+    partial_object: Any = None
 
     @property
     def text(self) -> str:
@@ -182,6 +191,8 @@ class CallState:
         details = dict(self.report.details) if self.report is not None else {}
         if self.agent is not None:
             details["agent"] = self.agent
+        if self.guardrail is not None:
+            details["guardrail"] = self.guardrail
         return details
 
 
@@ -198,6 +209,7 @@ class ExecutionState:
         "costs",
         "execution_id",
         "frozen",
+        "guardrails",
         "hooks",
         "log",
         "metadata",
@@ -247,6 +259,7 @@ class ExecutionState:
         #: This execution's telemetry (``NO_TRACE`` when no observer is installed).
         self.trace: Trace = NO_TRACE
         self.children: list[ChildSummary] | None = None
+        self.guardrails: list[GuardrailRecord] | None = None
         self.start_time: float | None = None  # trio clock; None until the execution began
         self.started_at = _NOT_STARTED
         self.frozen = False
@@ -290,6 +303,7 @@ class ExecutionState:
     def new_call(self, provider: str, model: str, max_tokens: int | None = None) -> CallState:
         call = CallState(len(self.calls), provider, model, self.elapsed(), max_tokens)
         call.agent = current_agent.get()
+        call.guardrail = current_guardrail.get()
         self.calls.append(call)
         return call
 
@@ -314,6 +328,7 @@ class ExecutionState:
             parent_id=self.parent_id,
             children=tuple(self.children or ()),
             workflow=self.workflow,
+            guardrails=tuple(self.guardrails or ()),
         )
 
     # -- the named writers: the only ways in for the session, the tool runner and the host --
@@ -341,6 +356,14 @@ class ExecutionState:
         if self.tool_calls is None:
             self.tool_calls = []
         self.tool_calls.append(record)
+
+    def add_guardrail(self, record: GuardrailRecord) -> None:
+        """A guardrail's run ended (the call's guard, or the tool runner)."""
+        if self.frozen:
+            return
+        if self.guardrails is None:
+            self.guardrails = []
+        self.guardrails.append(record)
 
     def add_record(self, kind: str, data: Any) -> None:
         """A free-form record (the session) or a tool's progress report (the tool runner)."""

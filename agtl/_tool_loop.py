@@ -130,7 +130,7 @@ class ToolLoopStream:
     async def __aenter__(self) -> ToolLoopStream:
         if self._parts is not None:
             raise ExecutionClosedError("a tool loop stream can be entered only once")
-        if self._live_progress:
+        if self._live_progress or self._spec.guards is not None:
             # Entered by hand, and closed on every path by __aexit__ (as Execution does).
             manager = trio.open_nursery()
             self._nursery = await manager.__aenter__()
@@ -189,8 +189,17 @@ class ToolLoopStream:
             spec,
             messages=tuple(history) if conversation is None else None,
             prompt=spec.prompt if conversation is not None and number == 0 else None,
+            guards=spec.guards
+            if number == 0 or spec.guards is None
+            else spec.guards.without_input(),
         )
-        return open_call(self._ctx, step, offer=(self._use.specs, self._choice(number)))
+        return open_call(
+            self._ctx,
+            step,
+            offer=(self._use.specs, self._choice(number)),
+            session=self._runner.session,
+            nursery=self._nursery,
+        )
 
     def _choice(self, number: int) -> str:
         """``tool_choice`` for model call ``number``: the asked one for the first, "auto"
@@ -226,7 +235,7 @@ class ToolLoopStream:
             for request in reply.tool_calls:
                 yield ToolCallStarted(request, reply.call_index)
             outcomes: list[Sequence[ToolOutcome]] = []
-            if self._nursery is None:
+            if self._nursery is None or not self._live_progress:
                 outcomes.append(await self._run_tools(reply, None))
             else:
                 send, receive = trio.open_memory_channel[ToolProgress | ChildPart](math.inf)
@@ -276,7 +285,15 @@ class ToolLoopStream:
             messages=tuple(history) if conversation is None else None,
             prompt=prompt if conversation is not None else None,
         )
-        stream = open_call(self._ctx, last, offer=(self._use.specs, "none"))
+        if last.guards is not None:
+            last = attrs.evolve(last, guards=last.guards.without_input())
+        stream = open_call(
+            self._ctx,
+            last,
+            offer=(self._use.specs, "none"),
+            session=self._runner.session,
+            nursery=self._nursery,
+        )
         async with stream:
             async for delta in stream:
                 self._text.append(delta)

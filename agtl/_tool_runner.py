@@ -24,6 +24,7 @@ import attrs
 import trio
 
 from agtl._context import ExecutionContext
+from agtl._guard import guard_text
 from agtl._jsonable import jsonable, to_json
 from agtl._logging import ExecutionLogger
 from agtl._person import approval_for
@@ -31,10 +32,12 @@ from agtl._trio_thread import call_in_run
 from agtl._vocabulary import CancelSource, ToolCallStatus
 from agtl.errors import (
     ExecutionClosedError,
+    GuardrailTripped,
     ToolArgumentsError,
     ToolError,
     UnserializableValueError,
 )
+from agtl.guardrails import GuardrailStage
 from agtl.journal import ToolEntry, arguments_fingerprint
 from agtl.messages import ToolCallRequest
 from agtl.summary import Approval, ToolCall
@@ -191,6 +194,15 @@ class StepRunner:
                         status, error = ToolCallStatus(entry.status), entry.error
                         approval = None if entry.approval is None else Approval(**entry.approval)
                     else:
+                        if tool.guardrails:  # before a person is asked: a block never runs
+                            await guard_text(
+                                self.ctx,
+                                self.session,
+                                tool.guardrails,
+                                GuardrailStage.TOOL_ARGUMENTS,
+                                json.dumps(jsonable(arguments), ensure_ascii=False),
+                                tool_call_id=call.id,
+                            )
                         if tool.wants_approval(arguments):
                             approval = await approval_for(
                                 self.ctx, call.id or f"call-{ordinal}", tool, arguments
@@ -202,6 +214,15 @@ class StepRunner:
                             status, result, error = await self._invoke(tool, arguments, notes)
                             if status is ToolCallStatus.OK:
                                 reply, status, error = self._reply(tool, result)
+                            if reply is not None and tool.result_guardrails:
+                                reply = await guard_text(
+                                    self.ctx,
+                                    self.session,
+                                    tool.result_guardrails,
+                                    GuardrailStage.TOOL_RESULT,
+                                    reply,
+                                    tool_call_id=call.id,
+                                )
                         if journal is not None:
                             told = reply if reply is not None else _told(status, error, tool)
                             decided = None if approval is None else attrs.asdict(approval)
@@ -221,6 +242,9 @@ class StepRunner:
             raise
         except ToolError as exc:
             status, error = ToolCallStatus.ERROR, str(exc.__cause__ or exc)
+            raise
+        except GuardrailTripped as exc:
+            status, error = ToolCallStatus.BLOCKED, str(exc)
             raise
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: recorded, then on
             status, error = ToolCallStatus.ERROR, f"{type(exc).__name__}: {exc}"

@@ -23,7 +23,7 @@ from agtl.errors import InvalidArgumentError, OutputValidationError
 from agtl.messages import Message, Role
 from agtl.tools import describe_errors
 
-__all__ = ["NotJSONError", "OutputSchema", "describe"]
+__all__ = ["NotJSONError", "OutputSchema", "ask_for_object", "corrected", "describe"]
 
 _NAME: Final = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -65,6 +65,22 @@ class OutputSchema:
         return self._adapter.validate_python(data)
 
 
+def corrected(spec: CallSpec, wanted: OutputSchema, text: str, problem: str) -> CallSpec:
+    """The next attempt after the reply ``text`` did not validate: the reply and what was
+    wrong with it added (as turns, in a conversation, which holds the reply already)."""
+    correction = (
+        f"That reply is not valid: {problem}. Reply again with only JSON "
+        f"matching the schema {json.dumps(wanted.schema)}."
+    )
+    if spec.guards is not None:  # the input was checked by the first attempt
+        spec = attrs.evolve(spec, guards=spec.guards.without_input())
+    if spec.conversation is not None:
+        return attrs.evolve(spec, prompt=correction)
+    assert spec.messages is not None
+    history = (Message(Role.ASSISTANT, text), Message(Role.USER, correction))
+    return attrs.evolve(spec, messages=spec.messages + history)
+
+
 class NotJSONError(ValueError):
     """The reply is not JSON at all."""
 
@@ -100,14 +116,5 @@ async def ask_for_object(
             "generate_object.invalid",
             {"attempt": attempt + 1, "call": reply.call_index, "problem": problem},
         )
-        correction = (
-            f"That reply is not valid: {problem}. Reply again with only JSON "
-            f"matching the schema {json.dumps(wanted.schema)}."
-        )
-        if spec.conversation is not None:
-            spec = attrs.evolve(spec, prompt=correction)  # the reply is in it already
-        else:
-            assert spec.messages is not None
-            history = (Message(Role.ASSISTANT, text), Message(Role.USER, correction))
-            spec = attrs.evolve(spec, messages=spec.messages + history)
+        spec = corrected(spec, wanted, text, problem)
     raise OutputValidationError(wanted.name, tries + 1, problem, text)

@@ -80,6 +80,7 @@ class ToolCallStatus(enum.StrEnum):
     INVALID = "invalid"  # the model's arguments did not validate; the model was told
     CANCELLED = "cancelled"  # the execution was stopped while the tool ran (or waited)
     DENIED = "denied"  # it needed approval and was denied (or not decided in time); never ran
+    BLOCKED = "blocked"  # a guardrail blocked its arguments (never ran) or its result
 
 
 @attrs.frozen
@@ -111,6 +112,8 @@ class Partial:
     text: str
     events: tuple[Event, ...]
     call_indexes: tuple[int, ...] = ()
+    #: ``session.stream_object``: the last partial object the interrupted stream had parsed.
+    object: Any = None
 
 
 class SummarySink(Protocol):

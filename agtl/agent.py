@@ -25,6 +25,7 @@ from agtl._tool_loop import TextPart, ToolLoopStream
 from agtl._typed_output import OutputSchema
 from agtl.conversation import Conversation
 from agtl.errors import AgtlError, InvalidArgumentError
+from agtl.guardrails import Guardrail, check_guardrails
 from agtl.limits import UsageLimits
 from agtl.messages import Message, Role, build_messages
 from agtl.options import GenerationOptions
@@ -135,6 +136,14 @@ def _check_instructions(value: object) -> str:
     return check_str("instructions", value)
 
 
+def _input_guardrails(value: object) -> tuple[Guardrail, ...]:
+    return check_guardrails("input_guardrails", value)
+
+
+def _output_guardrails(value: object) -> tuple[Guardrail, ...]:
+    return check_guardrails("output_guardrails", value)
+
+
 @attrs.frozen
 class Agent:
     """A reusable agent: who it is (``instructions``), what it may use (``tools``), what it
@@ -156,6 +165,9 @@ class Agent:
     handoffs: tuple[Handoff, ...] = attrs.field(default=(), converter=_handoffs)
     #: How many handoffs one run may make (then HandoffLoopError).
     max_handoffs: int = 5
+    #: Guardrails on the run's input (its first model call) and on every reply it makes.
+    input_guardrails: tuple[Guardrail, ...] = attrs.field(default=(), converter=_input_guardrails)
+    output_guardrails: tuple[Guardrail, ...] = attrs.field(default=(), converter=_output_guardrails)
 
     def __attrs_post_init__(self) -> None:
         if self.model is not None:
@@ -193,6 +205,10 @@ class Agent:
         asked = _messages(self.instructions, input)
         naming = current_agent.set(self.name)
         pathing = agent_path.set((*agent_path.get(), self.name))
+        guarded: dict[str, Any] = {
+            "input_guardrails": self.input_guardrails,
+            "output_guardrails": self.output_guardrails,
+        }
         try:
             steps: tuple[Step, ...] = ()
             text = ""
@@ -206,8 +222,10 @@ class Agent:
                     max_steps=self.max_steps if self.tools else None,
                     on_max_steps=self.on_max_steps if self.tools else "raise",
                     tool_choice=self.tool_choice if self.tools else None,
+                    **guarded,
                     **self.options,
                 )
+                guarded["input_guardrails"] = ()  # checked by the first call
                 steps, text = _steps(reply, self.name), reply.text
                 if self.output_type is None:
                     return AgentResult(self.name, text, text, steps)
@@ -217,7 +235,11 @@ class Agent:
                     Message(Role.USER, FINAL_ANSWER_PROMPT),
                 )
             typed = await session.generate_object(
-                output_type=self.output_type, messages=asked, model=self.model, **self.options
+                output_type=self.output_type,
+                messages=asked,
+                model=self.model,
+                **guarded,
+                **self.options,
             )
             return AgentResult(self.name, typed, text, steps)
         finally:
@@ -244,6 +266,7 @@ class Agent:
         prompt = input if isinstance(input, str) else None
         steps: list[Step] = []
         hops: list[str] = []
+        checks_input = self.input_guardrails  # the run's input: its first call checks it
         while True:
             transfers = {f"transfer_to_{h.agent().name}": h for h in current.handoffs}
             naming = current_agent.set(current.name)
@@ -265,9 +288,12 @@ class Agent:
                     conversation=conversation,
                     prompt=prompt,
                     model=current.model,
+                    input_guardrails=checks_input,
+                    output_guardrails=current.output_guardrails,
                     **loop,
                     **current.options,
                 )
+                checks_input = ()
                 steps.extend(_steps(reply, current.name))
                 last = reply.steps[-1].tool_calls if reply.steps else ()
                 handed = [c.name for c in last if c.name in transfers]
@@ -279,6 +305,7 @@ class Agent:
                             conversation=conversation,
                             prompt=FINAL_ANSWER_PROMPT,
                             model=current.model,
+                            output_guardrails=current.output_guardrails,
                             **current.options,
                         )
                     return AgentResult(current.name, output, reply.text, tuple(steps), tuple(hops))

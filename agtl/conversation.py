@@ -259,6 +259,13 @@ class Turn:
         self._chars += len(delta)
         self._splitter.feed(delta)
 
+    def replace(self, text: str) -> None:
+        """The reply is ``text`` instead of what streamed (an output guardrail rewrote it)."""
+        self._splitter = ReasoningSplitter()
+        self._chars = 0
+        self._truncated = False
+        self.feed(text)
+
     @property
     def reasoning(self) -> str:
         return self._splitter.reasoning

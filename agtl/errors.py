@@ -22,6 +22,7 @@ __all__ = [
     "ExecutionClosedError",
     "ExecutionFailed",
     "FirstTokenTimeoutError",
+    "GuardrailTripped",
     "IncompleteStreamError",
     "InputTimeoutError",
     "InvalidArgumentError",
@@ -297,6 +298,25 @@ class ToolError(AgtlError):
         self.tool = tool
         self.error = error
         super().__init__(f"tool {tool!r} raised {type(error).__name__}: {error}")
+
+
+class GuardrailTripped(AgtlError):
+    """A guardrail blocked (``verdict="block"``) or failed closed (``verdict="error"``: it
+    raised or timed out). ``stage`` is what it guarded ("input", "output", "tool_arguments",
+    "tool_result"); ``call`` the index of the model call it stopped (``None`` when none ran).
+    Raised inside the workflow, which may catch it; uncaught, the execution fails with it."""
+
+    def __init__(
+        self, guardrail: str, stage: str, verdict: str, reason: str | None, call: int | None
+    ) -> None:
+        self.guardrail = guardrail
+        self.stage = stage
+        self.verdict = verdict
+        self.reason = reason
+        self.call = call
+        what = "blocked" if verdict == "block" else "failed (and fails closed)"
+        because = f": {reason}" if reason else ""
+        super().__init__(f"guardrail {guardrail!r} {what} the {stage.replace('_', ' ')}{because}")
 
 
 class ToolLoopError(AgtlError):

@@ -385,7 +385,13 @@ class Execution(PersonInTheLoop, Generic[T]):
             ):
                 interrupted.append(call)
         text = "".join(call.text for call in interrupted)
-        return Partial(text, events, tuple(call.index for call in interrupted))
+        objects = [c.partial_object for c in interrupted if c.partial_object is not None]
+        return Partial(
+            text,
+            events,
+            tuple(call.index for call in interrupted),
+            objects[-1] if objects else None,
+        )
 
     async def _run_hooks(self, result: Result[T], log: ExecutionLogger) -> None:
         for hook in reversed(self._state.hooks or ()):

@@ -35,7 +35,7 @@ from agtl._vocabulary import Status as Outcome
 from agtl._vocabulary import ToolCallStatus
 from agtl.backend import GenerationRequest
 from agtl.result import Result
-from agtl.summary import LLMCallSummary, ToolCall
+from agtl.summary import GuardrailRecord, LLMCallSummary, ToolCall
 
 __all__ = ["instrument", "instrumented", "uninstrument"]
 
@@ -305,6 +305,28 @@ class _Telemetry:
                 handle.set_attribute("agtl.tool.approval.reason", record.approval.reason)
         if self.capture_content and record.result is not None:
             handle.set_attribute("gen_ai.tool.call.result", json.dumps(record.result, default=repr))
+        handle.end()
+
+    # -- guardrails ---------------------------------------------------------------------------
+    def guardrail_started(self, parent: Span, name: str, stage: str) -> Span:
+        return self.tracer.start_span(
+            f"guardrail {name}",
+            context=trace.set_span_in_context(parent),
+            kind=SpanKind.INTERNAL,
+            attributes={"agtl.guardrail.name": name, "agtl.guardrail.stage": stage},
+        )
+
+    def guardrail_finished(self, handle: Span, record: GuardrailRecord) -> None:
+        handle.set_attribute("agtl.guardrail.verdict", record.verdict)
+        handle.set_attribute("agtl.guardrail.checks", record.checks)
+        handle.set_attribute("agtl.guardrail.tripped", record.tripped)
+        if record.reason is not None:
+            handle.set_attribute("agtl.guardrail.reason", record.reason)
+        if record.tokens_paid is not None:
+            handle.set_attribute("agtl.guardrail.tokens_paid", record.tokens_paid)
+        if record.verdict == "error":
+            handle.set_status(Status(StatusCode.ERROR, record.reason or "guardrail error"))
+            handle.set_attribute("error.type", "guardrail_error")
         handle.end()
 
 

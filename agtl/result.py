@@ -76,6 +76,7 @@ class Result(Generic[T]):
                 "text": partial.text,
                 "events": [_event_dict(e, "partial.events") for e in partial.events],
                 "call_indexes": list(partial.call_indexes),
+                "object": partial.object,  # JSON values already: parsed from the reply
             },
             "events": [_event_dict(e, "events") for e in self.events],
             "summary": self.summary.to_dict(),
@@ -114,6 +115,7 @@ class Result(Generic[T]):
                 partial["text"],
                 tuple(_event_from(e) for e in partial["events"]),
                 tuple(partial["call_indexes"]),
+                partial.get("object"),
             ),
             events=tuple(_event_from(e) for e in data.get("events", ())),
         )

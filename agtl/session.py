@@ -11,6 +11,7 @@ import trio
 from agtl._call import TextStream, open_call
 from agtl._call_spec import CallSpec
 from agtl._context import ExecutionContext
+from agtl._object_stream import ObjectStream
 from agtl._person import answer_to
 from agtl._replies import Step, TextResult
 from agtl._tool_loop import ToolLoopStream
@@ -23,6 +24,7 @@ from agtl.errors import (
     WorkflowFailure,
 )
 from agtl.events import COMPLETE, ERROR, RESERVED_EVENT_TYPES, Event
+from agtl.guardrails import Guardrail
 from agtl.summary import ToolCall
 from agtl.tools import Tool
 from agtl.validation import (
@@ -79,6 +81,8 @@ class Session(SessionType):
         on_max_steps: str = "raise",
         max_steps_prompt: str | None = None,
         end_on: Sequence[str] = (),
+        input_guardrails: Sequence[Guardrail] = (),
+        output_guardrails: Sequence[Guardrail] = (),
         **options: Any,
     ) -> TextResult:
         """Run one LLM call to the end and return its text, usage and stop reason.
@@ -119,6 +123,8 @@ class Session(SessionType):
             on_max_steps=on_max_steps,
             max_steps_prompt=max_steps_prompt,
             end_on=end_on,
+            input_guardrails=input_guardrails,
+            output_guardrails=output_guardrails,
             options=options,
         )
         return await self._generate(spec)
@@ -132,7 +138,7 @@ class Session(SessionType):
                 async for _ in loop.parts():
                     pass
             return loop.result
-        stream = open_call(self._ctx, spec)
+        stream = open_call(self._ctx, spec, session=self)
         async with stream:
             async for _ in stream:
                 pass
@@ -151,6 +157,8 @@ class Session(SessionType):
         first_token_timeout: float | None = None,
         stall_timeout: float | None = None,
         conversation: Conversation | None = None,
+        input_guardrails: Sequence[Guardrail] = (),
+        output_guardrails: Sequence[Guardrail] = (),
         **options: Any,
     ) -> Any:
         """Ask for JSON matching ``output_type`` and return it validated, as that type.
@@ -162,21 +170,11 @@ class Session(SessionType):
         per-call budgets are those of :meth:`generate_text`; with ``conversation=`` every
         attempt and every correction is a turn of it.
         """
-        wanted = OutputSchema.of(output_type)
-        tries = check_count("retries", retries)
-        if "response_format" in options:
-            raise InvalidArgumentError(
-                "response_format", "generate_object sets it from output_type: leave it out"
-            )
-        for loop_only in LOOP_ONLY:
-            if loop_only in options:
-                raise InvalidArgumentError(
-                    loop_only,
-                    "generate_object runs no tools: run the tool loop with "
-                    "generate_text(tools=...) first, then ask for the object with its answer "
-                    "in the prompt or the same conversation=",
-                )
-        spec = CallSpec.of(
+        wanted, tries, spec = _object_call(
+            "generate_object",
+            output_type,
+            retries,
+            options,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -185,11 +183,58 @@ class Session(SessionType):
             first_token_timeout=first_token_timeout,
             stall_timeout=stall_timeout,
             conversation=conversation,
-            options={**options, "response_format": wanted.response_format()},
+            input_guardrails=input_guardrails,
+            output_guardrails=output_guardrails,
         )
         return await ask_for_object(
             spec, wanted, tries, generate=self._generate, record=self.record
         )
+
+    def stream_object(
+        self,
+        *,
+        output_type: Any,
+        prompt: str | None = None,
+        messages: Any = None,
+        system: str | None = None,
+        model: str | None = None,
+        retries: int = 2,
+        timeout: float | None = None,
+        first_token_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        conversation: Conversation | None = None,
+        input_guardrails: Sequence[Guardrail] = (),
+        output_guardrails: Sequence[Guardrail] = (),
+        **options: Any,
+    ) -> ObjectStream:
+        """Ask for JSON matching ``output_type``, as :meth:`generate_object` does, and read
+        it as it arrives: ``async with session.stream_object(...) as stream: async for
+        partial in stream: ...``, then ``stream.object`` is the validated value.
+
+        Each partial is the JSON value so far, as plain dicts and lists (the members that
+        are complete, and the string being written cut where the text stops; a number or
+        key still being written is left out), handed out whenever it grew. A reply that
+        does not validate is sent back with what was wrong, up to ``retries`` times, and the
+        next attempt streams from an empty value. If the execution stops mid-stream, the
+        last partial is kept in ``Result.partial.object``.
+        """
+        wanted, tries, spec = _object_call(
+            "stream_object",
+            output_type,
+            retries,
+            options,
+            prompt=prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            timeout=timeout,
+            first_token_timeout=first_token_timeout,
+            stall_timeout=stall_timeout,
+            conversation=conversation,
+            input_guardrails=input_guardrails,
+            output_guardrails=output_guardrails,
+        )
+        return ObjectStream(self._ctx, spec, wanted, tries, session=self, record=self.record)
 
     @overload
     def stream_text(
@@ -204,6 +249,8 @@ class Session(SessionType):
         stall_timeout: float | None = None,
         conversation: Conversation | None = None,
         tools: None = None,
+        input_guardrails: Sequence[Guardrail] = (),
+        output_guardrails: Sequence[Guardrail] = (),
         **options: Any,
     ) -> TextStream: ...
 
@@ -227,6 +274,8 @@ class Session(SessionType):
         on_max_steps: str = "raise",
         max_steps_prompt: str | None = None,
         end_on: Sequence[str] = (),
+        input_guardrails: Sequence[Guardrail] = (),
+        output_guardrails: Sequence[Guardrail] = (),
         **options: Any,
     ) -> ToolLoopStream: ...
 
@@ -249,6 +298,8 @@ class Session(SessionType):
         on_max_steps: str = "raise",
         max_steps_prompt: str | None = None,
         end_on: Sequence[str] = (),
+        input_guardrails: Sequence[Guardrail] = (),
+        output_guardrails: Sequence[Guardrail] = (),
         **options: Any,
     ) -> TextStream | ToolLoopStream:
         """Start an LLM call whose output arrives as text deltas.
@@ -288,11 +339,13 @@ class Session(SessionType):
             on_max_steps=on_max_steps,
             max_steps_prompt=max_steps_prompt,
             end_on=end_on,
+            input_guardrails=input_guardrails,
+            output_guardrails=output_guardrails,
             options=options,
         )
         if spec.tools is not None:
             return ToolLoopStream(self._ctx, spec, self)
-        return open_call(self._ctx, spec)
+        return open_call(self._ctx, spec, session=self)
 
     # -- a person in the loop -------------------------------------------------------------------
     async def request_input(
@@ -413,3 +466,26 @@ class Session(SessionType):
     def set_metadata(self, **values: Any) -> None:
         """Attach key/value metadata to the summary (later values replace earlier ones)."""
         self._ctx.state.update_metadata(values)
+
+
+def _object_call(
+    entry: str, output_type: Any, retries: int, options: dict[str, Any], **call: Any
+) -> tuple[OutputSchema, int, CallSpec]:
+    """The checked arguments of ``generate_object`` and ``stream_object``: the output type,
+    the number of retries, and the call asking for JSON of that type."""
+    wanted = OutputSchema.of(output_type)
+    tries = check_count("retries", retries)
+    if "response_format" in options:
+        raise InvalidArgumentError(
+            "response_format", f"{entry} sets it from output_type: leave it out"
+        )
+    for loop_only in LOOP_ONLY:
+        if loop_only in options:
+            raise InvalidArgumentError(
+                loop_only,
+                f"{entry} runs no tools: run the tool loop with "
+                "generate_text(tools=...) first, then ask for the object with its answer "
+                "in the prompt or the same conversation=",
+            )
+    spec = CallSpec.of(**call, options={**options, "response_format": wanted.response_format()})
+    return wanted, tries, spec

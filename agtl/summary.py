@@ -22,6 +22,7 @@ __all__ = [
     "ChildSummary",
     "CostEntry",
     "ErrorInfo",
+    "GuardrailRecord",
     "LLMCallSummary",
     "RecordEntry",
     "Summary",
@@ -117,6 +118,31 @@ class ToolCall:
 
 
 @attrs.frozen
+class GuardrailRecord:
+    """One guardrail's run on one text: a model call's input or output, or a tool call's.
+
+    ``verdict`` is ``ok``, ``block``, ``rewrite``, ``error`` (it raised or timed out) or
+    ``cancelled`` (its text's call ended first). ``tripped`` says it stopped the call;
+    ``call`` is the model call it guarded (``None`` for a blocking input guardrail, which
+    runs before any); ``tokens_paid`` the output tokens that call was paid for when it
+    stopped; ``checks`` how many times it looked at the text. Times are seconds since the
+    execution started; ``at`` is when the verdict came.
+    """
+
+    name: str
+    stage: str
+    verdict: str
+    reason: str | None = None
+    started_at: float = 0.0
+    at: float = 0.0
+    call: int | None = None
+    tripped: bool = False
+    tokens_paid: int | None = None
+    checks: int = 0
+    tool_call_id: str | None = None
+
+
+@attrs.frozen
 class RecordEntry:
     """A free-form record from ``session.record(kind, data)``."""
 
@@ -168,6 +194,15 @@ class Summary:
     parent_id: str | None = None
     children: tuple[ChildSummary, ...] = ()
     workflow: str | None = None
+    guardrails: tuple[GuardrailRecord, ...] = ()
+
+    @property
+    def tripped_guardrail(self) -> GuardrailRecord | None:
+        """The guardrail that stopped a call, the first if several did."""
+        for record in self.guardrails:
+            if record.tripped:
+                return record
+        return None
 
     @property
     def llm_call_count(self) -> int:
@@ -259,6 +294,7 @@ class Summary:
             "children": [attrs.asdict(c, value_serializer=_json_value) for c in self.children],
             "children_usage": self.children_usage.to_dict(),
             "children_cost": self.children_cost,
+            "guardrails": [attrs.asdict(g, value_serializer=_json_value) for g in self.guardrails],
         }
         return jsonable(data)  # type: ignore[no-any-return]
 
@@ -290,6 +326,7 @@ class Summary:
             metadata=dict(data["metadata"]),
             parent_id=data.get("parent_id"),
             workflow=data.get("workflow"),
+            guardrails=tuple(GuardrailRecord(**g) for g in data.get("guardrails", ())),
             children=tuple(
                 ChildSummary(
                     c["execution_id"],
@@ -349,6 +386,14 @@ class Summary:
                     who = f" by {tool.approval.by}" if tool.approval.by else ""
                     replayed += f" [{decided}{who} after {tool.approval.waited:.1f}s]"
                 lines.append(f"    {tool.name} {tool.status.value} {took}{error}{replayed}")
+        for record in self.guardrails:
+            if record.verdict != "ok":
+                on = "" if record.call is None else f" call #{record.call}"
+                why = f": {record.reason}" if record.reason else ""
+                stopped = " (stopped the call)" if record.tripped else ""
+                lines.append(
+                    f"  guardrail {record.name} {record.stage}{on} {record.verdict}{why}{stopped}"
+                )
         if self.parent_id is not None:
             lines.append(f"  parent    {self.parent_id}")
         if self.children:

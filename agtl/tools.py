@@ -27,6 +27,7 @@ import pydantic
 from agtl._vocabulary import SessionType
 from agtl.backend import ToolSpec
 from agtl.errors import InvalidArgumentError, NotInToolError, ToolArgumentsError
+from agtl.guardrails import Guardrail, check_guardrails
 from agtl.validation import check_count, check_optional_seconds, check_str, type_name
 
 __all__ = [
@@ -131,6 +132,10 @@ class Tool:
     )
     #: Seconds a call waits for its approval before it is denied (``None``: no bound).
     approval_timeout: float | None = attrs.field(default=None, kw_only=True)
+    #: Guardrails on a call's validated arguments (before it runs: a block means it never
+    #: does) and on what the model is told of its result (a rewrite changes that).
+    guardrails: tuple[Guardrail, ...] = attrs.field(default=(), kw_only=True)
+    result_guardrails: tuple[Guardrail, ...] = attrs.field(default=(), kw_only=True)
     #: Checks decoded arguments and returns the keyword arguments; raises ``ValueError``
     #: with a message for the model when they do not fit ``parameters``.
     _check: Callable[[dict[str, Any]], dict[str, Any]] = attrs.field(
@@ -151,6 +156,8 @@ class Tool:
         takes_session: bool = False,
         needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
         approval_timeout: float | None = None,
+        guardrails: Sequence[Guardrail] = (),
+        result_guardrails: Sequence[Guardrail] = (),
     ) -> Tool:
         """A tool whose schema comes from elsewhere (an MCP server, an API description).
 
@@ -176,6 +183,8 @@ class Tool:
             check=check if check is not None else dict,
             needs_approval=_check_approval(needs_approval),
             approval_timeout=check_optional_seconds("approval_timeout", approval_timeout),
+            guardrails=check_guardrails("guardrails", guardrails),
+            result_guardrails=check_guardrails("result_guardrails", result_guardrails),
         )
 
     def validate(self, arguments: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -224,6 +233,8 @@ def tool(
     retries: int = _DEFAULT_RETRIES,
     needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
     approval_timeout: float | None = None,
+    guardrails: Sequence[Guardrail] = (),
+    result_guardrails: Sequence[Guardrail] = (),
 ) -> Tool: ...
 
 
@@ -236,6 +247,8 @@ def tool(
     retries: int = _DEFAULT_RETRIES,
     needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
     approval_timeout: float | None = None,
+    guardrails: Sequence[Guardrail] = (),
+    result_guardrails: Sequence[Guardrail] = (),
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -249,6 +262,8 @@ def tool(
     retries: int = _DEFAULT_RETRIES,
     needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
     approval_timeout: float | None = None,
+    guardrails: Sequence[Guardrail] = (),
+    result_guardrails: Sequence[Guardrail] = (),
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a :class:`Tool` of a function: ``@tool`` or ``@tool(name=..., timeout=...)``.
 
@@ -256,11 +271,15 @@ def tool(
     parameter descriptions come from an ``Args:`` section of the docstring.
     ``needs_approval`` (``True``, or a predicate on the validated arguments) makes each call
     wait for a person's decision first, at most ``approval_timeout`` seconds.
+    ``guardrails`` check each call's arguments before it runs, ``result_guardrails`` what
+    the model is told of its result.
     """
     seconds = check_optional_seconds("timeout", timeout)
     tries = check_count("retries", retries)
     rule = _check_approval(needs_approval)
     wait = check_optional_seconds("approval_timeout", approval_timeout)
+    checks = check_guardrails("guardrails", guardrails)
+    result_checks = check_guardrails("result_guardrails", result_guardrails)
     if name is not None:
         _check_name(name)
     if description is not None:
@@ -268,7 +287,13 @@ def tool(
 
     def make(fn: Callable[..., Any]) -> Tool:
         derived = _derive(fn, name=name, description=description, timeout=seconds, retries=tries)
-        return attrs.evolve(derived, needs_approval=rule, approval_timeout=wait)
+        return attrs.evolve(
+            derived,
+            needs_approval=rule,
+            approval_timeout=wait,
+            guardrails=checks,
+            result_guardrails=result_checks,
+        )
 
     return make if function is None else make(function)
 

@@ -30,6 +30,9 @@ EXPORTED = {
     *("current_tool_call", "ToolCallInfo", "NotInToolError", "ApprovalRequest", "Approval"),
     *("InputRequest", "InputTimeoutError"),
     *("ToolProgress", "ToolLoopStream", "TextPart", "ToolCallStarted", "ToolCallFinished"),
+    # guardrails and typed output that streams
+    *("Guardrail", "GuardrailStage", "GuardrailRecord", "GuardrailTripped", "Verdict"),
+    *("guardrail", "ObjectStream"),
     # the backend protocol
     *("GenerationRequest", "GenerationStream", "CallReport", "StopReason", "ToolSpec"),
     # errors
