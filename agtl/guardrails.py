@@ -157,8 +157,15 @@ def guardrail(
     def make(fn: Callable[..., Any]) -> Guardrail:
         if not callable(fn):
             raise InvalidArgumentError("function", f"must be callable, not {type_name(fn)}")
-        label = name if name is not None else _check_name(getattr(fn, "__name__", "guardrail"))
-        return Guardrail(label, fn, every, blocking, seconds, on_error, _takes_session(fn))
+        takes_session = _takes_session(fn)
+        label = name
+        if label is None:
+            label = getattr(fn, "__name__", "")
+            if not _NAME.match(label):
+                raise InvalidArgumentError(
+                    "name", f"the function's name {label!r} cannot name a guardrail: pass name="
+                )
+        return Guardrail(label, fn, every, blocking, seconds, on_error, takes_session)
 
     return make if function is None else make(function)
 
