@@ -281,3 +281,52 @@ async def test_tool_choice_each_on_the_bundled_model_runs_every_tool(
         ("population", "ok"),
     ]
     assert result.summary.llm_call_count == 3
+
+
+# -- guardrails and typed output that streams, on the bundled model ------------------------------
+async def test_an_output_guardrail_stops_the_local_model_mid_story(local: LlamaCppProvider) -> None:
+    async def story(session: Session) -> str:
+        reply = await session.generate_text(
+            prompt="Write a long story about a dragon who learns to bake bread.",
+            system=SYSTEM,
+            max_tokens=200,
+            output_guardrails=[agtl.guardrails.max_length(120)],
+        )
+        return reply.text
+
+    result = await local.simple_execution(story).result()
+    assert isinstance(result.error, agtl.GuardrailTripped)
+    [call] = result.summary.llm_calls
+    assert call.usage.output_tokens is not None
+    assert call.usage.output_tokens < 200  # stopped there: the rest was never paid for
+    [record] = result.summary.guardrails
+    assert record.tripped
+    assert record.tokens_paid == call.usage.output_tokens
+    assert result.partial is not None
+    assert len(result.partial.text) > 120
+
+
+class Fruits(pydantic.BaseModel):
+    fruits: list[str] = pydantic.Field(max_length=4)
+
+
+async def test_the_local_model_streams_a_typed_object(local: LlamaCppProvider) -> None:
+    async def fruits(session: Session) -> tuple[list[Any], Fruits]:
+        partials = []
+        async with session.stream_object(
+            output_type=Fruits,
+            prompt="Name three fruits. Answer as JSON with a list of fruits.",
+            system=SYSTEM,
+            max_tokens=96,
+        ) as stream:
+            async for partial in stream:
+                partials.append(partial)
+        return partials, stream.object
+
+    partials, final = (await local.simple_execution(fruits).result()).unwrap()
+    assert isinstance(final, Fruits)  # the grammar kept the reply to the schema
+    assert final.fruits
+    counts = [len(p.get("fruits", [])) for p in partials if isinstance(p, dict)]
+    assert counts == sorted(counts)  # the list only grew
+    assert len(partials) > len(final.fruits)  # it arrived in pieces, not at once
+    assert partials[-1] == final.model_dump()
