@@ -134,9 +134,9 @@ class TextStream:
             request = self._request(call)
             self._trace_start(call, request)
             if guard is not None:
-                guard.start(self._nursery, call)
+                guard.start(self._nursery, call, owned=self._nursery_manager is not None)
             try:
-                if guard is None:
+                if guard is None or not guard.waiting:
                     await self._start_backend(request)
                 else:
                     with guard.reading():
@@ -154,6 +154,9 @@ class TextStream:
         """Leave the nursery this stream entered for its guardrails, if it did."""
         manager, self._nursery_manager = self._nursery_manager, None
         if manager is not None:
+            assert self._nursery is not None
+            # Its tasks are guardrails of this call, which has ended: none has more to do.
+            self._nursery.cancel_scope.cancel()
             try:
                 await manager.__aexit__(type(exc) if exc else None, exc, None)
             except BaseExceptionGroup as group:
@@ -238,9 +241,12 @@ class TextStream:
                 delta = await self._read(call, backend)
             else:
                 guard.check_tripped()  # tripped while the reader was away
-                with guard.reading():
+                if guard.waiting:  # one beside the call may still trip: read in its scope
+                    with guard.reading():
+                        delta = await self._read(call, backend)
+                    guard.check_tripped()
+                else:
                     delta = await self._read(call, backend)
-                guard.check_tripped()
             if delta is None:
                 if guard is not None:
                     self._rewritten = await guard.end(call)

@@ -149,8 +149,10 @@ class CallSpec:
         guards = None
         if input_guardrails or output_guardrails:
             guards = Guards(
-                check_guardrails("input_guardrails", input_guardrails),
-                check_guardrails("output_guardrails", output_guardrails),
+                check_guardrails("input_guardrails", input_guardrails) if input_guardrails else (),
+                check_guardrails("output_guardrails", output_guardrails)
+                if output_guardrails
+                else (),
             )
         return cls(built, conversation, prompt, model, parsed, deadlines, use, guards)
 

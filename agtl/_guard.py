@@ -199,6 +199,7 @@ class CallGuard:
         "_guards",
         "_input_text",
         "_lot",
+        "_owned",
         "_reading",
         "_runs",
         "_sentence_version",
@@ -223,33 +224,37 @@ class CallGuard:
         self._final = False
         self._settled = trio.Event()
         self._reading: trio.CancelScope | None = None
+        self._owned = False
         #: The trip that stops the call (the first one), raised by the reader.
         self.error: GuardrailTripped | None = None
 
     @property
     def needs_tasks(self) -> bool:
         """Whether some guardrail runs beside the call (the opener must lend a nursery)."""
-        return any(not g.blocking for g in self._guards.input) or any(
-            not g.blocking and g.every != "end" for g in self._guards.output
+        return any(g.beside for g in self._guards.input) or any(
+            g.beside and g.every != "end" for g in self._guards.output
         )
 
     async def before(self) -> None:
-        """Run the blocking input guardrails, before the call starts."""
-        blocking = [g for g in self._guards.input if g.blocking]
-        if blocking:
+        """Run the input guardrails that do not run beside the call, before it starts."""
+        at_once = [g for g in self._guards.input if not g.beside]
+        if at_once:
             await guard_text(
-                self._ctx, self._session, blocking, GuardrailStage.INPUT, self._input_text
+                self._ctx, self._session, at_once, GuardrailStage.INPUT, self._input_text
             )
 
-    def start(self, nursery: trio.Nursery | None, call: CallState) -> None:
-        """The call began: start the guardrails that run beside it."""
+    def start(self, nursery: trio.Nursery | None, call: CallState, *, owned: bool) -> None:
+        """The call began: start the guardrails that run beside it, in ``nursery`` (the
+        call's ``owned`` one, which it cancels as it leaves, or a nursery lent to it, where
+        each task gets a scope of its own to end it with the call)."""
         self._call = call
+        self._owned = owned
         now = self._ctx.state.elapsed()
         for guardrail in self._guards.input:
-            if not guardrail.blocking:
+            if guardrail.beside:
                 self._spawn(nursery, _Run(guardrail, GuardrailStage.INPUT, now), self._input)
         for guardrail in self._guards.output:
-            if not guardrail.blocking and guardrail.every != "end":
+            if guardrail.beside and guardrail.every != "end":
                 self._spawn(nursery, _Run(guardrail, GuardrailStage.OUTPUT, now), self._output)
         if not self._runs:
             self._settled.set()
@@ -257,38 +262,48 @@ class CallGuard:
     def _spawn(self, nursery: trio.Nursery | None, run: _Run, task: Any) -> None:
         assert nursery is not None, "a guardrail beside the call needs the opener's nursery"
         assert self._call is not None
-        run.scope = trio.CancelScope()
+        if not self._owned:
+            run.scope = trio.CancelScope()
         run.trace = self._call.trace.guardrail(run.guardrail.name, run.stage.value)
         self._runs.append(run)
         nursery.start_soon(task, run, name=f"agtl-guardrail-{run.guardrail.name}")
 
     async def _input(self, run: _Run) -> None:
-        assert run.scope is not None
+        if run.scope is None:
+            await self._check_input(run)
+            return
         with run.scope:
-            verdict = await _check(self._session, run, self._input_text, may_rewrite=False)
-            self._settle(run, verdict)
+            await self._check_input(run)
+
+    async def _check_input(self, run: _Run) -> None:
+        verdict = await _check(self._session, run, self._input_text, may_rewrite=False)
+        self._settle(run, verdict)
 
     async def _output(self, run: _Run) -> None:
-        assert run.scope is not None
+        if run.scope is None:
+            await self._watch_output(run)
+            return
+        with run.scope:
+            await self._watch_output(run)
+
+    async def _watch_output(self, run: _Run) -> None:
+        """Check the newest text whenever there is more (each piece, or each sentence), and
+        the final text; settle on the first verdict that is not ``ok``."""
         assert self._call is not None
         call, every = self._call, run.guardrail.every
-        with run.scope:
-            while True:
-                target = (
-                    self._version if every == "chunk" or self._final else self._sentence_version
-                )
-                if target > run.seen:
-                    run.seen = self._version
-                    text = call.text
-                    verdict = await _check(self._session, run, text, may_rewrite=False)
-                    if verdict.action != "ok":
-                        self._settle(run, verdict)
-                        return
-                elif self._final:
-                    self._settle(run, Verdict.ok())
+        while True:
+            target = self._version if every == "chunk" or self._final else self._sentence_version
+            if target > run.seen:
+                run.seen = self._version
+                verdict = await _check(self._session, run, call.text, may_rewrite=False)
+                if verdict.action != "ok":
+                    self._settle(run, verdict)
                     return
-                else:
-                    await self._lot.park()
+            elif self._final:
+                self._settle(run, Verdict.ok())
+                return
+            else:
+                await self._lot.park()
 
     def _settle(self, run: _Run, verdict: Verdict) -> None:
         """A guardrail beside the call decided; a trip stops the call's read at once."""
@@ -300,6 +315,11 @@ class CallGuard:
                 self._reading.cancel()
         if self.error is not None or all(r.verdict is not None for r in self._runs):
             self._settled.set()
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a guardrail beside the call has not decided yet (a trip may come)."""
+        return not self._settled.is_set()
 
     def reading(self) -> trio.CancelScope:
         """The scope the reader waits on the backend in: a trip cancels it."""
@@ -318,7 +338,7 @@ class CallGuard:
         """A piece arrived (``call`` does not hold it yet): the blocking output guardrails
         check the text with it before the reader gets it; the others are woken."""
         for guardrail in self._guards.output:
-            if guardrail.blocking and (
+            if not guardrail.beside and (
                 guardrail.every == "chunk"
                 or (guardrail.every == "sentence" and not _SENTENCE_ENDS.isdisjoint(delta))
             ):
@@ -350,7 +370,7 @@ class CallGuard:
         self._version += 1
         self._lot.unpark_all()
         for guardrail in self._guards.output:
-            if guardrail.blocking and guardrail.every == "sentence":
+            if not guardrail.beside and guardrail.every == "sentence":
                 await self._inline(guardrail, call.text)  # the last sentence
         if not self._settled.is_set():
             with self.reading():

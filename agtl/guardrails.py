@@ -105,6 +105,14 @@ class Guardrail:
     on_error: str = "block"
     #: Whether the function takes the Session first (two parameters) or the text alone.
     takes_session: bool = attrs.field(default=False, repr=False)
+    #: Whether it is an ``async def``: only those run beside the call (a plain function
+    #: could not let anything run meanwhile, so it runs at once where it is called).
+    is_async: bool = attrs.field(default=True, repr=False)
+
+    @property
+    def beside(self) -> bool:
+        """Whether it runs as a task beside the call (async and not blocking)."""
+        return self.is_async and not self.blocking
 
 
 @overload
@@ -165,7 +173,8 @@ def guardrail(
                 raise InvalidArgumentError(
                     "name", f"the function's name {label!r} cannot name a guardrail: pass name="
                 )
-        return Guardrail(label, fn, every, blocking, seconds, on_error, takes_session)
+        is_async = inspect.iscoroutinefunction(inspect.unwrap(fn))
+        return Guardrail(label, fn, every, blocking, seconds, on_error, takes_session, is_async)
 
     return make if function is None else make(function)
 

@@ -26,6 +26,7 @@ from rich.table import Table
 from bench import (
     agents,
     core,
+    guardrails,
     local,
     mcp,
     otel,
@@ -124,6 +125,10 @@ def _agents(mode: Mode, names: set[str]) -> list[Comparison]:
     return results
 
 
+def _guardrails(mode: Mode, names: set[str]) -> list[Comparison]:
+    return trio.run(lambda: guardrails.run_all(quick=mode.quick, only=names))
+
+
 def _resilience(mode: Mode, names: set[str]) -> list[Comparison]:
     return trio.run(lambda: resilience.run_all(quick=mode.quick, only=names))
 
@@ -155,6 +160,15 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     "resilience": (
         ("resilience-limits", "resilience-fallback", "resilience-hedge", "resilience-limiter"),
         _resilience,
+    ),
+    "guardrails": (
+        (
+            "guardrails-trip",
+            "guardrails-trip-local",
+            "guardrails-noop",
+            "guardrails-partial",
+        ),
+        _guardrails,
     ),
     "serve": (("serve-events", "serve-stop"), _serve),
     "temporal": (
@@ -361,6 +375,16 @@ def _notes(result: Comparison) -> str:
     if "ratio_ci95" in detail:
         low, high = detail["ratio_ci95"]
         return f"ratio 95% CI [{low:.3f}, {high:.3f}], {detail['rounds']} ABBA rounds"
+    if "sync_added_us" in detail:
+        return (
+            f"{detail['with_guardrail_us']:.0f} vs {detail['without_us']:.0f} us per call; "
+            f"a plain-function guardrail (run at once) adds {detail['sync_added_us']:.1f} us"
+        )
+    if "parse_curve" in detail:
+        return "us/piece, ours vs re-parsing: " + ", ".join(
+            f"{size} {p['incremental_us']:.1f} vs {p['reparse_us']:.1f}"
+            for size, p in detail["parse_curve"].items()
+        )
     if "curve" in detail:
         return ", ".join(f"{p['n']:,}: {p['agtl_cpu_us']:.0f} us" for p in detail["curve"])
     if "raw_trio_bytes" in detail:
