@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pydantic_core
-import trio
 
 import agtl
 from agtl import Session

@@ -30,6 +30,7 @@ EVERY_FIGURE = {
     *("temporal-approve", "temporal-replay"),
     *("resilience-limits", "resilience-fallback", "resilience-hedge", "resilience-limiter"),
     *("agents-subagent", "agents-cancel", "agents-peer"),
+    *("guardrails-trip", "guardrails-trip-local", "guardrails-noop", "guardrails-partial"),
 }
 
 
@@ -97,6 +98,8 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "temporal-replay",
         "resilience-fallback",
         "agents-cancel",
+        "guardrails-trip",
+        "guardrails-trip-local",
     }
     for chart in ("scale.png", "cancel_latency.png"):
         assert (charts / chart).read_bytes().startswith(b"\x89PNG")

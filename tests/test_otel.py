@@ -503,3 +503,36 @@ async def test_tool_spans_say_replayed_and_approval(telemetry: Telemetry) -> Non
     replayed = telemetry.one("execute_tool transfer").attributes or {}
     assert replayed["agtl.tool.replayed"] is True
     assert replayed["agtl.tool.status"] == "denied"  # the recorded decision, not asked again
+
+
+async def test_each_guardrail_is_a_span_under_its_call_with_its_verdict(
+    telemetry: Telemetry,
+) -> None:
+    @agtl.guardrail
+    async def polite(text: str) -> agtl.Verdict:
+        return agtl.Verdict.ok()
+
+    @agtl.guardrail(every="chunk")
+    def no_shouting(text: str) -> agtl.Verdict:
+        return agtl.Verdict.block("shouting") if "HEY" in text else agtl.Verdict.ok()
+
+    provider = ScriptedProvider("calm words then HEY there")
+    result = await provider.simple_execution(
+        lambda s: s.generate_text(
+            prompt="hi", input_guardrails=[polite], output_guardrails=[no_shouting]
+        )
+    )
+    assert isinstance(result.error, agtl.GuardrailTripped)
+    call = telemetry.one("chat")
+    spans = {s.name: s for s in telemetry.named("guardrail ")}
+    assert set(spans) == {"guardrail polite", "guardrail no_shouting"}
+    for span in spans.values():
+        assert parent_of(span) == span_id(call)
+    polite_span, blocked = spans["guardrail polite"], spans["guardrail no_shouting"]
+    assert polite_span.attributes is not None
+    assert blocked.attributes is not None
+    assert polite_span.attributes["agtl.guardrail.verdict"] == "ok"
+    assert polite_span.attributes["agtl.guardrail.stage"] == "input"
+    assert blocked.attributes["agtl.guardrail.verdict"] == "block"
+    assert blocked.attributes["agtl.guardrail.reason"] == "shouting"
+    assert blocked.attributes["agtl.guardrail.tripped"] is True

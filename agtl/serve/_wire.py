@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
+
 from agtl._jsonable import jsonable, to_json
 from agtl.errors import UnserializableValueError
 from agtl.events import Event
@@ -48,6 +50,9 @@ def result_record(result: Result[Any] | None, *, summary: bool = True) -> dict[s
         "cancel": None if result.cancel is None else result.cancel.to_dict(),
         "partial": None if result.partial is None else result.partial.text,
     }
+    tripped = result.summary.tripped_guardrail
+    if tripped is not None:  # which guardrail stopped a call, and why
+        record["guardrail"] = jsonable(attrs.asdict(tripped))
     if summary:
         record["summary"] = result.summary.to_dict()
     return record

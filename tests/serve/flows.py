@@ -46,6 +46,15 @@ async def talk(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
     yield await session.done(reply.text)
 
 
+async def guarded(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
+    """A long reply that an output guardrail stops after 30 characters."""
+    limit = agtl.guardrails.max_length(30)
+    async with session.stream_text(prompt="slow", output_guardrails=[limit]) as reply:
+        async for piece in reply:
+            yield session.emit("text", piece)
+    yield await session.done(reply.text)
+
+
 async def ticks(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
     """``input`` events, one every 20 ms: a stream long enough to drop and resume."""
     for n in range(int(input)):

@@ -39,6 +39,26 @@ def test_a_workflow_that_raises_sends_its_error_as_data(serve: Any) -> None:
     assert server.stop() == 0
 
 
+def test_a_tripped_guardrail_is_named_in_the_end_event(serve: Any) -> None:
+    server = serve(f"{FLOWS}:guarded")
+    execution_id = server.start({})
+    events = server.events(execution_id).all()
+    end = events[-1]
+    assert end.type == "end"
+    assert end.data["status"] == "failed"
+    assert end.data["error"]["type"] == "GuardrailTripped"
+    guardrail = end.data["guardrail"]
+    assert (guardrail["name"], guardrail["stage"], guardrail["verdict"]) == (
+        "max_length",
+        "output",
+        "block",
+    )
+    assert guardrail["tripped"] is True
+    assert guardrail["tokens_paid"] < 2000  # the reply would have been 2000 pieces
+    assert "".join(e.data for e in events if e.type == "text") == end.data["partial"]
+    assert server.stop() == 0
+
+
 @contextlib.contextmanager
 def hostile_in_a_thread() -> Iterator[HostileServer]:
     """The hostile server on its own trio run in a thread (the serve tests are not async)."""
