@@ -131,11 +131,13 @@ async def run_case(case: Case) -> bool:
     )
     guard = _guardrail(case)
     seen: list[str] = []
-    stage = {"input_guardrails": [guard]} if case.stage == "input" else {}
-    stage = stage or {"output_guardrails": [guard]}
+    checks_input = [guard] if case.stage == "input" else []
+    checks_output = [guard] if case.stage == "output" else []
 
     async def body(session: Session) -> str:
-        async with session.stream_text(prompt="go", **stage) as stream:
+        async with session.stream_text(
+            prompt="go", input_guardrails=checks_input, output_guardrails=checks_output
+        ) as stream:
             async for delta in stream:
                 seen.append(delta)
         return stream.text
