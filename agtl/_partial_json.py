@@ -168,7 +168,7 @@ class PartialJSON:
             return end + 1, grew
         self._string += self._flush_high()
         self._end_string()
-        return end + 1, True
+        return end + 1, grew  # the closing quote shows nothing new
 
     def _read_escape(self, text: str, i: int) -> tuple[int, bool]:
         assert self._string is not None

@@ -274,3 +274,18 @@ async def test_research_team_example() -> None:
     [child] = summary.children
     assert child.status is agtl.Status.SUCCEEDED
     assert child.usage.output_tokens
+
+
+async def test_guardrails_story_example() -> None:
+    from examples import guardrails_story
+
+    told, refused, planned = await guardrails_story.main()
+    assert told.value == "(stopped by short_enough: too long)"
+    [call] = told.summary.llm_calls
+    assert call.usage.output_tokens is not None
+    assert call.usage.output_tokens < 300  # the model stopped at the trip
+    assert isinstance(refused.error, agtl.GuardrailTripped)
+    assert refused.error.guardrail == "no_secrets"
+    trip = planned.unwrap()
+    assert isinstance(trip, guardrails_story.Trip)
+    assert trip.city
