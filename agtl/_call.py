@@ -136,6 +136,8 @@ class TextStream:
             if guard is not None:
                 guard.start(self._nursery, call, owned=self._nursery_manager is not None)
             try:
+                if guard is not None:
+                    await guard.let_start()
                 if guard is None or not guard.waiting:
                     await self._start_backend(request)
                 else:

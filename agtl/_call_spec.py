@@ -90,9 +90,10 @@ class CallSpec:
         """What input guardrails check: the new user turn, else the last user message."""
         if self.prompt is not None:
             return self.prompt
-        history = (
-            self.messages if self.messages is not None else self.conversation.to_model_messages()  # type: ignore[union-attr]
-        )
+        history = self.messages
+        if history is None:
+            assert self.conversation is not None  # a spec has one or the other
+            history = tuple(self.conversation.to_model_messages())
         for message in reversed(history):
             if message.role is Role.USER:
                 return message.content or ""

@@ -259,6 +259,12 @@ class CallGuard:
         if not self._runs:
             self._settled.set()
 
+    async def let_start(self) -> None:
+        """Let the guardrails beside the call begin before the call's first read: one that
+        decides at once (a cached verdict, a quick rule) then needs no read to be guarded."""
+        if self._runs:
+            await trio.lowlevel.checkpoint()
+
     def _spawn(self, nursery: trio.Nursery | None, run: _Run, task: Any) -> None:
         assert nursery is not None, "a guardrail beside the call needs the opener's nursery"
         assert self._call is not None

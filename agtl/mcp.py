@@ -34,6 +34,7 @@ from mcp_types import PaginatedRequestParams
 
 from agtl._mcp_compat import create_mcp_http_client
 from agtl.errors import AgtlError, InvalidArgumentError
+from agtl.guardrails import Guardrail, check_guardrails
 from agtl.session import Session
 from agtl.tools import Tool, progress_hook
 from agtl.validation import check_optional_seconds, check_seconds, check_str, require_trio
@@ -219,12 +220,15 @@ class MCPServer:
         on_progress: Progress | None = None,
         needs_approval: bool | Callable[[str, dict[str, Any]], bool] = False,
         approval_timeout: float | None = None,
+        guardrails: Sequence[Guardrail] = (),
+        result_guardrails: Sequence[Guardrail] = (),
     ) -> list[Tool]:
         """The server's tools as :class:`agtl.Tool` values (each call bounded by ``timeout``).
 
         ``needs_approval`` makes calls wait for a person's decision first: ``True`` for every
         tool, or a function of the tool's (server) name and its arguments; see
-        ``@agtl.tool(needs_approval=...)``.
+        ``@agtl.tool(needs_approval=...)``. ``guardrails`` check every call's arguments and
+        ``result_guardrails`` what the model is told of its result, as on ``@agtl.tool``.
 
         A name that is not a valid tool name for models (letters, digits, ``_`` and ``-``) is
         given with the other characters as ``_``; the server is called by its own name.
@@ -234,6 +238,8 @@ class MCPServer:
         """
         check_optional_seconds("timeout", timeout)
         check_optional_seconds("approval_timeout", approval_timeout)
+        checks = check_guardrails("guardrails", guardrails)
+        result_checks = check_guardrails("result_guardrails", result_guardrails)
         session = self._live()
         found: list[Tool] = []
         cursor: str | None = None
@@ -248,6 +254,8 @@ class MCPServer:
                     tool = attrs.evolve(
                         tool, needs_approval=rule, approval_timeout=approval_timeout
                     )
+                if checks or result_checks:
+                    tool = attrs.evolve(tool, guardrails=checks, result_guardrails=result_checks)
                 found.append(tool)
             cursor = listed.next_cursor
             if not cursor:

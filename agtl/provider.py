@@ -30,6 +30,7 @@ from agtl.backend import GenerationRequest, GenerationStream, StartGeneration
 from agtl.errors import InvalidArgumentError, LLMError
 from agtl.events import Event
 from agtl.execution import SimpleExecution, StreamingExecution
+from agtl.guardrails import Guardrail, check_guardrails
 from agtl.journal import CallJournal
 from agtl.limits import UsageLimits
 from agtl.options import GenerationOptions
@@ -336,6 +337,8 @@ class Provider(abc.ABC):
         stall_timeout: float | None = None,
         limits: UsageLimits | None = None,
         timeout: float | None = None,
+        input_guardrails: Sequence[Guardrail] = (),
+        output_guardrails: Sequence[Guardrail] = (),
         **options: Any,
     ) -> SimpleExecution[TextResult]:
         """Ask one question: an execution of one ``session.generate_text`` call.
@@ -368,6 +371,8 @@ class Provider(abc.ABC):
             check_str("prompt", prompt)
         check_optional_seconds("first_token_timeout", first_token_timeout)
         check_optional_seconds("stall_timeout", stall_timeout)
+        checks_input = check_guardrails("input_guardrails", input_guardrails)
+        checks_output = check_guardrails("output_guardrails", output_guardrails)
         GenerationOptions.from_kwargs(options)  # an unknown or bad option fails here
 
         async def ask(session: Session) -> TextResult:
@@ -383,6 +388,8 @@ class Provider(abc.ABC):
                 on_max_steps=on_max_steps,
                 first_token_timeout=first_token_timeout,
                 stall_timeout=stall_timeout,
+                input_guardrails=checks_input,
+                output_guardrails=checks_output,
                 **options,
             )
 

@@ -105,6 +105,10 @@ class Session(SessionType):
         A tool that raises is reported to the model as an error, or, with
         ``tool_errors="raise"``, raises :class:`~agtl.ToolError` here. ``approval_timeout``
         denies a call that waits longer for approval (for tools that set no bound of their own).
+
+        ``input_guardrails`` check the user's new message, ``output_guardrails`` the reply as
+        it streams; a block stops the call at once and raises :class:`~agtl.GuardrailTripped`
+        (see ``guides/guardrails.md``).
         """
         spec = CallSpec.of(
             prompt=prompt,

@@ -158,6 +158,10 @@ def test_tools_guide_examples_run() -> None:
     typed = run_readme_block(5, "guides/tools.md").stdout.split()
     assert typed[:2] == ["Capital", "True"]
     assert int(typed[2]) >= 1
+    streamed = run_readme_block(6, "guides/tools.md").stdout.splitlines()
+    assert streamed[0] == "{}"
+    assert streamed[-2] == "{'city': 'Paris', 'sights': ['Louvre', 'Orsay']}"
+    assert streamed[-1] == "Trip(city='Paris', sights=['Louvre', 'Orsay'])"
 
 
 def test_getting_started_workflow_runs() -> None:
@@ -289,3 +293,12 @@ async def test_guardrails_story_example() -> None:
     trip = planned.unwrap()
     assert isinstance(trip, guardrails_story.Trip)
     assert trip.city
+
+
+def test_guardrails_guide_example_runs() -> None:
+    out = run_readme_block(0, "guides/guardrails.md").stdout.splitlines()
+    assert out == [
+        "I can't help with that (no_secrets: mentions a password)",
+        "on_topic input ok False None",
+        "no_secrets output block True 2",
+    ]

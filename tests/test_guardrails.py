@@ -431,3 +431,11 @@ async def test_a_session_call_refuses_a_function_given_as_a_guardrail() -> None:
     )
     assert isinstance(result.error, agtl.InvalidArgumentError)
     assert "output_guardrails[0]: must be an agtl.Guardrail" in str(result.error)
+
+
+async def test_provider_generate_text_takes_guardrails(autojump_clock: Any) -> None:
+    provider = ScriptedProvider(Reply("a long reply indeed"))
+    result = await provider.generate_text("hi", output_guardrails=[max_length(5)])
+    assert isinstance(result.error, GuardrailTripped)
+    with pytest.raises(agtl.InvalidArgumentError, match="input_guardrails"):
+        provider.generate_text("hi", input_guardrails="strict")  # type: ignore[arg-type]
