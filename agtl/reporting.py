@@ -24,7 +24,7 @@ import attrs
 from agtl._vocabulary import SummarySink
 from agtl.result import Result
 
-__all__ = ["JsonlSink", "ModelReport", "SummarySink", "aggregate", "record_of"]
+__all__ = ["JsonlSink", "ModelReport", "SummarySink", "aggregate", "append_line", "record_of"]
 
 
 _MAX_EVENTS = 500
@@ -60,7 +60,7 @@ class JsonlSink:
         self.path = Path(path)
 
     def write(self, result: Result[Any]) -> None:
-        _append_line(self.path, json.dumps(record_of(result), ensure_ascii=False))
+        append_line(self.path, json.dumps(record_of(result), ensure_ascii=False))
 
     @staticmethod
     def read(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], int]:
@@ -83,7 +83,7 @@ class JsonlSink:
         return records, skipped
 
 
-def _append_line(path: Path, text: str) -> None:
+def append_line(path: Path, text: str) -> None:
     """Append ``text`` and a newline to ``path`` as one whole line.
 
     Under an exclusive ``flock`` (other appenders wait; readers do not), so the check of the

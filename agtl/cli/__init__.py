@@ -1,4 +1,4 @@
-"""The `agtl` command: demo, chat, run, serve, worker and report."""
+"""The `agtl` command: demo, chat, run, serve, worker, report and eval."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ _EPILOG = """examples:
   agtl report summaries.jsonl --html report.html
   agtl serve examples/serve_app.py:research --port 8000
   agtl worker --address 127.0.0.1:7233        run executions submitted through Temporal
+  agtl eval cases.jsonl flow.py:answer --scorer exact --concurrency 8
 """
 
 
@@ -208,6 +209,53 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--query", help="with --temporal: a Temporal list filter to narrow them")
     report.add_argument("--html", metavar="OUT.html", help="also write a self-contained HTML page")
     report.set_defaults(handler="report")
+
+    evaluate = commands.add_parser(
+        "eval",
+        parents=[noisy],
+        help="run a workflow over a dataset and score it; or compare two runs",
+        description="Runs FUNCTION(session, input) on every case of DATASET (.jsonl, .csv or "
+        ".yaml: id, input, expected, metadata), at most --concurrency at once, scores what "
+        "succeeded, and appends one JSON line per finished case to --out as it finishes. "
+        "Ctrl-C cancels the running cases (kept, with what they cost) and reports what "
+        "finished; --resume runs only what --out does not hold as finished. "
+        "`agtl eval compare A.jsonl B.jsonl` says per scorer whether B differs from A. "
+        "Exit status: 0 every case ran, 3 stopped early (Ctrl-C, --max-cost).",
+        epilog="examples:\n  agtl eval examples/evals/capitals.jsonl "
+        "examples/evals/capitals.py:answer --scorer contains --out run.jsonl\n"
+        "  agtl eval cases.csv flow.py:fn --scorer exact --scorer mod:score --repeat 3 "
+        "--max-cost 2.50 --html report.html\n"
+        "  agtl eval compare before.jsonl after.jsonl",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("words", nargs="+", metavar="DATASET FILE.py:FUNCTION | compare A B")
+    evaluate.add_argument(
+        "--scorer",
+        action="append",
+        default=[],
+        metavar="NAME|module:function",
+        help="a built-in scorer (exact, contains, regex) or module:function (repeatable)",
+    )
+    evaluate.add_argument(
+        "--judge", metavar="RUBRIC", help="also score with an LLM judge of this rubric"
+    )
+    evaluate.add_argument("--concurrency", type=int, default=8, help="cases at once (default 8)")
+    evaluate.add_argument("--repeat", type=int, default=1, help="runs of each case (default 1)")
+    evaluate.add_argument("--timeout", type=float, help="cancel a case after this many seconds")
+    evaluate.add_argument(
+        "--max-cost",
+        metavar="USD",
+        help="stop starting cases, and cancel the running ones, once the run cost this much",
+    )
+    evaluate.add_argument(
+        "--out", metavar="RUN.jsonl", help="the results file (default: DATASET-TIME.jsonl)"
+    )
+    evaluate.add_argument(
+        "--resume", action="store_true", help="go on with --out: skip the cases it finished"
+    )
+    evaluate.add_argument("--html", metavar="OUT.html", help="also write the report as a page")
+    add_provider_arguments(evaluate)
+    evaluate.set_defaults(handler="eval")
     return parser
 
 
@@ -238,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agtl.cli._serve import run as handler
         elif args.handler == "worker":
             from agtl.cli._worker import run as handler
+        elif args.handler == "eval":
+            from agtl.cli._eval import run as handler
         else:
             from agtl.cli._report import run as handler
         return handler(args)

@@ -110,6 +110,7 @@ _CHECKS: dict[str, tuple[str, Callable[[str, Any], None]]] = {
     "input": ("--input", _json),
     "input_file": ("--input-file", _file),
     "html": ("--html", _writable_file),
+    "repeat": ("--repeat", _count),
 }
 
 

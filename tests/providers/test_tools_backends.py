@@ -303,7 +303,9 @@ async def test_an_output_guardrail_stops_the_local_model_mid_story(local: LlamaC
     assert record.tripped
     assert record.tokens_paid == call.usage.output_tokens
     assert result.partial is not None
-    assert len(result.partial.text) > 120
+    # A plain-function guardrail checks each piece before the reader gets it: the partial is
+    # the text up to the piece that crossed the limit, which was held back.
+    assert 60 < len(result.partial.text) <= 120
 
 
 class Fruits(pydantic.BaseModel):
