@@ -117,8 +117,8 @@ async def _check(session: object, run: _Run, text: str, *, may_rewrite: bool) ->
 
 
 async def _call(guardrail: Guardrail, session: object, text: str) -> Any:
-    verdict = guardrail.function(*((session, text) if guardrail.takes_session else (text,)))
-    if inspect.isawaitable(verdict):
+    verdict: Any = guardrail.function(*((session, text) if guardrail.takes_session else (text,)))
+    if guardrail.is_async or inspect.isawaitable(verdict):
         verdict = await verdict
     return verdict
 
@@ -218,7 +218,8 @@ class CallGuard:
         self._input_text = input_text
         self._call: CallState | None = None
         self._runs: list[_Run] = []  # the guardrails running beside the call
-        self._lot = trio.lowlevel.ParkingLot()  # output guardrails waiting for more text
+        # Output guardrails beside the call wait here for more text (made when one starts).
+        self._lot: trio.lowlevel.ParkingLot | None = None
         self._version = 0  # bumped by each piece of text (and once more at the end)
         self._sentence_version = 0  # the version of the last piece that ended a sentence
         self._final = False
@@ -255,6 +256,8 @@ class CallGuard:
                 self._spawn(nursery, _Run(guardrail, GuardrailStage.INPUT, now), self._input)
         for guardrail in self._guards.output:
             if guardrail.beside and guardrail.every != "end":
+                if self._lot is None:
+                    self._lot = trio.lowlevel.ParkingLot()
                 self._spawn(nursery, _Run(guardrail, GuardrailStage.OUTPUT, now), self._output)
         if not self._runs:
             self._settled.set()
@@ -309,6 +312,7 @@ class CallGuard:
                 self._settle(run, Verdict.ok())
                 return
             else:
+                assert self._lot is not None
                 await self._lot.park()
 
     def _settle(self, run: _Run, verdict: Verdict) -> None:
@@ -352,7 +356,7 @@ class CallGuard:
         self._version += 1
         if not _SENTENCE_ENDS.isdisjoint(delta):
             self._sentence_version = self._version
-        if self._runs:
+        if self._lot is not None:
             self._lot.unpark_all()
 
     async def _inline(self, guardrail: Guardrail, text: str) -> None:
@@ -374,7 +378,8 @@ class CallGuard:
         ``every="end"`` guardrails in order. The rewritten text, if one rewrote it."""
         self._final = True
         self._version += 1
-        self._lot.unpark_all()
+        if self._lot is not None:
+            self._lot.unpark_all()
         for guardrail in self._guards.output:
             if not guardrail.beside and guardrail.every == "sentence":
                 await self._inline(guardrail, call.text)  # the last sentence

@@ -207,6 +207,10 @@ def _takes_session(fn: Callable[..., Any]) -> bool:
 
 def check_guardrails(name: str, guardrails: object) -> tuple[Guardrail, ...]:
     """A ``*_guardrails=`` argument: a sequence of :class:`Guardrail` with distinct names."""
+    if isinstance(guardrails, list | tuple) and len(guardrails) == 1:
+        only: object = guardrails[0]
+        if type(only) is Guardrail:
+            return (only,)  # the common case, checked without the general walk
     if isinstance(guardrails, Guardrail | str) or not isinstance(guardrails, Sequence):
         raise InvalidArgumentError(
             name,
