@@ -206,12 +206,16 @@ def bind(
     value: Any,
     *,
     before: Callable[[Any], None] | None = None,
+    shape: tuple[bool, bool] | None = None,
 ) -> Callable[[Any], Any]:
     """The workflow as an execution runs it: called with the input when it takes one, after
-    ``before(session)`` (labels, metadata) if given; a generator stays a generator."""
-    args = (value,) if takes_input(fn) else ()
+    ``before(session)`` (labels, metadata) if given; a generator stays a generator.
+    ``shape`` is ``(takes_input(fn), is_streaming(fn))`` when the caller binds the same
+    workflow many times and read them once."""
+    takes, streams = (takes_input(fn), is_streaming(fn)) if shape is None else shape
+    args = (value,) if takes else ()
 
-    if is_streaming(fn):
+    if streams:
 
         async def stream(session: SessionType) -> AsyncIterator[Event]:
             if before is not None:

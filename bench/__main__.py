@@ -26,6 +26,7 @@ from rich.table import Table
 from bench import (
     agents,
     core,
+    evals,
     guardrails,
     local,
     mcp,
@@ -125,6 +126,10 @@ def _agents(mode: Mode, names: set[str]) -> list[Comparison]:
     return results
 
 
+def _evals(mode: Mode, names: set[str]) -> list[Comparison]:
+    return evals.run_all(quick=mode.quick, only=names)
+
+
 def _guardrails(mode: Mode, names: set[str]) -> list[Comparison]:
     return trio.run(lambda: guardrails.run_all(quick=mode.quick, only=names))
 
@@ -170,6 +175,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
         ),
         _guardrails,
     ),
+    "evals": (("evals-rate", "evals-memory", "evals-resume"), _evals),
     "serve": (("serve-events", "serve-stop"), _serve),
     "temporal": (
         (
@@ -375,6 +381,15 @@ def _notes(result: Comparison) -> str:
     if "ratio_ci95" in detail:
         low, high = detail["ratio_ci95"]
         return f"ratio 95% CI [{low:.3f}, {high:.3f}], {detail['rounds']} ABBA rounds"
+    if "peak_large_bytes" in detail:
+        return (
+            f"peak {detail['peak_small_bytes'] / 1e6:.1f} MB vs "
+            f"{detail['peak_large_bytes'] / 1e6:.1f} MB at {detail['cases']:,} cases"
+        )
+    if "file_bytes" in detail:
+        return f"{detail['lines']:,} lines, {detail['file_bytes'] / 1e6:.1f} MB"
+    if "peer_rates" in detail:
+        return f"{detail['cases']:,} cases per batch, ABBA"
     if "sync_added_us" in detail:
         return (
             f"{detail['with_guardrail_us']:.0f} vs {detail['without_us']:.0f} us per call; "

@@ -31,6 +31,7 @@ EVERY_FIGURE = {
     *("resilience-limits", "resilience-fallback", "resilience-hedge", "resilience-limiter"),
     *("agents-subagent", "agents-cancel", "agents-peer"),
     *("guardrails-trip", "guardrails-trip-local", "guardrails-noop", "guardrails-partial"),
+    *("evals-rate", "evals-memory", "evals-resume"),
 }
 
 

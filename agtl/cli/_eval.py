@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
             "e.g. agtl eval examples/evals/capitals.jsonl examples/evals/capitals.py:answer",
         )
     dataset_path, target = words
+    scorers = [_scorer(spec) for spec in args.scorer]  # options first, then the data
     try:
         dataset = evals.Dataset.load(dataset_path)
     except evals.DatasetError as error:
@@ -50,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not out.exists():
         raise CliError(f"--resume: {out} does not exist", "name the run to resume with --out")
     workflow = load_workflow(target)
-    scorers = [_scorer(spec) for spec in args.scorer]
     provider = provider_for(workflow, args)
     if args.judge:
         scorers.append(evals.llm_judge(args.judge, temperature=0))

@@ -17,6 +17,8 @@ kill pays only for what was not finished.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
@@ -35,10 +37,9 @@ from agtl.evals._dataset import Case, Dataset, cases_of
 from agtl.evals._scoring import Scorer, scorer
 from agtl.limits import UsageLimits
 from agtl.provider import Provider
-from agtl.reporting import append_line
 from agtl.result import Result
 from agtl.signals import CancelSignal, any_of
-from agtl.validation import check_count, check_optional_seconds, type_name
+from agtl.validation import check_count, check_decimal, check_optional_seconds, type_name
 
 __all__ = ["CaseLine", "EvalRun", "Progress", "finished_keys", "run"]
 
@@ -135,7 +136,7 @@ async def run(
     limit = check_count("concurrency", concurrency, minimum=1)
     repeats = check_count("repeat", repeat, minimum=1)
     seconds = check_optional_seconds("timeout", timeout)
-    budget = None if max_cost is None else Decimal(str(max_cost))
+    budget = None if max_cost is None else check_decimal("max_cost", max_cost)
     if budget is not None and budget <= 0:
         raise InvalidArgumentError("max_cost", f"must be > 0 USD, not {max_cost}")
     path = None if out is None else Path(out)
@@ -147,16 +148,31 @@ async def run(
         )
     skip = finished_keys(path) if resume and path is not None else set()
     todo = [(case, r) for r in range(repeats) for case in cases if (case.id, r) not in skip]
-    state = _Run(
-        provider=provider,
-        workflow=workflow,
-        scorers=named,
-        timeout=seconds,
-        budget=budget,
-        path=path,
-        on_progress=on_progress,
-        progress=Progress(total=len(cases) * repeats, skipped=len(cases) * repeats - len(todo)),
-    )
+    with contextlib.ExitStack() as closing:
+        sink = None if path is None else closing.enter_context(ResultsFile(path))
+        state = _Run(
+            provider=provider,
+            workflow=workflow,
+            scorers=named,
+            timeout=seconds,
+            budget=budget,
+            path=path,
+            on_progress=on_progress,
+            progress=Progress(total=len(cases) * repeats, skipped=len(cases) * repeats - len(todo)),
+            sink=sink,
+        )
+        return await _go(state, todo, limit, cancel, named)
+
+
+async def _go(
+    state: _Run,
+    todo: list[tuple[Case, int]],
+    limit: int,
+    cancel: CancelSignal | None,
+    named: tuple[Scorer, ...],
+) -> EvalRun:
+    """Start the cases in order as slots free up; return once every started one ended."""
+    state.shape = (entry.takes_input(state.workflow), entry.is_streaming(state.workflow))
     state.stop_signal = CancelSignal()
     watched = state.stop_signal if cancel is None else any_of(state.stop_signal, cancel)
     state.signal = watched
@@ -171,7 +187,43 @@ async def run(
                 break
             nursery.start_soon(state.one, case, r, limiter)
     stopped = watched.reason if watched.cancelled else None
-    return EvalRun(path, state.progress, tuple(s.name for s in named), stopped, tuple(state.kept))
+    return EvalRun(
+        state.path, state.progress, tuple(s.name for s in named), stopped, tuple(state.kept)
+    )
+
+
+class ResultsFile:
+    """The results file while a run appends to it: opened once, locked for the run (a second
+    run on the same file is refused, not interleaved), each line written whole. A file that
+    does not end in a newline (a line torn by a kill) gets one first, so the torn line stays
+    alone and is skipped when read."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd = -1
+
+    def __enter__(self) -> ResultsFile:
+        fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InvalidArgumentError(
+                "out", f"{self._path} is being written by another run"
+            ) from None
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.write(fd, b"\n")
+        self._fd = fd
+        return self
+
+    def write(self, text: str) -> None:
+        view = memoryview((text + "\n").encode("utf-8"))
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)  # closing releases the lock
 
 
 @attrs.define
@@ -186,6 +238,10 @@ class _Run:
     path: Path | None
     on_progress: Callable[[Progress], None] | None
     progress: Progress
+    #: The results file, open for appending while the run goes (``None``: lines kept).
+    sink: ResultsFile | None
+    #: Whether the workflow takes the input, and streams (read once for every case).
+    shape: tuple[bool, bool] = attrs.field(init=False)
     stop_signal: CancelSignal = attrs.field(init=False)
     signal: CancelSignal = attrs.field(init=False)
     kept: list[dict[str, Any]] = attrs.Factory(list)
@@ -200,8 +256,8 @@ class _Run:
             self.progress = attrs.evolve(self.progress, running=self.progress.running + 1)
             self.report()
             line, cost = await self._line(case, repeat)
-            if self.path is not None:
-                append_line(self.path, json.dumps(line, ensure_ascii=False))
+            if self.sink is not None:
+                self.sink.write(json.dumps(line, ensure_ascii=False))
             else:
                 self.kept.append(line)
             self._count(line["status"], cost)
@@ -213,9 +269,9 @@ class _Run:
         if self.budget is not None:  # one case may not spend more than what is left
             left = self.budget - self.progress.cost
             limits = UsageLimits(max_cost=max(left, Decimal("0.000001")))
-        bound = entry.bind(self.workflow, case.input)
+        bound = entry.bind(self.workflow, case.input, shape=self.shape)
         started = time.perf_counter()
-        if entry.is_streaming(self.workflow):
+        if self.shape[1]:
             execution: Any = self.provider.streaming_execution(
                 bound, signal=self.signal, timeout=self.timeout, limits=limits
             )
