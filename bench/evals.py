@@ -68,7 +68,8 @@ def _agtl_batch(n: int, folder: Path) -> float:
     took = time.perf_counter() - started
     report = evals.EvalReport.read(out)
     assert finished.progress.succeeded == n, finished.progress
-    assert report.scorers[0].n == n and report.scorers[0].value == 1.0, report.scorers
+    assert report.scorers[0].n == n, report.scorers
+    assert report.scorers[0].value == 1.0, report.scorers
     out.unlink()
     return n / took
 
@@ -87,7 +88,8 @@ def _peer_batch(n: int) -> float:
     started = time.perf_counter()
     report = asyncio.run(go())
     took = time.perf_counter() - started
-    assert len(report.cases) == n and not report.failures
+    assert len(report.cases) == n
+    assert not report.failures
     assert all(case.assertions["EqualsExpected"].value is True for case in report.cases)
     return n / took
 
@@ -100,9 +102,7 @@ def rate(*, quick: bool) -> Comparison:
         _peer_batch(50)
         for side in abba(2 if quick else 6, "agtl", "peer"):
             gc.collect()
-            rates[side].append(
-                _agtl_batch(n, Path(folder)) if side == "agtl" else _peer_batch(n)
-            )
+            rates[side].append(_agtl_batch(n, Path(folder)) if side == "agtl" else _peer_batch(n))
     ours, theirs = statistics.median(rates["agtl"]), statistics.median(rates["peer"])
     return Comparison(
         key="evals-rate",
@@ -168,9 +168,7 @@ def resume(*, quick: bool) -> Comparison:
         out = Path(folder) / "run.jsonl"
         provider = ScriptedProvider(Reply("unused"))
         # A real run's lines: every one holds a whole Result.
-        trio.run(
-            lambda: evals.run(_cases(n), echo, provider, concurrency=CONCURRENCY, out=out)
-        )
+        trio.run(lambda: evals.run(_cases(n), echo, provider, concurrency=CONCURRENCY, out=out))
         size = out.stat().st_size
         times = []
         for _ in range(3 if quick else 7):
