@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import agtl
 from agtl.testing import Reply, ScriptedProvider
 
@@ -33,3 +35,9 @@ async def wrong_on_italy(session: agtl.Session, question: str) -> str:
 
 async def slow(session: agtl.Session, question: str) -> str:
     return (await session.generate_text(prompt=f"slow {question}")).text
+
+
+def worker_provider() -> agtl.Provider:
+    """What an `agtl worker` builds for the eval's cases (ProviderSpec.factory): the same
+    scripted answers, the model named after the worker (``AGTL_TEST_WORKER``)."""
+    return ScriptedProvider(respond=_reply, model=os.environ.get("AGTL_TEST_WORKER", "worker"))

@@ -254,6 +254,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="go on with --out: skip the cases it finished"
     )
     evaluate.add_argument("--html", metavar="OUT.html", help="also write the report as a page")
+    evaluate.add_argument(
+        "--temporal",
+        metavar="ADDRESS",
+        nargs="?",
+        const="",
+        help="run every case on Temporal workers (agtl worker), the workflow id "
+        "'agtl-eval-<out>-<case>-<repeat>': a resumed run never starts a finished case again "
+        "(no ADDRESS: see agtl worker --help)",
+    )
+    add_connection_arguments(evaluate, prefix="with --temporal: ")
+    evaluate.add_argument(
+        "--task-queue", default="agtl", help="with --temporal: the workers' task queue"
+    )
+    evaluate.add_argument(
+        "--worker-provider",
+        metavar="module:function",
+        help="with --temporal: a function the workers call to make their provider (default: "
+        "the bundled model, or --base-url/--model)",
+    )
     add_provider_arguments(evaluate)
     evaluate.set_defaults(handler="eval")
     return parser

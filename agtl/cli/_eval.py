@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import functools
 import signal
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal, InvalidOperation
@@ -45,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     except evals.DatasetError as error:
         raise CliError(str(error)) from None
     max_cost = _max_cost(args.max_cost)
+    if args.temporal is None and (args.worker_provider or args.task_queue != "agtl"):
+        raise CliError("--worker-provider and --task-queue need --temporal")
     out = Path(args.out) if args.out else _default_out(dataset_path)
     if out.exists() and not args.resume:
         raise CliError(f"--out {out}: the file exists", "pass --resume to go on with it")
@@ -54,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
     provider = provider_for(workflow, args)
     if args.judge:
         scorers.append(evals.llm_judge(args.judge, temperature=0))
+    remote = None if args.temporal is None else _remote(target, args, out)
     try:
-        finished = trio.run(_run, dataset, workflow, provider, scorers, args, out, max_cost)
+        finished = trio.run(_run, dataset, workflow, provider, scorers, args, out, max_cost, remote)
     finally:
         trio.run(provider.aclose)
     report = evals.EvalReport.read(out)
@@ -102,14 +107,16 @@ async def _run(
     args: argparse.Namespace,
     out: Path,
     max_cost: Decimal | None,
+    remote: Any,
 ) -> evals.EvalRun:
     """The run, with a progress bar on a terminal; the first Ctrl-C stops it (running cases
     are cancelled and kept), a second one exits."""
     interrupted = agtl.CancelSignal()
     show = _Bar(console())
     with trio.open_signal_receiver(signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery, contextlib.AsyncExitStack() as stack:
             nursery.start_soon(_watch_ctrl_c, signals, interrupted)
+            run_on = None if remote is None else await stack.enter_async_context(remote())
             with show:
                 finished = await evals.run(
                     dataset,
@@ -124,9 +131,50 @@ async def _run(
                     resume=args.resume,
                     cancel=interrupted,
                     on_progress=show.update,
+                    executor=run_on,
                 )
             nursery.cancel_scope.cancel()
     return finished
+
+
+def _remote(target: str, args: argparse.Namespace, out: Path) -> Any:
+    """What runs each case on Temporal: workers import the workflow (a file named as
+    ``dir/flows.py:fn`` becomes ``dir.flows:fn``, for workers started with the project on
+    their --path) and build the provider the options describe."""
+    try:
+        from agtl.evals import temporal as on_temporal
+        from agtl.temporal import ProviderSpec
+    except ImportError:
+        raise CliError("--temporal needs its extra", "pip install 'agtl[temporal]'") from None
+    path, _, function = target.rpartition(":")
+    if path.endswith(".py"):
+        module = Path(path).with_suffix("")
+        if module.is_absolute():
+            try:
+                module = module.relative_to(Path.cwd())
+            except ValueError:
+                raise CliError(
+                    f"--temporal: {target} is outside this directory",
+                    "name it as package.module:function, as the workers import it",
+                ) from None
+        path = ".".join(module.parts)
+    options = {} if args.temperature is None else {"temperature": args.temperature}
+    if args.worker_provider:
+        spec = ProviderSpec.factory(args.worker_provider)
+    elif args.base_url:
+        spec = ProviderSpec.openai(args.base_url, args.model, **options)
+    else:
+        spec = ProviderSpec.local(**options)
+    return functools.partial(
+        on_temporal.executor,
+        f"{path}:{function}",
+        spec,
+        address=args.temporal or None,
+        namespace=args.namespace,
+        profile=args.profile,
+        task_queue=args.task_queue,
+        prefix=f"agtl-eval-{out.stem}",
+    )
 
 
 async def _watch_ctrl_c(signals: AsyncIterator[int], interrupted: agtl.CancelSignal) -> None:

@@ -22,7 +22,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from agtl.result import Result
 from agtl.signals import CancelSignal, any_of
 from agtl.validation import check_count, check_decimal, check_optional_seconds, type_name
 
-__all__ = ["CaseLine", "EvalRun", "Progress", "finished_keys", "run"]
+__all__ = ["CaseLine", "EvalRun", "Executor", "Progress", "finished_keys", "run"]
 
 #: The statuses a resumed run does not run again.
 FINISHED = frozenset({"succeeded", "failed"})
@@ -104,6 +104,9 @@ def finished_keys(path: str | os.PathLike[str]) -> set[tuple[str, int]]:
 
 
 Workflow = Callable[..., Any]
+#: Runs one case somewhere else than in this process (``agtl.evals.temporal``): given the
+#: case, its repeat number, the run's cancel signal and the per-case timeout, its Result.
+Executor = Callable[[Case, int, CancelSignal, float | None], Awaitable[Result[Any]]]
 
 
 async def run(
@@ -120,10 +123,13 @@ async def run(
     resume: bool = False,
     cancel: CancelSignal | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    executor: Executor | None = None,
 ) -> EvalRun:
     """Run ``workflow`` (``async def fn(session, input)``, or a generator) on every case of
     ``dataset`` (``repeat`` times) and score each with ``scorers``; see the module's
-    description. Returns when every case started has ended."""
+    description. Returns when every case started has ended. ``executor`` runs each case
+    elsewhere (on Temporal workers: ``agtl.evals.temporal``); the scorers still run here,
+    on ``provider``, and ``max_cost`` is then checked as each case ends."""
     cases = cases_of(dataset)
     entry.check(workflow, argument="workflow")
     if not isinstance(provider, Provider):
@@ -160,6 +166,7 @@ async def run(
             on_progress=on_progress,
             progress=Progress(total=len(cases) * repeats, skipped=len(cases) * repeats - len(todo)),
             sink=sink,
+            executor=executor,
         )
         return await _go(state, todo, limit, cancel, named)
 
@@ -240,6 +247,7 @@ class _Run:
     progress: Progress
     #: The results file, open for appending while the run goes (``None``: lines kept).
     sink: ResultsFile | None
+    executor: Executor | None
     #: Whether the workflow takes the input, and streams (read once for every case).
     shape: tuple[bool, bool] = attrs.field(init=False)
     stop_signal: CancelSignal = attrs.field(init=False)
@@ -265,21 +273,11 @@ class _Run:
             limiter.release_on_behalf_of((case.id, repeat))
 
     async def _line(self, case: Case, repeat: int) -> tuple[dict[str, Any], Decimal]:
-        limits = None
-        if self.budget is not None:  # one case may not spend more than what is left
-            left = self.budget - self.progress.cost
-            limits = UsageLimits(max_cost=max(left, Decimal("0.000001")))
-        bound = entry.bind(self.workflow, case.input, shape=self.shape)
         started = time.perf_counter()
-        if self.shape[1]:
-            execution: Any = self.provider.streaming_execution(
-                bound, signal=self.signal, timeout=self.timeout, limits=limits
-            )
+        if self.executor is not None:
+            result = await self.executor(case, repeat, self.signal, self.timeout)
         else:
-            execution = self.provider.simple_execution(
-                bound, signal=self.signal, timeout=self.timeout, limits=limits
-            )
-        result: Result[Any] = await execution.result()
+            result = await self._here(case)
         wall = time.perf_counter() - started
         scores: dict[str, Any] = {}
         judge_cost: Decimal | None = Decimal(0)
@@ -293,6 +291,24 @@ class _Run:
         cost = result.summary.total_cost
         spent = (cost or Decimal(0)) + (judge_cost or Decimal(0))
         return _case_line(case, repeat, result, scores, judge_cost, wall), spent
+
+    async def _here(self, case: Case) -> Result[Any]:
+        """The case as an execution of this process."""
+        limits = None
+        if self.budget is not None:  # one case may not spend more than what is left
+            left = self.budget - self.progress.cost
+            limits = UsageLimits(max_cost=max(left, Decimal("0.000001")))
+        bound = entry.bind(self.workflow, case.input, shape=self.shape)
+        if self.shape[1]:
+            execution: Any = self.provider.streaming_execution(
+                bound, signal=self.signal, timeout=self.timeout, limits=limits
+            )
+        else:
+            execution = self.provider.simple_execution(
+                bound, signal=self.signal, timeout=self.timeout, limits=limits
+            )
+        result: Result[Any] = await execution.result()
+        return result
 
     def _count(self, status: str, cost: Decimal) -> None:
         progress = self.progress
