@@ -141,7 +141,10 @@ def test_providers_import_nothing_private_from_agtl(package: str) -> None:
 
 
 #: The integrations on top of the core: the core never imports them.
-INTEGRATIONS = ("agtl.aio", "agtl.otel", "agtl.mcp", "agtl.serve", "agtl.temporal", "agtl.cli")
+INTEGRATIONS = (
+    *("agtl.aio", "agtl.otel", "agtl.mcp", "agtl.serve", "agtl.temporal", "agtl.cli"),
+    "agtl.evals",
+)
 
 
 #: ``agtl.aio`` is reachable as ``agtl.aio`` after ``import agtl``: the package loads it on

@@ -302,3 +302,18 @@ def test_guardrails_guide_example_runs() -> None:
         "on_topic input ok False None",
         "no_secrets output block True 2",
     ]
+
+
+def test_evals_guide_example_runs() -> None:
+    out = run_readme_block(0, "guides/evals.md").stdout
+    assert out.strip() == "exact pass rate 0.5 2"
+
+
+def test_the_capitals_example_files_are_a_dataset_and_a_scorer() -> None:
+    from agtl import evals
+    from examples.evals import capitals
+
+    dataset = evals.Dataset.load(ROOT / "examples" / "evals" / "capitals.jsonl")
+    assert len(dataset) == 6
+    case = dataset.cases[0]
+    assert capitals.short(case, "Paris", None) == evals.Score(1.0, "1 words")  # type: ignore[arg-type]
