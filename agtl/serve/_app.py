@@ -30,6 +30,7 @@ from agtl.events import Event
 from agtl.execution import StreamingExecution
 from agtl.provider import Provider
 from agtl.serve._conversations import ConversationStore, valid_id
+from agtl.serve._openai import OpenAIRoutes, openai_error
 from agtl.serve._registry import Busy, Registry, Served
 from agtl.serve._wire import end_event, event_message, result_record
 from agtl.session import Session
@@ -93,6 +94,12 @@ def create_app(
     limit = check_count("max_body_bytes", max_body_bytes, minimum=1)
     store = ConversationStore(_directory(conversations), system)
     api = _Api(workflow, provider, registry, store, limit)
+
+    def completion(value: Any, signal: CancelSignal) -> StreamingExecution[Any]:
+        assert workflow is not None
+        return provider.streaming_execution(_as_events(workflow, value), signal=signal)
+
+    chat = OpenAIRoutes(workflow, registry, completion, limit)
     routes = [
         Route("/", _chat_page, methods=["GET"]),
         Route("/about", api.about, methods=["GET"]),
@@ -105,6 +112,8 @@ def create_app(
         Route("/executions/{id}/inputs/{request_id}", api.answer, methods=["POST"]),
         Route("/conversations/{id}", api.conversation, methods=["GET"]),
         Route("/conversations/{id}/turns", api.turn, methods=["POST"]),
+        Route("/v1/models", chat.models, methods=["GET"]),
+        Route("/v1/chat/completions", chat.completions, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,
@@ -531,11 +540,14 @@ class _BearerToken:
         if scope["type"] == "http" and scope["path"] != "/":
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not secrets.compare_digest(given, self._expected):
-                response = JSONResponse(
-                    {"error": "missing or wrong bearer token (Authorization: Bearer <token>)"},
-                    401,
-                    headers={"WWW-Authenticate": "Bearer"},
+                message = "missing or wrong bearer token (Authorization: Bearer <token>)"
+                response: Response = JSONResponse(
+                    {"error": message}, 401, headers={"WWW-Authenticate": "Bearer"}
                 )
+                if scope["path"].startswith("/v1/"):  # what OpenAI clients read
+                    response = openai_error(
+                        401, message, "invalid_request_error", "invalid_api_key"
+                    )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

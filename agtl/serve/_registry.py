@@ -159,6 +159,8 @@ class Registry:
         the last client stops (it went away, or the stream ended), the grace period starts; a
         client that comes back within it keeps the execution alive.
         """
+        while not served.execution.started:  # its task was just spawned: it runs next
+            await trio.lowlevel.checkpoint()
         served.clients += 1
         stream = served.execution.stream()
         try:

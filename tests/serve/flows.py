@@ -125,3 +125,13 @@ async def question(session: agtl.Session, input: Any) -> str:
 helper = agtl.Agent("helper", "You help.")
 #: An agent team served as a workflow: the planner asks the helper (a child execution).
 team = agtl.Agent("planner", "You plan.", tools=[helper.as_tool()]).workflow
+
+
+async def chat(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
+    """Served as an OpenAI chat model: the request's messages and options, the reply streamed."""
+    last = input["messages"][-1]["content"]
+    options = {k: v for k, v in input["options"].items() if k in ("temperature", "max_tokens")}
+    async with session.stream_text(prompt=last, **options) as reply:
+        async for piece in reply:
+            yield session.emit("text", piece)
+    yield await session.done(reply.text)
