@@ -32,6 +32,7 @@ from bench import (
     mcp,
     otel,
     peers,
+    protocols,
     remote,
     resilience,
     scale,
@@ -126,6 +127,10 @@ def _agents(mode: Mode, names: set[str]) -> list[Comparison]:
     return results
 
 
+def _protocols(mode: Mode, names: set[str]) -> list[Comparison]:
+    return trio.run(lambda: protocols.run_all(quick=mode.quick, only=names))
+
+
 def _evals(mode: Mode, names: set[str]) -> list[Comparison]:
     return evals.run_all(quick=mode.quick, only=names)
 
@@ -177,6 +182,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     ),
     "evals": (("evals-rate", "evals-memory", "evals-resume"), _evals),
     "serve": (("serve-events", "serve-stop"), _serve),
+    "protocols": (("protocols-chunks", "protocols-stop-openai"), _protocols),
     "temporal": (
         (
             "temporal-rate-1",

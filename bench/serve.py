@@ -58,6 +58,14 @@ class _Client:
         finally:
             connection.close()
 
+    def get(self, path: str) -> Any:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            connection.request("GET", path)
+            return json.loads(connection.getresponse().read())
+        finally:
+            connection.close()
+
     def events(self, execution_id: str, on_event: Any = None) -> list[tuple[str, Any]]:
         """Read the whole stream: (type, data) per event; ``on_event`` sees each as it comes."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)

@@ -32,6 +32,7 @@ EVERY_FIGURE = {
     *("agents-subagent", "agents-cancel", "agents-peer"),
     *("guardrails-trip", "guardrails-trip-local", "guardrails-noop", "guardrails-partial"),
     *("evals-rate", "evals-memory", "evals-resume"),
+    *("protocols-chunks", "protocols-stop-openai"),
 }
 
 
@@ -101,6 +102,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "agents-cancel",
         "guardrails-trip",
         "guardrails-trip-local",
+        "protocols-stop-openai",
     }
     for chart in ("scale.png", "cancel_latency.png"):
         assert (charts / chart).read_bytes().startswith(b"\x89PNG")

@@ -180,20 +180,19 @@ class _Reply:
         self._id = f"chatcmpl-{served.id}"
         self._created = int(time.time())
 
-    async def _texts(self) -> AsyncIterator[str]:
-        """The reply's text as the workflow produces it."""
+    async def _texts(self) -> AsyncIterator[list[str]]:
+        """The reply's text as the workflow produces it, in batches of pieces ready together."""
         async with contextlib.aclosing(self._registry.events(self._served, -1)) as batches:
             async for batch in batches:
-                for event in batch:
-                    text = _text_of(event)
-                    if text:
-                        yield text
+                texts = [text for event in batch if (text := _text_of(event))]
+                if texts:
+                    yield texts
 
     async def whole(self) -> Response:
         pieces: list[str] = []
         try:
-            async for text in self._texts():
-                pieces.append(text)
+            async for texts in self._texts():
+                pieces.extend(texts)
             await self._served.finished.wait()
         except BaseException:
             self._served.signal.cancel(CLIENT_GONE)
@@ -227,9 +226,14 @@ class _Reply:
         try:
             yield self._chunk({"role": "assistant", "content": ""}, None)
             sent = False
-            async for text in self._texts():
+            # Each piece's chunk is the same text around its content: made once.
+            before, after = self._chunk({"content": "\x00"}, None).split(b'"\\u0000"')
+            async for texts in self._texts():
                 sent = True
-                yield self._chunk({"content": text}, None)
+                yield b"".join(
+                    before + json.dumps(text, ensure_ascii=False).encode() + after
+                    for text in texts
+                )
             await self._served.finished.wait()
             result = self._served.execution.outcome
             assert result is not None

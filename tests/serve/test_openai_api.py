@@ -150,7 +150,7 @@ async def test_agtl_calling_agtl_keeps_usage_and_the_stop(local_server: Server) 
     while not ended and time.monotonic() < deadline:
         listed = local_server.request("GET", "/executions?status=canceled").body["executions"]
         ended = listed
-        time.sleep(0.05)
+        await trio.sleep(0.05)
     assert ended, "the served execution did not stop"
     served = local_server.outcome(ended[0]["id"])
     assert served["cancel"]["reason"] == "client disconnected"

@@ -1,0 +1,186 @@
+"""The protocols `agtl serve` speaks besides its own: OpenAI chat completions.
+
+* protocols-chunks: text pieces per second to one streaming client through
+  ``POST /v1/chat/completions`` (``chat.completion.chunk`` events) against the same workflow's
+  events through agtl's own API (``POST /executions`` and its event stream), on the scripted
+  model, ABBA. Both are JSON over server-sent events on loopback; the ratio shows what the
+  OpenAI framing costs. Target: >= 0.8x;
+* protocols-stop-openai: on the bundled model, a chat completions client that closes its
+  stream after five pieces, to the served model call's end (wall clock, one machine; the end
+  read from the execution's summary). A sample counts only if the execution ended canceled
+  with "client disconnected" and its call stopped ``cancelled`` before its max_tokens.
+  Target: p99 within one raw llama-cpp-python decode step measured in this run + 20 ms.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import statistics
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+
+from agtl import Event, Session
+from agtl.testing import Reply, ScriptedProvider
+from agtl_llamacpp import LlamaCppProvider
+from bench._harness import CancelSamples, Comparison, abba
+from bench.local import MESSAGES, _raw_decode
+from bench.serve import _Client, _serving
+
+CHUNKS_TARGET = 0.8
+MARGIN_S = 0.020
+
+
+async def chat(session: Session, input: Any) -> AsyncIterator[Event]:
+    """The served model: the messages to the provider, its reply streamed."""
+    options = {k: v for k, v in input.get("options", {}).items() if k == "max_tokens"}
+    async with session.stream_text(messages=input["messages"], **options) as reply:
+        async for piece in reply:
+            yield session.emit("text", piece)
+    yield await session.done(reply.text)
+
+
+def _stream_completion(
+    port: int, body: dict[str, Any], stop_after: int | None
+) -> tuple[int, float]:
+    """Stream one completion (blocking, in a thread): (pieces read, when it was closed or done,
+    on the wall clock)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    pieces = 0
+    try:
+        connection.request(
+            "POST",
+            "/v1/chat/completions",
+            json.dumps({**body, "stream": True}),
+            {"Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        for line in response:
+            if not line.startswith(b"data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                pieces += 1
+                if stop_after is not None and pieces == stop_after:
+                    closed = time.time()
+                    connection.sock.close()  # type: ignore[union-attr]  # the client goes away
+                    return pieces, closed
+        return pieces, time.time()
+    finally:
+        connection.close()
+
+
+async def chunk_rate(*, quick: bool) -> Comparison:
+    count = 1_000 if quick else 10_000
+    provider = ScriptedProvider(respond=lambda request: Reply(["w "] * count))
+    body = {"model": "chat", "messages": [{"role": "user", "content": "go"}]}
+
+    async def run(client: _Client) -> tuple[float, float]:
+        port = client.port
+
+        async def openai_side() -> float:
+            started = time.perf_counter()
+            pieces, _ = await trio.to_thread.run_sync(_stream_completion, port, body, None)
+            assert pieces == count, pieces
+            return pieces / (time.perf_counter() - started)
+
+        async def own_side() -> float:
+            started = time.perf_counter()
+            run = await trio.to_thread.run_sync(client.post, "/executions", {"input": body})
+            seen = await trio.to_thread.run_sync(client.events, run["id"])
+            texts = sum(1 for kind, _ in seen if kind == "text")
+            assert texts == count, texts
+            return texts / (time.perf_counter() - started)
+
+        rates: dict[str, list[float]] = {"openai": [], "own": []}
+        await openai_side()
+        await own_side()
+        for side in abba(2 if quick else 6, "openai", "own"):
+            rates[side].append(await (openai_side() if side == "openai" else own_side()))
+        return statistics.median(rates["openai"]), statistics.median(rates["own"])
+
+    openai_rate, own_rate = await _serving(provider, chat, run)
+    return Comparison(
+        key="protocols-chunks",
+        name=f"pieces/s to one streaming client: /v1/chat/completions vs agtl's own events "
+        f"({count:,} pieces)",
+        unit="pieces/s",
+        candidate=openai_rate,
+        baseline=own_rate,
+        ratio=openai_rate / own_rate,
+        target=f">= {CHUNKS_TARGET}x",
+        passed=openai_rate / own_rate >= CHUNKS_TARGET,
+    )
+
+
+async def stop_latency(*, quick: bool) -> Comparison:
+    provider = LlamaCppProvider(n_ctx=4096).with_default_options(temperature=0)
+    try:
+        raw_rates = [await _raw_decode(provider, MESSAGES, 64) for _ in range(3)]
+        step = 1 / statistics.median(raw_rates)
+
+        async def run(client: _Client) -> CancelSamples:
+            samples = CancelSamples()
+            counted: set[str] = set()
+            for n in range(5 if quick else 30):
+                body = {
+                    "model": "chat",
+                    "messages": [{"role": "user", "content": f"Write a long story, number {n}."}],
+                    "max_tokens": 400,
+                }
+                pieces, closed = await trio.to_thread.run_sync(
+                    _stream_completion, client.port, body, 5
+                )
+                latency, problem = await _ended(client, closed, pieces, counted)
+                samples.add(latency, problem)
+            return samples
+
+        samples: CancelSamples = await _serving(provider, chat, run)
+    finally:
+        await provider.aclose()
+    return samples.figure(
+        key="protocols-stop-openai",
+        name="a chat completions client gone mid-stream to the served model call's end, "
+        "bundled model (p99 vs one raw decode step + 20 ms)",
+        budget_ms=(step + MARGIN_S) * 1000,
+        baseline_kind="measured",
+        decode_step_ms=step * 1000,
+    )
+
+
+async def _ended(
+    client: _Client, closed: float, pieces: int, counted: set[str]
+) -> tuple[float, str | None]:
+    """How long after ``closed`` the execution the client left ended its call, and why the
+    sample does not count (if not). ``counted``: the executions earlier samples read."""
+    if pieces < 5:
+        return 0.0, "the reply ended before five pieces"
+    with trio.fail_after(30):
+        while True:
+            listed = await trio.to_thread.run_sync(client.get, "/executions")
+            new = [row["id"] for row in listed["executions"] if row["id"] not in counted]
+            if new:
+                break
+            await trio.sleep(0.01)
+    newest = new[0]
+    counted.add(newest)
+    record = await trio.to_thread.run_sync(client.get, f"/executions/{newest}?wait=30")
+    if record["cancel"]["reason"] != "client disconnected":
+        return 0.0, f"canceled by {record['cancel']}"
+    summary = record["summary"]
+    [call] = summary["llm_calls"]
+    if call["stop_reason"] != "cancelled" or call["usage"]["output_tokens"] >= 400:
+        return 0.0, "the call was not stopped mid-stream"
+    started = dt.datetime.fromisoformat(summary["started_at"]).timestamp()
+    return started + call["ended_at"] - closed, None
+
+
+async def run_all(*, quick: bool, only: set[str] | None = None) -> list[Comparison]:
+    benches = {"protocols-chunks": chunk_rate, "protocols-stop-openai": stop_latency}
+    return [
+        await bench(quick=quick) for name, bench in benches.items() if only is None or name in only
+    ]
