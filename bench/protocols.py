@@ -67,7 +67,7 @@ def _stream_completion(
                 pieces += 1
                 if stop_after is not None and pieces == stop_after:
                     closed = time.time()
-                    connection.sock.close()  # type: ignore[union-attr]  # the client goes away
+                    connection.sock.close()  # the client goes away
                     return pieces, closed
         return pieces, time.time()
     finally:

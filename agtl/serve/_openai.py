@@ -231,8 +231,7 @@ class _Reply:
             async for texts in self._texts():
                 sent = True
                 yield b"".join(
-                    before + json.dumps(text, ensure_ascii=False).encode() + after
-                    for text in texts
+                    before + json.dumps(text, ensure_ascii=False).encode() + after for text in texts
                 )
             await self._served.finished.wait()
             result = self._served.execution.outcome
