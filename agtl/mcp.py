@@ -11,6 +11,9 @@ source) or the tool's ``timeout`` cancels the request, the SDK sends the protoco
 ``timeout``), and the MCP session stays usable. An error result from the server, a crash, or
 a broken connection ends that call with a tool error the model is told about (or
 :class:`~agtl.ToolError`, with ``tool_errors="raise"``); never a hang.
+
+The other way round, :func:`serve_workflows` offers agtl workflows as the tools of an MCP
+server (``agtl mcp-serve``): each call an execution, the client's cancel its cancel.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import PaginatedRequestParams
 
 from agtl._mcp_compat import create_mcp_http_client
+from agtl._mcp_serve import serve_workflows
 from agtl.errors import AgtlError, InvalidArgumentError
 from agtl.guardrails import Guardrail, check_guardrails
 from agtl.session import Session
 from agtl.tools import Tool, progress_hook
 from agtl.validation import check_optional_seconds, check_seconds, check_str, require_trio
 
-__all__ = ["MCPServer", "MCPServerError", "MCPToolError", "Progress"]
+__all__ = ["MCPServer", "MCPServerError", "MCPToolError", "Progress", "serve_workflows"]
 
 _NAME: Final = re.compile(r"[^A-Za-z0-9_-]")
 

@@ -275,6 +275,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_provider_arguments(evaluate)
     evaluate.set_defaults(handler="eval")
+
+    mcp_serve = commands.add_parser(
+        "mcp-serve",
+        parents=[noisy],
+        help="serve workflows as the tools of an MCP server (stdio, or --http PORT)",
+        description="Each FUNCTION(session, ...) is a tool; its input schema comes from the "
+        "parameters after the session. A call runs the workflow as an execution; a streaming "
+        "workflow's events are progress notifications; the client's cancel cancels the "
+        "execution. Speaks MCP on stdin/stdout, or streamable HTTP at /mcp with --http.",
+        epilog="examples:\n  agtl mcp-serve flows.py:research flows.py:summarize\n"
+        "  agtl mcp-serve flows.py:research --http 8765",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mcp_serve.add_argument("targets", nargs="+", metavar="FILE.py:FUNCTION")
+    mcp_serve.add_argument("--http", type=int, metavar="PORT", help="streamable HTTP on PORT")
+    mcp_serve.add_argument(
+        "--host", default="127.0.0.1", help="with --http: the address (default 127.0.0.1)"
+    )
+    mcp_serve.add_argument("--name", default="agtl", help="the server's name (default agtl)")
+    add_provider_arguments(mcp_serve)
+    mcp_serve.set_defaults(handler="mcp-serve")
     return parser
 
 
@@ -307,6 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agtl.cli._worker import run as handler
         elif args.handler == "eval":
             from agtl.cli._eval import run as handler
+        elif args.handler == "mcp-serve":
+            from agtl.cli._mcp_serve import run as handler
         else:
             from agtl.cli._report import run as handler
         return handler(args)

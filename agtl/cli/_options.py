@@ -111,6 +111,7 @@ _CHECKS: dict[str, tuple[str, Callable[[str, Any], None]]] = {
     "input_file": ("--input-file", _file),
     "html": ("--html", _writable_file),
     "repeat": ("--repeat", _count),
+    "http": ("--http", _port),
 }
 
 
