@@ -182,7 +182,10 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     ),
     "evals": (("evals-rate", "evals-memory", "evals-resume"), _evals),
     "serve": (("serve-events", "serve-stop"), _serve),
-    "protocols": (("protocols-chunks", "protocols-stop-openai"), _protocols),
+    "protocols": (
+        ("protocols-chunks", "protocols-stop-openai", "protocols-stop-mcp"),
+        _protocols,
+    ),
     "temporal": (
         (
             "temporal-rate-1",

@@ -9,7 +9,13 @@
   stream after five pieces, to the served model call's end (wall clock, one machine; the end
   read from the execution's summary). A sample counts only if the execution ended canceled
   with "client disconnected" and its call stopped ``cancelled`` before its max_tokens.
-  Target: p99 within one raw llama-cpp-python decode step measured in this run + 20 ms.
+  Target: p99 within one raw llama-cpp-python decode step measured in this run + 20 ms;
+* protocols-stop-mcp: the same over MCP: ``agtl mcp-serve`` on the bundled model in another
+  process, called through ``agtl.mcp.MCPServer``; the calling execution is cancelled after
+  five progress notifications (the SDK sends ``notifications/cancelled``), to the served
+  model call's end, read from the server's summary file. A sample counts only if the served
+  execution ended canceled by the MCP client (source ``signal``) and its call stopped before
+  its max_tokens. Same target.
 """
 
 from __future__ import annotations
@@ -17,20 +23,27 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import os
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import trio
 
-from agtl import Event, Session
+from agtl import Event, Session, ToolCallRequest
+from agtl.mcp import MCPServer
+from agtl.reporting import JsonlSink
 from agtl.testing import Reply, ScriptedProvider
 from agtl_llamacpp import LlamaCppProvider
 from bench._harness import CancelSamples, Comparison, abba
 from bench.local import MESSAGES, _raw_decode
 from bench.serve import _Client, _serving
 
+ROOT = Path(__file__).resolve().parent.parent
 CHUNKS_TARGET = 0.8
 MARGIN_S = 0.020
 
@@ -179,8 +192,90 @@ async def _ended(
     return started + call["ended_at"] - closed, None
 
 
+async def mcp_stop_latency(*, quick: bool) -> Comparison:
+    async with LlamaCppProvider(n_ctx=2048).with_default_options(temperature=0) as local:
+        raw_rates = [await _raw_decode(local, MESSAGES, 64) for _ in range(3)]
+    step = 1 / statistics.median(raw_rates)
+    samples = CancelSamples()
+    with tempfile.TemporaryDirectory(prefix="agtl-bench-mcp-") as folder:
+        summaries = Path(folder) / "served.jsonl"
+        server = MCPServer.stdio(
+            sys.executable,
+            [
+                "-m",
+                "agtl.cli",
+                "mcp-serve",
+                "examples/mcp_served.py:story",
+                "-q",
+                "--log-summaries",
+                str(summaries),
+            ],
+            cwd=ROOT,
+        )
+        async with server:
+            seen = trio.Event()
+            progress = [0]
+
+            def noted(*_: Any) -> None:
+                progress[0] += 1
+                if progress[0] == 5:
+                    seen.set()
+
+            [story] = await server.tools(on_progress=noted)
+            for n in range(5 if quick else 30):
+                seen, progress[0] = trio.Event(), 0
+                model = ScriptedProvider(
+                    Reply(tool_calls=[ToolCallRequest("c1", "story", {"topic": f"dragon {n}"})]),
+                    "never",
+                )
+
+                async def call(session: Session) -> str:
+                    return (await session.generate_text(prompt="go", tools=[story])).text
+
+                execution = model.simple_execution(call)
+                async with execution:
+                    with trio.fail_after(60):
+                        await seen.wait()
+                    cancelled = time.time()
+                    execution.cancel("enough")
+                await execution.result()
+                samples.add(*await _served_end(summaries, n, cancelled))
+    return samples.figure(
+        key="protocols-stop-mcp",
+        name="an MCP client's cancel to the served model call's end, bundled model "
+        "(p99 vs one raw decode step + 20 ms)",
+        budget_ms=(step + MARGIN_S) * 1000,
+        baseline_kind="measured",
+        decode_step_ms=step * 1000,
+    )
+
+
+async def _served_end(summaries: Path, index: int, cancelled: float) -> tuple[float, str | None]:
+    """The ``index``-th served execution's call end after ``cancelled``, or why not."""
+    with trio.fail_after(30):
+        while True:
+            records, _ = JsonlSink.read(summaries) if os.path.exists(summaries) else ([], 0)
+            if len(records) > index:
+                break
+            await trio.sleep(0.01)
+    record = records[index]
+    cancel = record["cancel"] or {}
+    if cancel.get("source") != "signal" or "MCP client" not in (cancel.get("reason") or ""):
+        return 0.0, f"not cancelled by the MCP client: {cancel}"
+    summary = record["summary"]
+    [served] = summary["llm_calls"]
+    if served["stop_reason"] != "cancelled" or served["usage"]["output_tokens"] >= 400:
+        return 0.0, "the served call was not stopped mid-stream"
+    started = dt.datetime.fromisoformat(summary["started_at"]).timestamp()
+    return started + served["ended_at"] - cancelled, None
+
+
 async def run_all(*, quick: bool, only: set[str] | None = None) -> list[Comparison]:
-    benches = {"protocols-chunks": chunk_rate, "protocols-stop-openai": stop_latency}
+    benches = {
+        "protocols-chunks": chunk_rate,
+        "protocols-stop-openai": stop_latency,
+        "protocols-stop-mcp": mcp_stop_latency,
+    }
     return [
         await bench(quick=quick) for name, bench in benches.items() if only is None or name in only
     ]

@@ -317,3 +317,28 @@ def test_the_capitals_example_files_are_a_dataset_and_a_scorer() -> None:
     assert len(dataset) == 6
     case = dataset.cases[0]
     assert capitals.short(case, "Paris", None) == evals.Score(1.0, "1 words")  # type: ignore[arg-type]
+
+
+async def test_mcp_served_example_over_stdio() -> None:
+    import agtl.testing
+    from agtl.mcp import MCPServer
+
+    server = MCPServer.stdio(
+        sys.executable,
+        ["-m", "agtl.cli", "mcp-serve", "examples/mcp_served.py:answer", "-q"],
+        cwd=ROOT,
+    )
+    async with server:
+        [answer] = await server.tools()
+        assert answer.name == "answer"
+        assert answer.parameters["required"] == ["question"]
+        asks = agtl.ToolCallRequest("c1", "answer", {"question": "What is the capital of France?"})
+        model = agtl.testing.ScriptedProvider(agtl.testing.Reply(tool_calls=[asks]), "ok")
+
+        async def ask(session: agtl.Session) -> str:
+            return (await session.generate_text(prompt="go", tools=[answer])).text
+
+        result = await model.simple_execution(ask)
+    [call] = result.summary.tool_calls
+    assert call.status is agtl.ToolCallStatus.OK, call
+    assert str(call.result).strip()  # the bundled model's answer, from the other process
