@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -250,11 +249,15 @@ async def mcp_stop_latency(*, quick: bool) -> Comparison:
     )
 
 
+def _records(summaries: Path) -> list[dict[str, Any]]:
+    return JsonlSink.read(summaries)[0] if summaries.exists() else []
+
+
 async def _served_end(summaries: Path, index: int, cancelled: float) -> tuple[float, str | None]:
     """The ``index``-th served execution's call end after ``cancelled``, or why not."""
     with trio.fail_after(30):
         while True:
-            records, _ = JsonlSink.read(summaries) if os.path.exists(summaries) else ([], 0)
+            records = await trio.to_thread.run_sync(_records, summaries)
             if len(records) > index:
                 break
             await trio.sleep(0.01)
