@@ -10,7 +10,6 @@ telemetry and the conversation turn exactly once, however the call ends.
 from __future__ import annotations
 
 import math
-from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final
@@ -19,8 +18,8 @@ import trio
 
 from agtl._call_spec import CallSpec
 from agtl._context import ExecutionContext
-from agtl._groups import raise_collapsed
 from agtl._guard import CallGuard
+from agtl._held import HeldNursery
 from agtl._observe import NO_TRACE
 from agtl._replies import TextResult
 from agtl._state import CallState
@@ -91,7 +90,7 @@ class TextStream:
         # lent, or one it enters itself (by hand, closed by __aexit__).
         self._guard = guard
         self._nursery = nursery
-        self._nursery_manager: AbstractAsyncContextManager[trio.Nursery] | None = None
+        self._held = HeldNursery()  # entered when guardrails need one and none was lent
         self._rewritten: str | None = None  # the reply an output guardrail rewrote
 
     @property
@@ -123,9 +122,7 @@ class TextStream:
         if guard is not None:
             await guard.before()
             if guard.needs_tasks and self._nursery is None:
-                manager = trio.open_nursery()
-                self._nursery = await manager.__aenter__()
-                self._nursery_manager = manager
+                self._nursery = await self._held.enter()
         try:
             if self._conversation is not None:
                 self._turn = self._conversation.begin_turn(self._user_turn)
@@ -134,7 +131,7 @@ class TextStream:
             request = self._request(call)
             self._trace_start(call, request)
             if guard is not None:
-                guard.start(self._nursery, call, owned=self._nursery_manager is not None)
+                guard.start(self._nursery, call, owned=self._held.open)
             try:
                 if guard is not None:
                     await guard.let_start()
@@ -148,21 +145,9 @@ class TextStream:
                 await self._finish(exc)
                 raise
         except BaseException as exc:
-            await self._exit_nursery(exc)
+            await self._held.leave(exc, cancel=True)
             raise
         return self
-
-    async def _exit_nursery(self, exc: BaseException | None) -> None:
-        """Leave the nursery this stream entered for its guardrails, if it did."""
-        manager, self._nursery_manager = self._nursery_manager, None
-        if manager is not None:
-            assert self._nursery is not None
-            # Its tasks are guardrails of this call, which has ended: none has more to do.
-            self._nursery.cancel_scope.cancel()
-            try:
-                await manager.__aexit__(type(exc) if exc else None, exc, None)
-            except BaseExceptionGroup as group:
-                raise_collapsed(group)
 
     async def _admit(self) -> None:
         """Refuse a call after the outcome, after a cancel, or past ``max_requests``; a soft
@@ -329,7 +314,8 @@ class TextStream:
                 else:
                     await self._finish(exc, abandoned=exc is None)
         finally:
-            await self._exit_nursery(exc)
+            # Its tasks are guardrails of this call, which has ended: none has more to do.
+            await self._held.leave(exc, cancel=True)
         if tripped is not None:
             raise tripped
 

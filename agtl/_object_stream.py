@@ -11,17 +11,14 @@ partial is kept on the call, so an execution stopped mid-stream keeps the last o
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-import trio
-
 from agtl._call import TextStream, open_call
 from agtl._call_spec import CallSpec
 from agtl._context import ExecutionContext
-from agtl._groups import raise_collapsed
+from agtl._held import HeldNursery
 from agtl._partial_json import PartialJSON
 from agtl._typed_output import OutputSchema, corrected, describe
 from agtl.errors import ExecutionClosedError, OutputValidationError
@@ -55,10 +52,9 @@ class ObjectStream:
         self._object: Any = None
         self._done = False
         self._entered = False
-        # Where guardrails beside a call run: one nursery for every attempt, entered by hand
-        # with the stream and left by __aexit__ (an attempt's call never opens its own).
-        self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
-        self._nursery: trio.Nursery | None = None
+        # Where guardrails beside a call run: one nursery for every attempt, entered with the
+        # stream and left by __aexit__ (an attempt's call never opens its own).
+        self._held = HeldNursery()
 
     @property
     def partial(self) -> Any:
@@ -84,18 +80,16 @@ class ObjectStream:
             raise ExecutionClosedError("an object stream can be entered only once")
         self._entered = True
         if self._spec.guards is not None:
-            manager = trio.open_nursery()
-            self._nursery = await manager.__aenter__()
-            self._nursery_manager = manager
+            await self._held.enter()
         try:
             await self._open()
         except BaseException as exc:
-            await self._exit_nursery(exc)
+            await self._held.leave(exc, cancel=True)
             raise
         return self
 
     async def _open(self) -> None:
-        stream = open_call(self._ctx, self._spec, session=self._session, nursery=self._nursery)
+        stream = open_call(self._ctx, self._spec, session=self._session, nursery=self._held.nursery)
         await stream.__aenter__()
         self._stream = stream
         self._parser = PartialJSON()
@@ -166,14 +160,4 @@ class ObjectStream:
             if stream is not None:
                 await stream.__aexit__(exc_type, exc, tb)
         finally:
-            await self._exit_nursery(exc)
-
-    async def _exit_nursery(self, exc: BaseException | None) -> None:
-        manager, self._nursery_manager = self._nursery_manager, None
-        if manager is not None:
-            if exc is not None and self._nursery is not None:
-                self._nursery.cancel_scope.cancel()
-            try:
-                await manager.__aexit__(type(exc) if exc else None, exc, None)
-            except BaseExceptionGroup as group:
-                raise_collapsed(group)
+            await self._held.leave(exc, cancel=True)

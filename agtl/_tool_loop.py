@@ -24,7 +24,8 @@ import trio
 from agtl._call import TextStream, open_call
 from agtl._call_spec import CallSpec
 from agtl._context import ExecutionContext
-from agtl._groups import is_cancellation, raise_collapsed
+from agtl._groups import is_cancellation
+from agtl._held import HeldNursery
 from agtl._replies import Step, TextResult
 from agtl._state import current_agent
 from agtl._tool_runner import ChildPart, StepRunner, ToolOutcome, ToolProgress
@@ -109,8 +110,8 @@ class ToolLoopStream:
         self._result: TextResult | None = None
         self._parts: AsyncIterator[Part] | None = None
         self._text: list[str] = []
-        # The nursery a step's tool calls run in, entered with the stream.
-        self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
+        # The nursery a step's tool calls (and guardrails) run in, entered with the stream.
+        self._held = HeldNursery()
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -131,10 +132,7 @@ class ToolLoopStream:
         if self._parts is not None:
             raise ExecutionClosedError("a tool loop stream can be entered only once")
         if self._live_progress or self._spec.guards is not None:
-            # Entered by hand, and closed on every path by __aexit__ (as Execution does).
-            manager = trio.open_nursery()
-            self._nursery = await manager.__aenter__()
-            self._nursery_manager = manager
+            self._nursery = await self._held.enter()  # left on every path by __aexit__
         self._parts = self._run()
         return self
 
@@ -144,20 +142,11 @@ class ToolLoopStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        manager, self._nursery_manager = self._nursery_manager, None
-        if manager is None:  # the inline mode: no nursery
-            await self._close_parts()
-            return
         try:
             await self._close_parts()
         finally:
-            if self._result is None and self._nursery is not None:
-                # Left early, or an error: a step still running has no reader any more.
-                self._nursery.cancel_scope.cancel()
-            try:
-                await manager.__aexit__(type(exc) if exc else None, exc, tb)
-            except BaseExceptionGroup as group:
-                raise_collapsed(group)
+            # Left early, or an error: a step still running has no reader any more.
+            await self._held.leave(exc, cancel=self._result is None)
 
     async def _close_parts(self) -> None:
         parts = self._parts
