@@ -209,7 +209,7 @@ class PartialJSON:
         """The string being written, as far as it goes, is the value shown in its place."""
         if not self._string_is_key:
             assert self._string is not None
-            self._replace(self._string)
+            self._place(self._string, again=True)
 
     def _end_string(self) -> None:
         value, self._string = self._string, None
@@ -219,7 +219,7 @@ class PartialJSON:
             frame.key = value
             frame.expect = "colon"
             return
-        self._replace(value)
+        self._place(value, again=True)
         self._after_value()
 
     def _end_atom(self) -> None:
@@ -231,8 +231,9 @@ class PartialJSON:
         self._place(value)
         self._after_value()
 
-    def _place(self, value: Any) -> None:
-        """Put a value that starts now where the text is."""
+    def _place(self, value: Any, *, again: bool = False) -> None:
+        """Put a value that starts now where the text is; ``again``: the value being written
+        (a string) grew, and its newer form takes the place of the older."""
         if not self._frames:
             self._root = value
             return
@@ -240,20 +241,10 @@ class PartialJSON:
         if isinstance(frame.container, dict):
             assert frame.key is not None
             frame.container[frame.key] = value
+        elif again:
+            frame.container[-1] = value
         else:
             frame.container.append(value)
-
-    def _replace(self, value: Any) -> None:
-        """The value being written (a string) grew: put its newer form in its place."""
-        if not self._frames:
-            self._root = value
-            return
-        frame = self._frames[-1]
-        if isinstance(frame.container, dict):
-            assert frame.key is not None
-            frame.container[frame.key] = value
-        else:
-            frame.container[-1] = value
 
     def _after_value(self) -> None:
         if self._frames:

@@ -24,14 +24,20 @@ import enum
 import inspect
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, overload
 
 import attrs
 import pydantic
 
 from agtl.errors import InvalidArgumentError
-from agtl.validation import check_count, check_optional_seconds, check_str, type_name
+from agtl.validation import (
+    check_count,
+    check_named,
+    check_optional_seconds,
+    check_str,
+    type_name,
+)
 
 __all__ = [
     "Guardrail",
@@ -211,24 +217,7 @@ def check_guardrails(name: str, guardrails: object) -> tuple[Guardrail, ...]:
         only: object = guardrails[0]
         if type(only) is Guardrail:
             return (only,)  # the common case, checked without the general walk
-    if isinstance(guardrails, Guardrail | str) or not isinstance(guardrails, Sequence):
-        raise InvalidArgumentError(
-            name,
-            f"must be a list of agtl.Guardrail (see @agtl.guardrail), not {type_name(guardrails)}",
-        )
-    seen: set[str] = set()
-    for index, item in enumerate(guardrails):
-        if not isinstance(item, Guardrail):
-            hint = " (decorate the function with @agtl.guardrail)" if callable(item) else ""
-            raise InvalidArgumentError(
-                f"{name}[{index}]", f"must be an agtl.Guardrail, not {type_name(item)}{hint}"
-            )
-        if item.name in seen:
-            raise InvalidArgumentError(
-                f"{name}[{index}]", f"a second guardrail named {item.name!r}: names must differ"
-            )
-        seen.add(item.name)
-    return tuple(guardrails)
+    return check_named(name, guardrails, Guardrail, "Guardrail", "guardrail")
 
 
 # -- the built-in examples ----------------------------------------------------------------------

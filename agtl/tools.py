@@ -28,7 +28,13 @@ from agtl._vocabulary import SessionType
 from agtl.backend import ToolSpec
 from agtl.errors import InvalidArgumentError, NotInToolError, ToolArgumentsError
 from agtl.guardrails import Guardrail, check_guardrails
-from agtl.validation import check_count, check_optional_seconds, check_str, type_name
+from agtl.validation import (
+    check_count,
+    check_named,
+    check_optional_seconds,
+    check_str,
+    type_name,
+)
 
 __all__ = [
     "Tool",
@@ -308,23 +314,7 @@ def _check_approval(rule: object) -> bool | Callable[[dict[str, Any]], bool]:
 
 def check_tools(tools: object) -> tuple[Tool, ...]:
     """A call's ``tools=`` argument: a sequence of distinct-named :class:`Tool` values."""
-    if isinstance(tools, Tool) or not isinstance(tools, Sequence) or isinstance(tools, str):
-        raise InvalidArgumentError(
-            "tools", f"must be a list of agtl.Tool (made with @agtl.tool), not {type_name(tools)}"
-        )
-    seen: set[str] = set()
-    for index, item in enumerate(tools):
-        if not isinstance(item, Tool):
-            hint = " (decorate the function with @agtl.tool)" if callable(item) else ""
-            raise InvalidArgumentError(
-                f"tools[{index}]", f"must be an agtl.Tool, not {type_name(item)}{hint}"
-            )
-        if item.name in seen:
-            raise InvalidArgumentError(
-                f"tools[{index}]", f"a second tool named {item.name!r}: tool names must differ"
-            )
-        seen.add(item.name)
-    return tuple(tools)
+    return check_named("tools", tools, Tool, "Tool", "tool")
 
 
 def _derive(

@@ -90,6 +90,33 @@ def check_items(
     return tuple(items)  # type: ignore[arg-type]
 
 
+def check_named(
+    name: str, items: object, kind: type[T], label: str, decorator: str
+) -> tuple[T, ...]:
+    """A list of ``kind`` values (``agtl.<label>``, made with ``@agtl.<decorator>``) whose
+    ``name`` attributes differ: ``tools=``, ``input_guardrails=``, ..."""
+    if isinstance(items, kind | str) or not isinstance(items, Sequence):
+        raise InvalidArgumentError(
+            name,
+            f"must be a list of agtl.{label} (made with @agtl.{decorator}), not {type_name(items)}",
+        )
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if not isinstance(item, kind):
+            hint = f" (decorate the function with @agtl.{decorator})" if callable(item) else ""
+            raise InvalidArgumentError(
+                f"{name}[{index}]", f"must be an agtl.{label}, not {type_name(item)}{hint}"
+            )
+        named = getattr(item, "name", None)
+        if named in seen:
+            raise InvalidArgumentError(
+                f"{name}[{index}]",
+                f"a second {label.lower()} named {named!r}: {label.lower()} names must differ",
+            )
+        seen.add(str(named))
+    return tuple(items)
+
+
 def check_str(name: str, value: object, *, allow_empty: bool = False) -> str:
     """A ``str``; empty or blank only with ``allow_empty``."""
     if not isinstance(value, str):

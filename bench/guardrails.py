@@ -21,7 +21,6 @@ costs a call that passes, and what parsing a partial object costs each piece.
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +33,7 @@ from agtl._partial_json import PartialJSON
 from agtl.testing import Reply, ScriptedProvider
 from agtl_llamacpp import LlamaCppProvider
 from bench._harness import CancelSamples, Comparison, interleaved
-from bench.local import MESSAGES, _raw_decode
+from bench.local import MESSAGES, decode_step
 
 TRIP_BUDGET_MS = 1.0
 NOOP_BUDGET_US = 30.0
@@ -84,8 +83,7 @@ async def trip_latency(*, quick: bool) -> Comparison:
 
 async def trip_latency_local(*, quick: bool) -> Comparison:
     async with LlamaCppProvider(n_ctx=4096).with_default_options(temperature=0) as provider:
-        raw_rates = [await _raw_decode(provider, MESSAGES, 64) for _ in range(3)]
-        step = 1 / statistics.median(raw_rates)
+        step = await decode_step(provider)
         guard = _trip_after(120)
         samples = CancelSamples()
         for _ in range(5 if quick else 30):

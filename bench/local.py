@@ -112,10 +112,16 @@ async def decode_rate(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
     )
 
 
+async def decode_step(provider: LlamaCppProvider) -> float:
+    """One decode step of raw llama-cpp-python on ``provider``'s model, in seconds: the
+    median of three runs, measured now (the base of every stop budget on the local model)."""
+    raw_rates = [await _raw_decode(provider, MESSAGES, 64) for _ in range(3)]
+    return 1 / statistics.median(raw_rates)
+
+
 async def cancel_during_decode(provider: LlamaCppProvider, *, quick: bool) -> Comparison:
     """The budget is one decode step of raw llama-cpp-python, measured in this run, + 5 ms."""
-    raw_rates = [await _raw_decode(provider, MESSAGES, 64) for _ in range(3)]
-    step = 1 / statistics.median(raw_rates)
+    step = await decode_step(provider)
     samples = CancelSamples()
     for _ in range(5 if quick else 30):
         latency, _, problem = await cancel_mid_stream(

@@ -39,7 +39,7 @@ from agtl.reporting import JsonlSink
 from agtl.testing import Reply, ScriptedProvider
 from agtl_llamacpp import LlamaCppProvider
 from bench._harness import CancelSamples, Comparison, abba
-from bench.local import MESSAGES, _raw_decode
+from bench.local import decode_step
 from bench.serve import _Client, _serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,8 +132,7 @@ async def chunk_rate(*, quick: bool) -> Comparison:
 async def stop_latency(*, quick: bool) -> Comparison:
     provider = LlamaCppProvider(n_ctx=4096).with_default_options(temperature=0)
     try:
-        raw_rates = [await _raw_decode(provider, MESSAGES, 64) for _ in range(3)]
-        step = 1 / statistics.median(raw_rates)
+        step = await decode_step(provider)
 
         async def run(client: _Client) -> CancelSamples:
             samples = CancelSamples()
@@ -193,8 +192,7 @@ async def _ended(
 
 async def mcp_stop_latency(*, quick: bool) -> Comparison:
     async with LlamaCppProvider(n_ctx=2048).with_default_options(temperature=0) as local:
-        raw_rates = [await _raw_decode(local, MESSAGES, 64) for _ in range(3)]
-    step = 1 / statistics.median(raw_rates)
+        step = await decode_step(local)
     samples = CancelSamples()
     with tempfile.TemporaryDirectory(prefix="agtl-bench-mcp-") as folder:
         summaries = Path(folder) / "served.jsonl"
