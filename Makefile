@@ -30,7 +30,7 @@ $(STAMPS)/venv: | prereqs
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
 	mkdir -p $(STAMPS) && touch $@
 
-DEV_REQUIREMENTS := requirements/dev.txt requirements/llamacpp.txt requirements/openai.txt requirements/serve.txt requirements/mcp.txt requirements/temporal.txt
+DEV_REQUIREMENTS := requirements/dev.txt requirements/llamacpp.txt requirements/openai.txt requirements/serve.txt requirements/mcp.txt requirements/temporal.txt requirements/a2a.txt
 
 $(STAMPS)/dev: $(STAMPS)/venv requirements/*.txt requirements/check_pins.py pyproject.toml providers/*/pyproject.toml
 	$(PY) -m pip install --quiet --build-constraint requirements/build.txt $(addprefix -r ,$(DEV_REQUIREMENTS))

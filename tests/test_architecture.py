@@ -143,7 +143,7 @@ def test_providers_import_nothing_private_from_agtl(package: str) -> None:
 #: The integrations on top of the core: the core never imports them.
 INTEGRATIONS = (
     *("agtl.aio", "agtl.otel", "agtl.mcp", "agtl.serve", "agtl.temporal", "agtl.cli"),
-    "agtl.evals",
+    *("agtl.evals", "agtl.a2a"),
 )
 
 

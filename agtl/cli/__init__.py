@@ -296,6 +296,23 @@ def build_parser() -> argparse.ArgumentParser:
     mcp_serve.add_argument("--name", default="agtl", help="the server's name (default agtl)")
     add_provider_arguments(mcp_serve)
     mcp_serve.set_defaults(handler="mcp-serve")
+
+    a2a_serve = commands.add_parser(
+        "a2a-serve",
+        parents=[noisy],
+        help="serve a workflow as an A2A agent (agent card, message send and stream, cancel)",
+        description="An A2A server (the a2a-sdk) for FUNCTION(session, input): each message "
+        "starts a task that is an execution of it; its text streams as artifact chunks, its "
+        "value is the final artifact; a person it waits for makes the task input-required; "
+        "tasks/cancel cancels it.",
+        epilog="example:\n  agtl a2a-serve examples/serve_app.py:research --port 9999",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a2a_serve.add_argument("target", metavar="FILE.py:FUNCTION")
+    a2a_serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    a2a_serve.add_argument("--port", type=int, default=9999, help="port (default 9999)")
+    add_provider_arguments(a2a_serve)
+    a2a_serve.set_defaults(handler="a2a-serve")
     return parser
 
 
@@ -330,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agtl.cli._eval import run as handler
         elif args.handler == "mcp-serve":
             from agtl.cli._mcp_serve import run as handler
+        elif args.handler == "a2a-serve":
+            from agtl.cli._a2a_serve import run as handler
         else:
             from agtl.cli._report import run as handler
         return handler(args)

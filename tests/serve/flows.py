@@ -135,3 +135,18 @@ async def chat(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
         async for piece in reply:
             yield session.emit("text", piece)
     yield await session.done(reply.text)
+
+
+async def asks(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
+    """Asks the person which city, then says it back (A2A's input-required)."""
+    city = await session.request_input("Which city?", str)
+    yield session.emit("text", f"You chose {city}.")
+    yield await session.done(city)
+
+
+async def tell(session: agtl.Session, input: Any) -> AsyncIterator[agtl.Event]:
+    """Streams the reply to its input, a text (A2A's message)."""
+    async with session.stream_text(prompt=str(input)) as reply:
+        async for piece in reply:
+            yield session.emit("text", piece)
+    yield await session.done(reply.text)
