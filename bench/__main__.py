@@ -183,7 +183,12 @@ GROUPS: dict[str, tuple[tuple[str, ...], Group]] = {
     "evals": (("evals-rate", "evals-memory", "evals-resume"), _evals),
     "serve": (("serve-events", "serve-stop"), _serve),
     "protocols": (
-        ("protocols-chunks", "protocols-stop-openai", "protocols-stop-mcp"),
+        (
+            "protocols-chunks",
+            "protocols-stop-openai",
+            "protocols-stop-mcp",
+            "protocols-stop-a2a",
+        ),
         _protocols,
     ),
     "temporal": (

@@ -15,15 +15,22 @@
   five progress notifications (the SDK sends ``notifications/cancelled``), to the served
   model call's end, read from the server's summary file. A sample counts only if the served
   execution ended canceled by the MCP client (source ``signal``) and its call stopped before
-  its max_tokens. Same target.
+  its max_tokens. Same target;
+* protocols-stop-a2a: the same over A2A: ``agtl a2a-serve`` on the bundled model in another
+  process, the A2A SDK's client streaming a task, ``tasks/cancel`` after five artifact
+  chunks, to the served model call's end. A sample counts only if the served execution ended
+  canceled with the protocol's reason and its call stopped before its max_tokens. Same
+  target.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import http.client
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from a2a.client import create_client
+from a2a.helpers.proto_helpers import new_text_message
+from a2a.types.a2a_pb2 import CancelTaskRequest, Role, SendMessageRequest
 
 from agtl import Event, Session, ToolCallRequest
 from agtl.mcp import MCPServer
@@ -40,7 +50,7 @@ from agtl.testing import Reply, ScriptedProvider
 from agtl_llamacpp import LlamaCppProvider
 from bench._harness import CancelSamples, Comparison, abba
 from bench.local import decode_step
-from bench.serve import _Client, _serving
+from bench.serve import _Client, _free_port, _serving
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNKS_TARGET = 0.8
@@ -251,7 +261,9 @@ def _records(summaries: Path) -> list[dict[str, Any]]:
     return JsonlSink.read(summaries)[0] if summaries.exists() else []
 
 
-async def _served_end(summaries: Path, index: int, cancelled: float) -> tuple[float, str | None]:
+async def _served_end(
+    summaries: Path, index: int, cancelled: float, *, a2a: bool = False
+) -> tuple[float, str | None]:
     """The ``index``-th served execution's call end after ``cancelled``, or why not."""
     with trio.fail_after(30):
         while True:
@@ -261,8 +273,9 @@ async def _served_end(summaries: Path, index: int, cancelled: float) -> tuple[fl
             await trio.sleep(0.01)
     record = records[index]
     cancel = record["cancel"] or {}
-    if cancel.get("source") != "signal" or "MCP client" not in (cancel.get("reason") or ""):
-        return 0.0, f"not cancelled by the MCP client: {cancel}"
+    wanted = ("handle", "A2A client") if a2a else ("signal", "MCP client")
+    if cancel.get("source") != wanted[0] or wanted[1] not in (cancel.get("reason") or ""):
+        return 0.0, f"not cancelled by the {wanted[1]}: {cancel}"
     summary = record["summary"]
     [served] = summary["llm_calls"]
     if served["stop_reason"] != "cancelled" or served["usage"]["output_tokens"] >= 400:
@@ -271,11 +284,79 @@ async def _served_end(summaries: Path, index: int, cancelled: float) -> tuple[fl
     return started + served["ended_at"] - cancelled, None
 
 
+async def a2a_stop_latency(*, quick: bool) -> Comparison:
+    async with LlamaCppProvider(n_ctx=2048).with_default_options(temperature=0) as local:
+        step = await decode_step(local)
+    with tempfile.TemporaryDirectory(prefix="agtl-bench-a2a-") as folder:
+        summaries = Path(folder) / "served.jsonl"
+        port = _free_port()
+        command = [
+            *(sys.executable, "-m", "agtl.cli", "a2a-serve", "examples/a2a_agent.py:answer"),
+            *("--port", str(port), "--log-summaries", str(summaries)),
+        ]
+        server = await trio.lowlevel.open_process(command, cwd=ROOT, stderr=subprocess.PIPE)
+        try:
+            assert server.stderr is not None
+            said = b""
+            with trio.fail_after(60):
+                while b"listening on" not in said:
+                    said += await server.stderr.receive_some()
+            runs = 5 if quick else 30
+            stamps = await trio.to_thread.run_sync(_a2a_cancels, port, runs)
+            samples = CancelSamples()
+            for index, cancelled in enumerate(stamps):
+                samples.add(*await _served_end(summaries, index, cancelled, a2a=True))
+        finally:
+            server.terminate()
+            with trio.move_on_after(10):
+                await server.wait()
+    return samples.figure(
+        key="protocols-stop-a2a",
+        name="A2A tasks/cancel to the served model call's end, bundled model "
+        "(p99 vs one raw decode step + 20 ms)",
+        budget_ms=(step + MARGIN_S) * 1000,
+        baseline_kind="measured",
+        decode_step_ms=step * 1000,
+    )
+
+
+def _a2a_cancels(port: int, runs: int) -> list[float]:
+    """In a thread, under asyncio (the SDK's): ``runs`` tasks, each cancelled after five
+    artifact chunks; when each cancel was sent, on the wall clock."""
+
+    async def go() -> list[float]:
+        client = await create_client(f"http://127.0.0.1:{port}/")
+        stamps = []
+        try:
+            for n in range(runs):
+                message = new_text_message(
+                    f"Write a long story about dragon number {n}.", role=Role.ROLE_USER
+                )
+                stream: Any = client.send_message(SendMessageRequest(message=message))
+                task_id, chunks = "", 0
+                async for event in stream:
+                    if event.HasField("task"):
+                        task_id = event.task.id
+                    if event.HasField("artifact_update"):
+                        chunks += 1
+                        if chunks == 5:
+                            break
+                stamps.append(time.time())
+                await client.cancel_task(CancelTaskRequest(id=task_id))
+                await stream.aclose()
+        finally:
+            await client.close()
+        return stamps
+
+    return asyncio.run(go())
+
+
 async def run_all(*, quick: bool, only: set[str] | None = None) -> list[Comparison]:
     benches = {
         "protocols-chunks": chunk_rate,
         "protocols-stop-openai": stop_latency,
         "protocols-stop-mcp": mcp_stop_latency,
+        "protocols-stop-a2a": a2a_stop_latency,
     }
     return [
         await bench(quick=quick) for name, bench in benches.items() if only is None or name in only

@@ -32,7 +32,7 @@ EVERY_FIGURE = {
     *("agents-subagent", "agents-cancel", "agents-peer"),
     *("guardrails-trip", "guardrails-trip-local", "guardrails-noop", "guardrails-partial"),
     *("evals-rate", "evals-memory", "evals-resume"),
-    *("protocols-chunks", "protocols-stop-openai", "protocols-stop-mcp"),
+    *("protocols-chunks", "protocols-stop-openai", "protocols-stop-mcp", "protocols-stop-a2a"),
 }
 
 
@@ -104,6 +104,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         "guardrails-trip-local",
         "protocols-stop-openai",
         "protocols-stop-mcp",
+        "protocols-stop-a2a",
     }
     for chart in ("scale.png", "cancel_latency.png"):
         assert (charts / chart).read_bytes().startswith(b"\x89PNG")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -342,3 +343,57 @@ async def test_mcp_served_example_over_stdio() -> None:
     [call] = result.summary.tool_calls
     assert call.status is agtl.ToolCallStatus.OK, call
     assert str(call.result).strip()  # the bundled model's answer, from the other process
+
+
+def test_a2a_agent_example_answers_a_message() -> None:
+    import asyncio
+
+    from a2a.client import create_client
+    from a2a.helpers.proto_helpers import new_text_message
+    from a2a.types.a2a_pb2 import Role, SendMessageRequest, TaskState
+
+    from tests.local import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agtl.cli",
+            "a2a-serve",
+            "examples/a2a_agent.py:answer",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "listening on" in line:
+                break
+
+        async def ask() -> list[Any]:
+            client = await create_client(f"http://127.0.0.1:{port}/")
+            try:
+                message = new_text_message("What is the capital of France?", role=Role.ROLE_USER)
+                return [e async for e in client.send_message(SendMessageRequest(message=message))]
+            finally:
+                await client.close()
+
+        events = asyncio.run(ask())
+    finally:
+        process.terminate()
+        process.wait(60)
+    last = events[-1].status_update.status.state
+    assert last == TaskState.TASK_STATE_COMPLETED
+    values = [
+        part.text
+        for e in events
+        if e.HasField("artifact_update") and e.artifact_update.artifact.name == "value"
+        for part in e.artifact_update.artifact.parts
+    ]
+    assert values
+    assert values[0].strip()
