@@ -93,9 +93,9 @@ def _tool_for(
 
             execution = provider.simple_execution(run, signal=signal)
         nursery.start_soon(execution.result)  # a child of the server, not of this request
-        while not execution.started:
-            await trio.lowlevel.checkpoint()
         try:
+            while not execution.started:  # its task was just spawned: it runs next
+                await trio.lowlevel.checkpoint()
             if streaming:
                 await _report(execution, ctx)
             result: Result[Any] = await execution.result()
