@@ -90,7 +90,8 @@ class TextStream:
         # lent, or one it enters itself (by hand, closed by __aexit__).
         self._guard = guard
         self._nursery = nursery
-        self._held = HeldNursery()  # entered when guardrails need one and none was lent
+        # Entered when guardrails need a nursery and none was lent (most calls have none).
+        self._held: HeldNursery | None = None
         self._rewritten: str | None = None  # the reply an output guardrail rewrote
 
     @property
@@ -122,6 +123,7 @@ class TextStream:
         if guard is not None:
             await guard.before()
             if guard.needs_tasks and self._nursery is None:
+                self._held = HeldNursery()
                 self._nursery = await self._held.enter()
         try:
             if self._conversation is not None:
@@ -131,7 +133,7 @@ class TextStream:
             request = self._request(call)
             self._trace_start(call, request)
             if guard is not None:
-                guard.start(self._nursery, call, owned=self._held.open)
+                guard.start(self._nursery, call, owned=self._held is not None)
             try:
                 if guard is not None:
                     await guard.let_start()
@@ -145,7 +147,8 @@ class TextStream:
                 await self._finish(exc)
                 raise
         except BaseException as exc:
-            await self._held.leave(exc, cancel=True)
+            if self._held is not None:
+                await self._held.leave(exc, cancel=True)
             raise
         return self
 
@@ -303,19 +306,26 @@ class TextStream:
         tb: TracebackType | None,
     ) -> None:
         guard = self._guard
-        # A guardrail that tripped while the reader was away, and the reader left: the trip.
-        tripped = guard.error if guard is not None and exc is None else None
-        try:
+        if guard is None:  # the common case: no guardrail, no nursery
             if self._call is not None and not self._call.finished:
                 if isinstance(exc, GeneratorExit):
                     exc = None  # an async generator reading the stream was closed: left early
+                await self._finish(exc, abandoned=exc is None)
+            return
+        # A guardrail that tripped while the reader was away, and the reader left: the trip.
+        tripped = guard.error if exc is None else None
+        try:
+            if self._call is not None and not self._call.finished:
+                if isinstance(exc, GeneratorExit):
+                    exc = None
                 if tripped is not None:
                     await self._finish(tripped)
                 else:
                     await self._finish(exc, abandoned=exc is None)
         finally:
-            # Its tasks are guardrails of this call, which has ended: none has more to do.
-            await self._held.leave(exc, cancel=True)
+            if self._held is not None:
+                # Its tasks are guardrails of this call, which has ended: none has more to do.
+                await self._held.leave(exc, cancel=True)
         if tripped is not None:
             raise tripped
 
