@@ -35,12 +35,32 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for each in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(each, stop.set)
-        print(f"agtl a2a-serve: listening on {url}", file=sys.stderr, flush=True)
+        serving = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
         try:
-            await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+            await _listening(args.host, args.port, serving)
+            print(f"agtl a2a-serve: listening on {url}", file=sys.stderr, flush=True)
+            await serving
         finally:
             await aio.call(provider.aclose)
             await aio.shutdown()
 
     asyncio.run(main())
     return 0
+
+
+async def _listening(host: str, port: int, serving: asyncio.Task[None]) -> None:
+    """Return once the server accepts connections (Hypercorn says nothing when it binds);
+    the server's own error if it stopped first."""
+    async with asyncio.timeout(30):
+        while True:
+            if serving.done():
+                serving.result()  # its error, such as the port in use
+                raise CliError(f"the server on {host}:{port} stopped before it listened")
+            try:
+                _, writer = await asyncio.open_connection(host, port)
+            except OSError:
+                await asyncio.sleep(0.01)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
