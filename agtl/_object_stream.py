@@ -47,7 +47,7 @@ class ObjectStream:
         self._record = record
         self._attempt = 0
         self._stream: TextStream | None = None
-        self._parser = PartialJSON()
+        self._parser: PartialJSON | None = PartialJSON()
         self._partial: Any = None
         self._object: Any = None
         self._done = False
@@ -117,10 +117,13 @@ class ObjectStream:
 
     def _grows(self, delta: str) -> bool:
         """Feed the parser; whether the partial value changed (kept on the call if so)."""
+        if self._parser is None:
+            return False  # this attempt's text stopped being JSON
         try:
             changed = self._parser.feed(delta)
         except ValueError:
-            return False  # not JSON: the validation at the end says what is wrong
+            self._parser = None  # the validation at the end says what is wrong
+            return False
         if changed:
             self._partial = self._parser.snapshot()
             assert self._stream is not None
