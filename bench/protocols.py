@@ -163,13 +163,8 @@ async def stop_latency(*, quick: bool) -> Comparison:
         samples: CancelSamples = await _serving(provider, chat, run)
     finally:
         await provider.aclose()
-    return samples.figure(
-        key="protocols-stop-openai",
-        name="a chat completions client gone mid-stream to the served model call's end, "
-        "bundled model (p99 vs one raw decode step + 20 ms)",
-        budget_ms=(step + MARGIN_S) * 1000,
-        baseline_kind="measured",
-        decode_step_ms=step * 1000,
+    return _stop_figure(
+        "protocols-stop-openai", "a chat completions client gone mid-stream", samples, step
     )
 
 
@@ -247,14 +242,7 @@ async def mcp_stop_latency(*, quick: bool) -> Comparison:
                     execution.cancel("enough")
                 await execution.result()
                 samples.add(*await _served_end(summaries, n, cancelled))
-    return samples.figure(
-        key="protocols-stop-mcp",
-        name="an MCP client's cancel to the served model call's end, bundled model "
-        "(p99 vs one raw decode step + 20 ms)",
-        budget_ms=(step + MARGIN_S) * 1000,
-        baseline_kind="measured",
-        decode_step_ms=step * 1000,
-    )
+    return _stop_figure("protocols-stop-mcp", "an MCP client's cancel", samples, step)
 
 
 def _records(summaries: Path) -> list[dict[str, Any]]:
@@ -310,14 +298,7 @@ async def a2a_stop_latency(*, quick: bool) -> Comparison:
             server.terminate()
             with trio.move_on_after(10):
                 await server.wait()
-    return samples.figure(
-        key="protocols-stop-a2a",
-        name="A2A tasks/cancel to the served model call's end, bundled model "
-        "(p99 vs one raw decode step + 20 ms)",
-        budget_ms=(step + MARGIN_S) * 1000,
-        baseline_kind="measured",
-        decode_step_ms=step * 1000,
-    )
+    return _stop_figure("protocols-stop-a2a", "A2A tasks/cancel", samples, step)
 
 
 def _a2a_cancels(port: int, runs: int) -> list[float]:
@@ -349,6 +330,18 @@ def _a2a_cancels(port: int, runs: int) -> list[float]:
         return stamps
 
     return asyncio.run(go())
+
+
+def _stop_figure(key: str, what: str, samples: CancelSamples, step: float) -> Comparison:
+    """A protocol's stop latency against one raw decode step + 20 ms."""
+    return samples.figure(
+        key=key,
+        name=f"{what} to the served model call's end, bundled model "
+        "(p99 vs one raw decode step + 20 ms)",
+        budget_ms=(step + MARGIN_S) * 1000,
+        baseline_kind="measured",
+        decode_step_ms=step * 1000,
+    )
 
 
 async def run_all(*, quick: bool, only: set[str] | None = None) -> list[Comparison]:

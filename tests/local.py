@@ -7,7 +7,9 @@ from __future__ import annotations
 import functools
 import shutil
 import socket
+import subprocess
 import threading
+from pathlib import Path
 
 import attrs
 import trio
@@ -30,6 +32,28 @@ def system_browser() -> str:
     found = next((path for name in BROWSERS if (path := shutil.which(name))), None)
     assert found is not None, "no headless browser on PATH (make test installs chromium)"
     return found
+
+
+def rendered_dom(page: Path, profile: Path) -> str:
+    """The DOM the system's headless browser renders for the local ``page`` (offline, with a
+    fresh profile in ``profile``); fails the test if the browser fails."""
+    rendered = subprocess.run(
+        [
+            system_browser(),
+            *("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"),
+            *("--disable-background-networking", "--disable-component-update", "--disable-sync"),
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    return rendered.stdout
 
 
 @attrs.frozen

@@ -22,7 +22,7 @@ from agtl import Price, Session
 from agtl.cli._serve import _token
 from agtl.reporting import JsonlSink, aggregate
 from agtl.testing import ScriptedProvider
-from tests.local import bundled_model_speed, system_browser
+from tests.local import bundled_model_speed, rendered_dom
 
 ROOT = Path(__file__).resolve().parent.parent
 AGTL = [sys.executable, "-m", "agtl.cli"]
@@ -359,29 +359,7 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert "<script" not in text  # nothing to load or run: works offline
     assert len(text) < 100_000
 
-    browser = system_browser()
-    rendered = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert rendered.returncode == 0, rendered.stderr
-    dom = rendered.stdout
+    dom = rendered_dom(page, tmp_path / "profile")
     assert 'id="timeline"' in dom
     # rows name the workflow, how it ended and the model
     assert "#1 answer succeeded  llamacpp/SmolLM2-135M-Instruct.Q4_1" in dom

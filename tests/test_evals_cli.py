@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.local import system_browser
+from tests.local import rendered_dom
 from tests.test_cli import AGTL, ROOT, agtl
 
 FLOWS = "tests/evals_flows.py"
@@ -87,23 +87,7 @@ def test_the_bundled_model_on_capitals_with_a_judge(tmp_path: Path) -> None:
     assert "pass rate" in done.stdout
     assert "95% interval" in done.stdout
 
-    browser = system_browser()
-    rendered = subprocess.run(
-        [
-            browser,
-            *("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"),
-            *("--disable-background-networking", "--disable-component-update", "--disable-sync"),
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert rendered.returncode == 0, rendered.stderr
-    dom = rendered.stdout
+    dom = rendered_dom(page, tmp_path / "profile")
     assert "<h2>Scores</h2>" in dom
     for case in ("france", "japan", "egypt"):
         assert f"<td>{case}</td>" in dom
