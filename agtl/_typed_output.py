@@ -22,10 +22,23 @@ from agtl._replies import TextResult
 from agtl.errors import InvalidArgumentError, OutputValidationError
 from agtl.messages import Message, Role
 from agtl.tools import describe_errors
+from agtl.validation import check_count
 
-__all__ = ["NotJSONError", "OutputSchema", "ask_for_object", "corrected", "describe"]
+__all__ = [
+    "NotJSONError",
+    "OutputSchema",
+    "ask_for_object",
+    "corrected",
+    "describe",
+    "object_call",
+]
 
 _NAME: Final = re.compile(r"[^A-Za-z0-9_-]+")
+#: The arguments of a tool loop, which the typed-output calls (no tools) refuse.
+LOOP_ONLY: Final = (
+    *("tools", "tool_choice", "max_steps", "tool_errors"),
+    *("approval_timeout", "on_max_steps", "max_steps_prompt", "end_on"),
+)
 
 
 @attrs.frozen
@@ -118,3 +131,26 @@ async def ask_for_object(
         )
         spec = corrected(spec, wanted, text, problem)
     raise OutputValidationError(wanted.name, tries + 1, problem, text)
+
+
+def object_call(
+    entry: str, output_type: Any, retries: int, options: dict[str, Any], **call: Any
+) -> tuple[OutputSchema, int, CallSpec]:
+    """The checked arguments of ``generate_object`` and ``stream_object``: the output type,
+    the number of retries, and the call asking for JSON of that type."""
+    wanted = OutputSchema.of(output_type)
+    tries = check_count("retries", retries)
+    if "response_format" in options:
+        raise InvalidArgumentError(
+            "response_format", f"{entry} sets it from output_type: leave it out"
+        )
+    for loop_only in LOOP_ONLY:
+        if loop_only in options:
+            raise InvalidArgumentError(
+                loop_only,
+                f"{entry} runs no tools: run the tool loop with "
+                "generate_text(tools=...) first, then ask for the object with its answer "
+                "in the prompt or the same conversation=",
+            )
+    spec = CallSpec.of(**call, options={**options, "response_format": wanted.response_format()})
+    return wanted, tries, spec

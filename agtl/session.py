@@ -15,7 +15,7 @@ from agtl._object_stream import ObjectStream
 from agtl._person import answer_to
 from agtl._replies import Step, TextResult
 from agtl._tool_loop import ToolLoopStream
-from agtl._typed_output import OutputSchema, ask_for_object
+from agtl._typed_output import ask_for_object, object_call
 from agtl._vocabulary import ProviderInfo, SessionType, ToolCallStatus
 from agtl.conversation import Conversation
 from agtl.errors import (
@@ -28,7 +28,6 @@ from agtl.guardrails import Guardrail
 from agtl.summary import ToolCall
 from agtl.tools import Tool
 from agtl.validation import (
-    check_count,
     check_decimal,
     check_optional_seconds,
     check_str,
@@ -36,12 +35,6 @@ from agtl.validation import (
 )
 
 __all__ = ["Session", "Step", "TextResult", "TextStream"]
-
-#: The arguments of a tool loop, which generate_object (no tools) refuses.
-LOOP_ONLY = (
-    *("tools", "tool_choice", "max_steps", "tool_errors"),
-    *("approval_timeout", "on_max_steps", "max_steps_prompt", "end_on"),
-)
 
 
 class Session(SessionType):
@@ -174,7 +167,7 @@ class Session(SessionType):
         per-call budgets are those of :meth:`generate_text`; with ``conversation=`` every
         attempt and every correction is a turn of it.
         """
-        wanted, tries, spec = _object_call(
+        wanted, tries, spec = object_call(
             "generate_object",
             output_type,
             retries,
@@ -222,7 +215,7 @@ class Session(SessionType):
         next attempt streams from an empty value. If the execution stops mid-stream, the
         last partial is kept in ``Result.partial.object``.
         """
-        wanted, tries, spec = _object_call(
+        wanted, tries, spec = object_call(
             "stream_object",
             output_type,
             retries,
@@ -470,26 +463,3 @@ class Session(SessionType):
     def set_metadata(self, **values: Any) -> None:
         """Attach key/value metadata to the summary (later values replace earlier ones)."""
         self._ctx.state.update_metadata(values)
-
-
-def _object_call(
-    entry: str, output_type: Any, retries: int, options: dict[str, Any], **call: Any
-) -> tuple[OutputSchema, int, CallSpec]:
-    """The checked arguments of ``generate_object`` and ``stream_object``: the output type,
-    the number of retries, and the call asking for JSON of that type."""
-    wanted = OutputSchema.of(output_type)
-    tries = check_count("retries", retries)
-    if "response_format" in options:
-        raise InvalidArgumentError(
-            "response_format", f"{entry} sets it from output_type: leave it out"
-        )
-    for loop_only in LOOP_ONLY:
-        if loop_only in options:
-            raise InvalidArgumentError(
-                loop_only,
-                f"{entry} runs no tools: run the tool loop with "
-                "generate_text(tools=...) first, then ask for the object with its answer "
-                "in the prompt or the same conversation=",
-            )
-    spec = CallSpec.of(**call, options={**options, "response_format": wanted.response_format()})
-    return wanted, tries, spec
