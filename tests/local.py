@@ -4,11 +4,14 @@ fast machine or a loaded one)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import socket
 import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -32,6 +35,34 @@ def system_browser() -> str:
     found = next((path for name in BROWSERS if (path := shutil.which(name))), None)
     assert found is not None, "no headless browser on PATH (make test installs chromium)"
     return found
+
+
+#: The project's directory, where `agtl` subcommands are started.
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def listening_agtl(*arguments: str, seconds: float = 60) -> Iterator[None]:
+    """``agtl <arguments>`` (a server: mcp-serve --http, a2a-serve) running until the block
+    ends; entered once it says on stderr that it listens (a line or two of its libraries'
+    own may come first)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agtl.cli", *arguments],
+        cwd=PROJECT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "listening on" in line:
+                break
+        else:
+            raise AssertionError(f"agtl {arguments[0]} never said it listens")
+        yield
+    finally:
+        process.terminate()
+        process.wait(seconds)
 
 
 def rendered_dom(page: Path, profile: Path) -> str:

@@ -352,28 +352,10 @@ def test_a2a_agent_example_answers_a_message() -> None:
     from a2a.helpers.proto_helpers import new_text_message
     from a2a.types.a2a_pb2 import Role, SendMessageRequest, TaskState
 
-    from tests.local import free_port
+    from tests.local import free_port, listening_agtl
 
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agtl.cli",
-            "a2a-serve",
-            "examples/a2a_agent.py:answer",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if "listening on" in line:
-                break
+    with listening_agtl("a2a-serve", "examples/a2a_agent.py:answer", "--port", str(port)):
 
         async def ask() -> list[Any]:
             client = await create_client(f"http://127.0.0.1:{port}/")
@@ -384,9 +366,6 @@ def test_a2a_agent_example_answers_a_message() -> None:
                 await client.close()
 
         events = asyncio.run(ask())
-    finally:
-        process.terminate()
-        process.wait(60)
     last = events[-1].status_update.status.state
     assert last == TaskState.TASK_STATE_COMPLETED
     values = [

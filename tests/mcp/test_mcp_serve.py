@@ -4,7 +4,6 @@ and stops the model)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import agtl
 from agtl.mcp import MCPServer
 from agtl.reporting import JsonlSink
 from agtl.testing import Reply, ScriptedProvider
-from tests.local import free_port
+from tests.local import free_port, listening_agtl
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -77,33 +76,10 @@ async def test_the_sdks_client_lists_and_calls_the_workflows_over_stdio() -> Non
 @pytest.fixture
 def http_server() -> Iterator[int]:
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agtl.cli",
-            "mcp-serve",
-            f"{FLOWS}:answer",
-            f"{FLOWS}:story",
-            "--http",
-            str(port),
-            "-q",
-        ],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        for line in process.stderr:  # the SDK logs a line or two of its own first
-            if "listening on" in line:
-                break
-        else:
-            raise AssertionError("agtl mcp-serve --http never said it listens")
+    with listening_agtl(
+        "mcp-serve", f"{FLOWS}:answer", f"{FLOWS}:story", "--http", str(port), "-q"
+    ):
         yield port
-    finally:
-        process.terminate()
-        process.wait(DEADLINE)
 
 
 async def test_the_sdks_client_over_streamable_http(http_server: int) -> None:

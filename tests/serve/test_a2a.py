@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from a2a.types.a2a_pb2 import (
     TaskState,
 )
 
-from tests.local import free_port
+from tests.local import free_port, listening_agtl
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOWS = "tests/serve/flows.py"
@@ -35,23 +33,8 @@ DEADLINE = 60
 def a2a_server(request: pytest.FixtureRequest) -> Iterator[str]:
     port = free_port()
     target = getattr(request, "param", "talk")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agtl.cli", "a2a-serve", f"{FLOWS}:{target}", "--port", str(port)],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if "listening on" in line:
-                break
-        else:
-            raise AssertionError("agtl a2a-serve never said it listens")
+    with listening_agtl("a2a-serve", f"{FLOWS}:{target}", "--port", str(port)):
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        process.terminate()
-        process.wait(DEADLINE)
 
 
 def _ask(text: str, task_id: str | None = None, context_id: str | None = None) -> Any:
